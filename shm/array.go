@@ -1,0 +1,200 @@
+package shm
+
+import (
+	"fmt"
+	"math"
+	"sync/atomic"
+)
+
+// Elem is the set of element types an [Array] can hold.
+type Elem interface {
+	int32 | int64 | uint64 | float64
+}
+
+// Array is a fixed-length array of numbers in shared memory, like Python's
+// multiprocessing.Array, with atomic operations on each element. An index
+// out of range panics, as it does for a Go slice.
+//
+// An *Array is safe for concurrent use and may be passed to a child process
+// (see the package doc). It must not be copied.
+type Array[T Elem] struct {
+	elems []T // in shared memory; every access is atomic
+	ref
+}
+
+// Aliases for the array types by element, to match the value types.
+type (
+	Int32Array   = Array[int32]
+	Int64Array   = Array[int64]
+	Uint64Array  = Array[uint64]
+	Float64Array = Array[float64]
+)
+
+func elemKind[T Elem]() (kind Kind, size int) {
+	switch any(T(0)).(type) {
+	case int32:
+		return KindInt32Array, 4
+	case int64:
+		return KindInt64Array, 8
+	case uint64:
+		return KindUint64Array, 8
+	default:
+		return KindFloat64Array, 8
+	}
+}
+
+// ArrayAt places an array of n elements at off (a multiple of the element
+// size) in seg.Bytes(). The elements are seg's memory as it is: not zeroed.
+func ArrayAt[T Elem](seg *Segment, off, n int) (*Array[T], error) {
+	_, size := elemKind[T]()
+	if n < 0 || n > seg.Size()/size {
+		return nil, fmt.Errorf("%w: %d elements of %d bytes in a %d-byte segment", ErrRange, n, size, seg.Size())
+	}
+	at, err := seg.word(off, n*size)
+	if err == nil && !aligned(seg.mem, at, size) {
+		err = fmt.Errorf("%w: offset %d for %d-byte elements", ErrAlign, off, size)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Array[T]{elems: sliceAt[T](seg.mem, at, n), ref: ref{seg: seg, off: off, n: n}}, nil
+}
+
+// ownArray places an array filling seg, which it then owns.
+func ownArray[T Elem](seg *Segment, err error) (*Array[T], error) {
+	if err != nil {
+		return nil, err
+	}
+	_, size := elemKind[T]()
+	a, err := ArrayAt[T](seg, 0, seg.Size()/size)
+	if err != nil {
+		seg.Close()
+		return nil, err
+	}
+	a.owned = true
+	return a, nil
+}
+
+func arrayOptions[T Elem](o *Options) *Options {
+	kind, _ := elemKind[T]()
+	out := Options{Kind: kind}
+	if o != nil {
+		out.Mode = o.Mode
+	}
+	return &out
+}
+
+func arraySize[T Elem](n int) (int, error) {
+	_, size := elemKind[T]()
+	if n < 0 || n > MaxSize/size {
+		return 0, fmt.Errorf("%w: array length %d", ErrRange, n)
+	}
+	return n * size, nil
+}
+
+// NewArray returns an array of n zeros in an anonymous segment of its own.
+func NewArray[T Elem](n int) (*Array[T], error) {
+	size, err := arraySize[T](n)
+	if err != nil {
+		return nil, err
+	}
+	return ownArray[T](CreateAnonymous(size, arrayOptions[T](nil)))
+}
+
+// CreateArray returns an array of n zeros in a new named segment; see [Create].
+func CreateArray[T Elem](name string, n int, opts *Options) (*Array[T], error) {
+	size, err := arraySize[T](n)
+	if err != nil {
+		return nil, err
+	}
+	return ownArray[T](Create(name, size, arrayOptions[T](opts)))
+}
+
+// OpenArray opens the array in the named segment made by [CreateArray].
+func OpenArray[T Elem](name string, opts *Options) (*Array[T], error) {
+	return ownArray[T](Open(name, arrayOptions[T](opts)))
+}
+
+// Len returns the number of elements.
+func (a *Array[T]) Len() int { return len(a.elems) }
+
+func (a *Array[T]) at(i int) *T {
+	if uint(i) >= uint(len(a.elems)) {
+		panic(fmt.Sprintf("shm: index %d out of range [0:%d]", i, len(a.elems)))
+	}
+	return &a.elems[i]
+}
+
+// Load returns element i.
+func (a *Array[T]) Load(i int) T {
+	switch p := any(a.at(i)).(type) {
+	case *int32:
+		return T(atomic.LoadInt32(p))
+	case *int64:
+		return T(atomic.LoadInt64(p))
+	case *uint64:
+		return T(atomic.LoadUint64(p))
+	case *float64:
+		return T(math.Float64frombits(floatBits(p).Load()))
+	}
+	panic("unreachable")
+}
+
+// Store sets element i to v.
+func (a *Array[T]) Store(i int, v T) {
+	switch p := any(a.at(i)).(type) {
+	case *int32:
+		atomic.StoreInt32(p, int32(v))
+	case *int64:
+		atomic.StoreInt64(p, int64(v))
+	case *uint64:
+		atomic.StoreUint64(p, uint64(v))
+	case *float64:
+		floatBits(p).Store(math.Float64bits(float64(v)))
+	}
+}
+
+// Add adds delta to element i and returns the new value.
+func (a *Array[T]) Add(i int, delta T) T {
+	switch p := any(a.at(i)).(type) {
+	case *int32:
+		return T(atomic.AddInt32(p, int32(delta)))
+	case *int64:
+		return T(atomic.AddInt64(p, int64(delta)))
+	case *uint64:
+		return T(atomic.AddUint64(p, uint64(delta)))
+	case *float64:
+		return T(addFloat(floatBits(p), float64(delta)))
+	}
+	panic("unreachable")
+}
+
+// Swap sets element i to v and returns the old value.
+func (a *Array[T]) Swap(i int, v T) T {
+	switch p := any(a.at(i)).(type) {
+	case *int32:
+		return T(atomic.SwapInt32(p, int32(v)))
+	case *int64:
+		return T(atomic.SwapInt64(p, int64(v)))
+	case *uint64:
+		return T(atomic.SwapUint64(p, uint64(v)))
+	case *float64:
+		return T(math.Float64frombits(floatBits(p).Swap(math.Float64bits(float64(v)))))
+	}
+	panic("unreachable")
+}
+
+// CompareAndSwap sets element i to new if it is old (bit for bit, for floats).
+func (a *Array[T]) CompareAndSwap(i int, old, new T) bool {
+	switch p := any(a.at(i)).(type) {
+	case *int32:
+		return atomic.CompareAndSwapInt32(p, int32(old), int32(new))
+	case *int64:
+		return atomic.CompareAndSwapInt64(p, int64(old), int64(new))
+	case *uint64:
+		return atomic.CompareAndSwapUint64(p, uint64(old), uint64(new))
+	case *float64:
+		return floatBits(p).CompareAndSwap(math.Float64bits(float64(old)), math.Float64bits(float64(new)))
+	}
+	panic("unreachable")
+}

@@ -1,0 +1,35 @@
+package shm
+
+import "errors"
+
+// Errors returned when a segment's header is invalid, in the order [Open]
+// checks for them.
+var (
+	// ErrBadMagic means the segment does not start with ipckit's magic number.
+	ErrBadMagic = errors.New("shm: bad magic number: not an ipckit segment")
+	// ErrVersion means the segment's layout version is not one this package reads.
+	ErrVersion = errors.New("shm: unsupported layout version")
+	// ErrKind means the segment holds another kind of object than the one asked for.
+	ErrKind = errors.New("shm: wrong segment kind")
+	// ErrChecksum means the header's fixed fields do not match their checksum.
+	ErrChecksum = errors.New("shm: header checksum mismatch")
+	// ErrSize means the sizes in the header do not match each other or the file.
+	ErrSize = errors.New("shm: segment size mismatch")
+	// ErrNotReady means the segment's creator has not finished initialising it.
+	ErrNotReady = errors.New("shm: segment not initialised")
+)
+
+// Other errors.
+var (
+	// ErrName means a segment name is not 1 to 200 of [A-Za-z0-9._-].
+	ErrName = errors.New("shm: invalid segment name")
+	// ErrRange means an offset, length or size is out of range.
+	ErrRange = errors.New("shm: out of range")
+	// ErrAlign means an offset is not aligned for the value placed there.
+	ErrAlign = errors.New("shm: misaligned offset")
+	// ErrFault means a memory access faulted, as when another process
+	// truncated a named segment under its users.
+	ErrFault = errors.New("shm: memory fault")
+	// ErrHeap means a heap segment was asked to travel to another process.
+	ErrHeap = errors.New("shm: a heap segment cannot be shared with another process")
+)

@@ -1,0 +1,165 @@
+package shm
+
+import (
+	"bytes"
+	"encoding/gob"
+	"fmt"
+
+	"github.com/ipckit/ipckit/internal/handoff"
+	"github.com/ipckit/ipckit/internal/shmfile"
+)
+
+// Handles
+//
+// Segments and the values in them implement gob.GobEncoder and
+// gob.GobDecoder, so an argument that holds them can be encoded in a parent
+// and decoded in a child. The encoding is a small handle, never the memory:
+// a named segment travels as its name; an anonymous one as the index of a
+// descriptor that spawn passes to the child (internal/handoff), so it only
+// travels inside spawn. The decoded object is attached to the same memory
+// and owns its own mapping, which its Close releases.
+
+type wireSegment struct {
+	Name string // named segments
+	FD   int    // anonymous segments: handoff index + 1
+}
+
+type wireRef struct {
+	Seg    wireSegment
+	Off, N int
+}
+
+func (s *Segment) wire() (wireSegment, error) {
+	switch {
+	case s.file == nil:
+		return wireSegment{}, ErrHeap
+	case s.name != "":
+		return wireSegment{Name: s.name}, nil
+	}
+	i, err := handoff.Add(s.file)
+	if err != nil {
+		return wireSegment{}, fmt.Errorf("shm: %w", err)
+	}
+	return wireSegment{FD: i + 1}, nil
+}
+
+func (w wireSegment) open() (*Segment, error) {
+	if w.Name != "" {
+		return Open(w.Name, nil)
+	}
+	f, err := handoff.File(w.FD - 1)
+	if err != nil {
+		return nil, fmt.Errorf("shm: %w", err)
+	}
+	if f, err = shmfile.Dup(f); err != nil {
+		return nil, fmt.Errorf("shm: %w", err)
+	}
+	s, err := openFile(f, KindAny)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("shm: inherited segment: %w", err)
+	}
+	return s, nil
+}
+
+func encode(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	err := gob.NewEncoder(&buf).Encode(v)
+	return buf.Bytes(), err
+}
+
+func decode(b []byte, v any) error { return gob.NewDecoder(bytes.NewReader(b)).Decode(v) }
+
+// GobEncode encodes a handle to the segment; see the package doc.
+func (s *Segment) GobEncode() ([]byte, error) {
+	w, err := s.wire()
+	if err != nil {
+		return nil, err
+	}
+	return encode(w)
+}
+
+// GobDecode attaches s, which must be new, to the segment a handle names.
+func (s *Segment) GobDecode(b []byte) error {
+	var w wireSegment
+	if err := decode(b, &w); err != nil {
+		return err
+	}
+	o, err := w.open()
+	if err != nil {
+		return err
+	}
+	s.name, s.file, s.mem, s.kind = o.name, o.file, o.mem, o.kind
+	return nil
+}
+
+// GobEncode encodes a handle to the value; see the package doc.
+func (r *ref) GobEncode() ([]byte, error) {
+	w, err := r.seg.wire()
+	if err != nil {
+		return nil, err
+	}
+	return encode(wireRef{Seg: w, Off: r.off, N: r.n})
+}
+
+// decodeRef opens the segment a value's handle names and calls place to put
+// the value there; r then owns the segment.
+func decodeRef(b []byte, r *ref, place func(seg *Segment, off, n int) error) error {
+	var w wireRef
+	if err := decode(b, &w); err != nil {
+		return err
+	}
+	seg, err := w.Seg.open()
+	if err != nil {
+		return err
+	}
+	if err := place(seg, w.Off, w.N); err != nil {
+		seg.Close()
+		return err
+	}
+	r.seg, r.off, r.n, r.owned = seg, w.Off, w.N, true
+	return nil
+}
+
+// GobDecode attaches v, which must be new, to the value a handle names.
+func (v *Int32) GobDecode(b []byte) error {
+	return decodeRef(b, &v.ref, func(seg *Segment, off, _ int) (err error) {
+		v.atomicInt32, err = valueAt[atomicInt32](seg, off, 4)
+		return err
+	})
+}
+
+// GobDecode attaches v, which must be new, to the value a handle names.
+func (v *Int64) GobDecode(b []byte) error {
+	return decodeRef(b, &v.ref, func(seg *Segment, off, _ int) (err error) {
+		v.atomicInt64, err = valueAt[atomicInt64](seg, off, 8)
+		return err
+	})
+}
+
+// GobDecode attaches v, which must be new, to the value a handle names.
+func (v *Uint64) GobDecode(b []byte) error {
+	return decodeRef(b, &v.ref, func(seg *Segment, off, _ int) (err error) {
+		v.atomicUint64, err = valueAt[atomicUint64](seg, off, 8)
+		return err
+	})
+}
+
+// GobDecode attaches v, which must be new, to the value a handle names.
+func (v *Float64) GobDecode(b []byte) error {
+	return decodeRef(b, &v.ref, func(seg *Segment, off, _ int) (err error) {
+		v.bits, err = valueAt[atomicUint64](seg, off, 8)
+		return err
+	})
+}
+
+// GobDecode attaches a, which must be new, to the array a handle names.
+func (a *Array[T]) GobDecode(b []byte) error {
+	return decodeRef(b, &a.ref, func(seg *Segment, off, n int) error {
+		x, err := ArrayAt[T](seg, off, n)
+		if err == nil {
+			a.elems = x.elems
+		}
+		return err
+	})
+}

@@ -1,0 +1,172 @@
+package shm
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+)
+
+// Segment header
+//
+// Every segment ipckit creates starts with this 64-byte header, in the
+// spirit of bbolt's meta page. The creator fills the fixed fields, then the
+// checksum over them, then stores state = stateReady last (atomically); an
+// opener validates magic, version, kind, checksum and sizes, in that order,
+// and returns the matching sentinel error. The header is ABI: fixed-width
+// fields, native (little-endian on every supported platform) byte order,
+// explicit padding; header_test.go pins every offset.
+//
+//	off size field     written by     read by
+//	  0    4 magic     creator, once  opener (validate)
+//	  4    2 version   creator, once  opener
+//	  6    2 kind      creator, once  opener
+//	  8    8 size      creator, once  opener: must equal the file size
+//	 16    8 payload   creator, once  opener: offset of the caller's bytes
+//	 24    4 pid       creator, once  diagnostics: creator's pid
+//	 28    4 _         zero
+//	 32    8 started   creator, once  diagnostics: creator's start time
+//	 40    8 param     creator, once  kind-specific (e.g. element count)
+//	 48    4 checksum  creator, once  opener: CRC-32C of bytes 0..48
+//	 52    4 state     creator, last, atomic store; opener, atomic load
+//	 56    8 _         zero
+type header struct {
+	Magic    uint32
+	Version  uint16
+	Kind     Kind
+	Size     uint64
+	Payload  uint64
+	Pid      uint32
+	_        uint32
+	Started  uint64
+	Param    uint64
+	Checksum uint32
+	State    uint32
+	_        uint64
+}
+
+const (
+	headerSize = 64
+	magic      = 0x4b435049 // "IPCK" in little-endian bytes
+	version    = 1
+
+	offChecksum = 48
+	offState    = 52
+
+	stateInit  = 0
+	stateReady = 1
+)
+
+// Kind says what a segment holds. Open checks it against [Options.Kind].
+type Kind uint16
+
+// The kinds of segment ipckit creates.
+const (
+	KindAny          Kind = 0 // in Options for Open: accept any kind
+	KindBytes        Kind = 1 // raw bytes, the default for Create
+	KindInt32        Kind = 2
+	KindInt64        Kind = 3
+	KindUint64       Kind = 4
+	KindFloat64      Kind = 5
+	KindInt32Array   Kind = 6
+	KindInt64Array   Kind = 7
+	KindUint64Array  Kind = 8
+	KindFloat64Array Kind = 9
+	KindQueue        Kind = 16 // ipcqueue
+	KindMutex        Kind = 17 // semaphore.Mutex
+	KindSemaphore    Kind = 18 // semaphore.Semaphore
+	KindEvent        Kind = 19 // semaphore.Event
+	KindBarrier      Kind = 20 // semaphore.Barrier
+	KindFileMutex    Kind = 21 // semaphore.FileMutex holder record
+	kindMax               = KindFileMutex
+)
+
+var kindNames = map[Kind]string{
+	KindAny: "any", KindBytes: "bytes", KindInt32: "int32", KindInt64: "int64",
+	KindUint64: "uint64", KindFloat64: "float64", KindInt32Array: "int32 array",
+	KindInt64Array: "int64 array", KindUint64Array: "uint64 array",
+	KindFloat64Array: "float64 array", KindQueue: "queue", KindMutex: "mutex",
+	KindSemaphore: "semaphore", KindEvent: "event", KindBarrier: "barrier",
+	KindFileMutex: "file mutex",
+}
+
+// String returns the kind's name.
+func (k Kind) String() string {
+	if s, ok := kindNames[k]; ok {
+		return s
+	}
+	return fmt.Sprintf("kind(%d)", uint16(k))
+}
+
+func (k Kind) valid() bool {
+	_, ok := kindNames[k]
+	return ok && k != KindAny && k <= kindMax
+}
+
+// encodeHeader writes h's fixed fields and their checksum into b, leaving
+// the state word alone.
+func encodeHeader(b []byte, h *header) {
+	le := binary.LittleEndian
+	le.PutUint32(b[0:], h.Magic)
+	le.PutUint16(b[4:], h.Version)
+	le.PutUint16(b[6:], uint16(h.Kind))
+	le.PutUint64(b[8:], h.Size)
+	le.PutUint64(b[16:], h.Payload)
+	le.PutUint32(b[24:], h.Pid)
+	le.PutUint32(b[28:], 0)
+	le.PutUint64(b[32:], h.Started)
+	le.PutUint64(b[40:], h.Param)
+	le.PutUint32(b[offChecksum:], checksum(b))
+	le.PutUint64(b[56:], 0)
+}
+
+// decodeHeader reads a header from b, which holds at least headerSize bytes.
+func decodeHeader(b []byte) header {
+	le := binary.LittleEndian
+	return header{
+		Magic:    le.Uint32(b[0:]),
+		Version:  le.Uint16(b[4:]),
+		Kind:     Kind(le.Uint16(b[6:])),
+		Size:     le.Uint64(b[8:]),
+		Payload:  le.Uint64(b[16:]),
+		Pid:      le.Uint32(b[24:]),
+		Started:  le.Uint64(b[32:]),
+		Param:    le.Uint64(b[40:]),
+		Checksum: le.Uint32(b[offChecksum:]),
+		State:    le.Uint32(b[offState:]),
+	}
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func checksum(b []byte) uint32 { return crc32.Checksum(b[:offChecksum], castagnoli) }
+
+// validate checks the header at the start of b, a segment of len(b) bytes,
+// and returns it, or the first error of: [ErrSize] (too short to hold a
+// header), [ErrBadMagic], [ErrVersion], [ErrKind] (unknown, or not want
+// unless want is KindAny), [ErrChecksum], [ErrSize] (sizes impossible),
+// [ErrNotReady]. It never panics, whatever b holds.
+func validate(b []byte, want Kind) (header, error) {
+	if len(b) < headerSize {
+		return header{}, fmt.Errorf("%w: %d bytes cannot hold a %d-byte header", ErrSize, len(b), headerSize)
+	}
+	h := decodeHeader(b)
+	switch {
+	case h.Magic != magic:
+		return h, fmt.Errorf("%w (%#x)", ErrBadMagic, h.Magic)
+	case h.Version != version:
+		return h, fmt.Errorf("%w %d (this build reads %d)", ErrVersion, h.Version, version)
+	case !h.Kind.valid():
+		return h, fmt.Errorf("%w: unknown kind %d", ErrKind, uint16(h.Kind))
+	case want != KindAny && h.Kind != want:
+		return h, fmt.Errorf("%w: segment holds %v, want %v", ErrKind, h.Kind, want)
+	case h.Checksum != checksum(b):
+		return h, ErrChecksum
+	case h.Size != uint64(len(b)):
+		return h, fmt.Errorf("%w: header says %d bytes, segment has %d", ErrSize, h.Size, len(b))
+	case h.Payload != headerSize:
+		return h, fmt.Errorf("%w: payload offset %d", ErrSize, h.Payload)
+	case h.State != stateReady:
+		return h, ErrNotReady
+	}
+	return h, nil
+}

@@ -1,0 +1,38 @@
+//go:build linux
+
+package shm
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/ipckit/ipckit/internal/helperproc"
+)
+
+func TestMain(m *testing.M) {
+	helperproc.Register("add", func(args []string) error {
+		n, _ := strconv.Atoi(args[1])
+		v, err := OpenInt64(args[0], nil)
+		if err != nil {
+			return err
+		}
+		defer v.Close()
+		for range n {
+			v.Add(1)
+		}
+		return nil
+	})
+	helperproc.Register("truncate", func(args []string) error {
+		return os.Truncate(Path(args[0]), 0)
+	})
+	helperproc.Register("hold", func(args []string) error {
+		// Keep an anonymous segment's creator alive until stdin closes.
+		fmt.Println("ready")
+		_, err := os.Stdin.Read(make([]byte, 1))
+		_ = err
+		return nil
+	})
+	helperproc.Run(m)
+}

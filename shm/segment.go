@@ -1,0 +1,326 @@
+package shm
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/ipckit/ipckit/internal/proc"
+	"github.com/ipckit/ipckit/internal/shmfile"
+)
+
+// Segment is a region of shared memory with an ipckit header. The header is
+// hidden: [Segment.Bytes] is the caller's part.
+//
+// A Segment is safe for concurrent use; the bytes it returns are shared with
+// every process that maps the segment, so access to them needs atomics or a
+// lock. It must not be copied (go vet catches copies). The zero Segment is
+// not usable: get one from [Create], [Open], [CreateAnonymous] or [NewHeap].
+type Segment struct {
+	_ noCopy
+
+	name string   // named segments only
+	file *os.File // nil for heap segments
+	mem  []byte   // header and payload: the whole mapping or heap buffer
+	kind Kind
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// Options configures segments and the objects built on them. A nil *Options
+// means the defaults.
+type Options struct {
+	// Mode is the permission of a named segment's file (default 0600). It is
+	// applied with fchmod, so the umask cannot change it.
+	Mode os.FileMode
+
+	// Kind is recorded by Create (default KindBytes) and required by Open
+	// (default KindAny: accept any kind).
+	Kind Kind
+}
+
+func (o *Options) mode() os.FileMode {
+	if o == nil || o.Mode == 0 {
+		return 0o600
+	}
+	return o.Mode.Perm()
+}
+
+func (o *Options) kind(def Kind) Kind {
+	if o == nil || o.Kind == KindAny {
+		return def
+	}
+	return o.Kind
+}
+
+// MaxSize is the largest payload a segment may hold.
+const MaxSize = 1 << 40
+
+// openTimeout bounds how long Open waits for a segment's creator to finish.
+const openTimeout = time.Second
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,200}$`)
+
+// namePrefix is put before a segment's name to make its file name in
+// /dev/shm, so ipckit never touches other software's segments and its own
+// are easy to list.
+const namePrefix = "ipckit."
+
+// Path returns the file that backs the named segment name.
+func Path(name string) string { return shmfile.Path(namePrefix + name) }
+
+func checkName(name string) error {
+	if !nameRE.MatchString(name) || name == "." || name == ".." {
+		return fmt.Errorf("%w %q: want 1 to 200 of [A-Za-z0-9._-]", ErrName, name)
+	}
+	return nil
+}
+
+func checkSize(size int) error {
+	if size < 0 || size > MaxSize {
+		return fmt.Errorf("%w: size %d", ErrRange, size)
+	}
+	return nil
+}
+
+// Create makes a new named segment with size bytes for the caller, zeroed.
+// It fails with an error wrapping [os.ErrExist] if the name is taken: create
+// is exclusive and never follows a symbolic link. The file is created with
+// mode 0600 unless opts says otherwise, and its memory is reserved now, so
+// a full /dev/shm is an error here rather than a SIGBUS later.
+func Create(name string, size int, opts *Options) (*Segment, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	if err := checkSize(size); err != nil {
+		return nil, err
+	}
+	kind := opts.kind(KindBytes)
+	if !kind.valid() {
+		return nil, fmt.Errorf("%w: %v", ErrKind, kind)
+	}
+	path := Path(name)
+	f, err := shmfile.Create(path, int64(headerSize+size), opts.mode())
+	if err != nil {
+		return nil, fmt.Errorf("shm: %w", err)
+	}
+	s, err := initMapped(f, headerSize+size, kind)
+	if err != nil {
+		shmfile.Remove(path)
+		return nil, err
+	}
+	s.name = name
+	return s, nil
+}
+
+// CreateAnonymous makes a segment with size bytes, zeroed, on a memfd. It has
+// no name: it reaches other processes only in the argument of a child started
+// by spawn, and its memory is freed when the last process holding it exits,
+// even by SIGKILL. It is sealed so that nobody can shrink it.
+func CreateAnonymous(size int, opts *Options) (*Segment, error) {
+	if err := checkSize(size); err != nil {
+		return nil, err
+	}
+	kind := opts.kind(KindBytes)
+	if !kind.valid() {
+		return nil, fmt.Errorf("%w: %v", ErrKind, kind)
+	}
+	f, err := shmfile.CreateAnonymous("ipckit", int64(headerSize+size))
+	if err != nil {
+		return nil, fmt.Errorf("shm: %w", err)
+	}
+	return initMapped(f, headerSize+size, kind)
+}
+
+// NewHeap makes a segment of size bytes on the Go heap. It works like any
+// other segment inside this process, and the race detector sees every access
+// to it, but it cannot be passed to another process.
+func NewHeap(size int, opts *Options) (*Segment, error) {
+	if err := checkSize(size); err != nil {
+		return nil, err
+	}
+	kind := opts.kind(KindBytes)
+	if !kind.valid() {
+		return nil, fmt.Errorf("%w: %v", ErrKind, kind)
+	}
+	s := &Segment{mem: heapBytes(headerSize + size), kind: kind}
+	s.writeHeader(kind)
+	return s, nil
+}
+
+func initMapped(f *os.File, total int, kind Kind) (*Segment, error) {
+	mem, err := mapFile(f, total)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("shm: %w", err)
+	}
+	s := &Segment{file: f, mem: mem, kind: kind}
+	s.writeHeader(kind)
+	return s, nil
+}
+
+// writeHeader fills the header of a new segment and publishes it: the state
+// store pairs with the state load in openFile.
+func (s *Segment) writeHeader(kind Kind) {
+	id := proc.Self()
+	encodeHeader(s.mem, &header{
+		Magic: magic, Version: version, Kind: kind,
+		Size: uint64(len(s.mem)), Payload: headerSize,
+		Pid: id.Pid, Started: id.Start,
+	})
+	stateWord(s.mem).Store(stateReady)
+}
+
+// Open maps the existing named segment name after validating its header. It
+// refuses a symbolic link, a non-regular file and a file owned by another
+// user, and a header that is invalid with one of [ErrBadMagic], [ErrVersion],
+// [ErrKind], [ErrChecksum] or [ErrSize]. If the segment is still being
+// created, Open waits up to a second for its creator, then returns
+// [ErrNotReady].
+func Open(name string, opts *Options) (*Segment, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	f, err := shmfile.Open(Path(name))
+	if err != nil {
+		return nil, fmt.Errorf("shm: %w", err)
+	}
+	s, err := openFile(f, opts.kind(KindAny))
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("shm: open %q: %w", name, err)
+	}
+	s.name = name
+	return s, nil
+}
+
+// openFile maps f and validates its header, waiting for a creator that is
+// still at work.
+func openFile(f *os.File, want Kind) (*Segment, error) {
+	deadline := time.Now().Add(openTimeout)
+	for {
+		size, err := shmfile.Size(f)
+		if err != nil {
+			return nil, err
+		}
+		creating := size == 0
+		if size >= headerSize {
+			mem, err := mapFile(f, int(size))
+			if err != nil {
+				return nil, err
+			}
+			var h header
+			if stateWord(mem).Load() == stateReady {
+				h, err = validate(mem, want)
+				if err == nil {
+					return &Segment{file: f, mem: mem, kind: h.Kind}, nil
+				}
+			} else {
+				h, err = validate(mem, want)
+			}
+			unmap(mem)
+			creating = err == ErrNotReady || h.Magic == 0
+			if !creating || time.Now().After(deadline) {
+				return nil, err
+			}
+		} else if !creating || time.Now().After(deadline) {
+			return nil, fmt.Errorf("%w: %d bytes cannot hold a %d-byte header", ErrSize, size, headerSize)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Remove deletes the named segment. Processes that have it open keep their
+// mapping; the memory is freed when the last of them closes it.
+func Remove(name string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	if err := shmfile.Remove(Path(name)); err != nil {
+		return fmt.Errorf("shm: %w", err)
+	}
+	return nil
+}
+
+// Bytes returns the caller's part of the segment. The slice stays valid until
+// [Segment.Close]; using it after that faults.
+func (s *Segment) Bytes() []byte { return s.mem[headerSize:] }
+
+// Size returns len(s.Bytes()).
+func (s *Segment) Size() int { return len(s.mem) - headerSize }
+
+// Name returns the segment's name, or "" for an anonymous or heap segment.
+func (s *Segment) Name() string { return s.name }
+
+// Kind returns what the segment's header says it holds.
+func (s *Segment) Kind() Kind { return s.kind }
+
+// Close unmaps the segment. It is safe to call twice; the second call does
+// nothing. Close does not remove a named segment: see [Remove].
+func (s *Segment) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.file == nil {
+		return nil
+	}
+	err := unmap(s.mem)
+	if cerr := s.file.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Check re-reads the segment's file size and header and returns an error if
+// either has changed since the segment was mapped: for a named segment that
+// another process truncated, [ErrSize]; for a corrupted header, the error
+// [Open] would give.
+func (s *Segment) Check() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return os.ErrClosed
+	}
+	if s.file != nil {
+		size, err := shmfile.Size(s.file)
+		if err != nil {
+			return err
+		}
+		if size != int64(len(s.mem)) {
+			return fmt.Errorf("%w: file now has %d bytes, %d are mapped", ErrSize, size, len(s.mem))
+		}
+	}
+	_, err := validate(s.mem, s.kind)
+	return err
+}
+
+// Guard runs f and returns [ErrFault] if it faulted on memory (as when it
+// touched a segment that another process truncated), instead of crashing the
+// process. Other panics pass through.
+func Guard(f func()) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if e, ok := r.(interface{ Addr() uintptr }); ok {
+				err = fmt.Errorf("%w at %#x", ErrFault, e.Addr())
+				return
+			}
+			panic(r)
+		}
+	}()
+	f()
+	return nil
+}
+
+// noCopy makes go vet's copylocks check report copies of the types holding it.
+type noCopy struct{}
+
+func (*noCopy) Lock()   {}
+func (*noCopy) Unlock() {}

@@ -1,0 +1,230 @@
+//go:build linux
+
+package shm
+
+import (
+	"errors"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"github.com/ipckit/ipckit/internal/helperproc"
+	"github.com/ipckit/ipckit/internal/shmfile"
+)
+
+func create(t *testing.T, size int, opts *Options) *Segment {
+	t.Helper()
+	name := helperproc.Name(t)
+	s, err := Create(name, size, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(); Remove(name) })
+	return s
+}
+
+func TestCreateOpen(t *testing.T) {
+	s := create(t, 100, nil)
+	copy(s.Bytes(), "hello")
+	o, err := Open(s.Name(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if got := string(o.Bytes()[:5]); got != "hello" || o.Size() != 100 || o.Kind() != KindBytes {
+		t.Fatalf("opened %q size %d kind %v", got, o.Size(), o.Kind())
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := o.Check(); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Check after Close = %v", err)
+	}
+}
+
+func TestCreateExclusive(t *testing.T) {
+	s := create(t, 8, nil)
+	if _, err := Create(s.Name(), 8, nil); !errors.Is(err, os.ErrExist) {
+		t.Fatalf("second Create = %v, want ErrExist", err)
+	}
+}
+
+func TestMode(t *testing.T) {
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	for _, c := range []struct {
+		opts *Options
+		want os.FileMode
+	}{{nil, 0o600}, {&Options{Mode: 0o640}, 0o640}} {
+		s := create(t, 8, c.opts)
+		st, err := os.Stat(Path(s.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != c.want {
+			t.Errorf("mode %v, want %v", st.Mode().Perm(), c.want)
+		}
+	}
+}
+
+func TestOpenRefuses(t *testing.T) {
+	target := create(t, 8, nil)
+	for _, c := range []struct {
+		name  string
+		plant func(path string) error
+		want  error
+	}{
+		{"symlink", func(p string) error { return os.Symlink(Path(target.Name()), p) }, shmfile.ErrSymlink},
+		{"fifo", func(p string) error { return syscall.Mkfifo(p, 0o600) }, shmfile.ErrNotRegular},
+		{"directory", func(p string) error { return os.Mkdir(p, 0o700) }, shmfile.ErrNotRegular},
+		{"missing", func(string) error { return nil }, os.ErrNotExist},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			name := helperproc.Name(t)
+			if err := c.plant(Path(name)); err != nil {
+				t.Fatal(err)
+			}
+			defer os.Remove(Path(name))
+			s, err := Open(name, nil)
+			if err == nil {
+				s.Close()
+			}
+			if !errors.Is(err, c.want) {
+				t.Fatalf("Open = %v, want %v", err, c.want)
+			}
+			if _, err := Create(name, 8, nil); c.name != "missing" && !errors.Is(err, os.ErrExist) {
+				t.Fatalf("Create over a %s = %v, want ErrExist", c.name, err)
+			}
+			Remove(name)
+		})
+	}
+}
+
+func TestNames(t *testing.T) {
+	for _, name := range []string{"", ".", "..", "a/b", "a b", string(make([]byte, 201)), "x\x00"} {
+		if _, err := Create(name, 8, nil); !errors.Is(err, ErrName) {
+			t.Errorf("Create(%q) = %v, want ErrName", name, err)
+		}
+		if _, err := Open(name, nil); !errors.Is(err, ErrName) {
+			t.Errorf("Open(%q) = %v, want ErrName", name, err)
+		}
+	}
+	if _, err := Create("ok", -1, nil); !errors.Is(err, ErrRange) {
+		t.Errorf("negative size: %v", err)
+	}
+}
+
+func TestTruncatedByOtherProcess(t *testing.T) {
+	s := create(t, 1<<16, nil)
+	if err := helperproc.Command(t, "truncate", s.Name()).Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(); !errors.Is(err, ErrSize) {
+		t.Fatalf("Check = %v, want ErrSize", err)
+	}
+	var sink byte
+	if err := Guard(func() { sink = s.Bytes()[1<<15] }); !errors.Is(err, ErrFault) {
+		t.Fatalf("Guard = %v, want ErrFault", err)
+	}
+	_ = sink
+	if _, err := Open(s.Name(), nil); !errors.Is(err, ErrSize) {
+		t.Fatalf("Open of truncated segment = %v, want ErrSize", err)
+	}
+}
+
+func TestAnonymousSealed(t *testing.T) {
+	s, err := CreateAnonymous(4096, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Name() != "" || s.Size() != 4096 {
+		t.Fatalf("name %q size %d", s.Name(), s.Size())
+	}
+	if err := s.file.Truncate(0); err == nil {
+		t.Fatal("an anonymous segment could be shrunk")
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const addsPerProcess = 100_000
+
+func TestInt64AcrossProcesses(t *testing.T) {
+	name := helperproc.Name(t)
+	v, err := CreateInt64(name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Remove(name)
+	defer v.Close()
+	const procs = 3
+	var wg sync.WaitGroup
+	for range procs {
+		cmd := helperproc.Command(t, "add", name, strconv.Itoa(addsPerProcess))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			if err := cmd.Wait(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	for range addsPerProcess {
+		v.Add(1)
+	}
+	wg.Wait()
+	if got, want := v.Load(), int64((procs+1)*addsPerProcess); got != want {
+		t.Fatalf("total %d, want %d", got, want)
+	}
+}
+
+func TestInt64OnHeap(t *testing.T) {
+	seg, err := NewHeap(64, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := Int64At(seg, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range addsPerProcess {
+				v.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if got := v.Load(); got != 4*addsPerProcess {
+		t.Fatalf("total %d, want %d", got, 4*addsPerProcess)
+	}
+}
+
+func BenchmarkInt64Add(b *testing.B) {
+	v, err := NewInt64()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer v.Close()
+	b.Run("shm", func(b *testing.B) {
+		for b.Loop() {
+			v.Add(1)
+		}
+	})
+	b.Run("atomic", func(b *testing.B) {
+		var a atomic.Int64
+		for b.Loop() {
+			a.Add(1)
+		}
+	})
+}
