@@ -50,10 +50,7 @@ func ArrayAt[T Elem](seg *Segment, off, n int) (*Array[T], error) {
 	if n < 0 || n > seg.Size()/size {
 		return nil, fmt.Errorf("%w: %d elements of %d bytes in a %d-byte segment", ErrRange, n, size, seg.Size())
 	}
-	at, err := seg.word(off, n*size)
-	if err == nil && !aligned(seg.mem, at, size) {
-		err = fmt.Errorf("%w: offset %d for %d-byte elements", ErrAlign, off, size)
-	}
+	at, err := seg.span(off, n*size, size)
 	if err != nil {
 		return nil, err
 	}

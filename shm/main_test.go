@@ -3,7 +3,6 @@
 package shm
 
 import (
-	"fmt"
 	"os"
 	"strconv"
 	"testing"
@@ -26,13 +25,6 @@ func TestMain(m *testing.M) {
 	})
 	helperproc.Register("truncate", func(args []string) error {
 		return os.Truncate(Path(args[0]), 0)
-	})
-	helperproc.Register("hold", func(args []string) error {
-		// Keep an anonymous segment's creator alive until stdin closes.
-		fmt.Println("ready")
-		_, err := os.Stdin.Read(make([]byte, 1))
-		_ = err
-		return nil
 	})
 	helperproc.Run(m)
 }

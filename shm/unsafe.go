@@ -7,7 +7,7 @@ import (
 
 // This file holds every unsafe cast of the package: from bytes of a
 // segment to the words that live there. Callers check bounds and alignment
-// first (see [Segment.word]).
+// first (see [Segment.span]).
 
 func stateWord(mem []byte) *atomic.Uint32 {
 	return (*atomic.Uint32)(unsafe.Pointer(&mem[offState]))

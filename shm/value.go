@@ -39,21 +39,22 @@ func (r *ref) Close() error {
 	return nil
 }
 
-// word returns the offset in s.mem of a size-byte word at off in s.Bytes(),
-// after checking that it lies inside the payload and is aligned.
-func (s *Segment) word(off, size int) (int, error) {
-	if off < 0 || off > s.Size()-size {
+// span returns the offset in s.mem of size bytes at off in s.Bytes(), after
+// checking that they lie inside the payload and that off is a multiple of
+// align.
+func (s *Segment) span(off, size, align int) (int, error) {
+	if off < 0 || size < 0 || off > s.Size()-size {
 		return 0, fmt.Errorf("%w: %d bytes at offset %d of a %d-byte segment", ErrRange, size, off, s.Size())
 	}
-	if !aligned(s.mem, headerSize+off, size) {
-		return 0, fmt.Errorf("%w: offset %d for a %d-byte value", ErrAlign, off, size)
+	if !aligned(s.mem, headerSize+off, align) {
+		return 0, fmt.Errorf("%w: offset %d for %d-byte words", ErrAlign, off, align)
 	}
 	return headerSize + off, nil
 }
 
 // valueAt places a word of type W at off in seg.
 func valueAt[W any](seg *Segment, off, size int) (*W, error) {
-	at, err := seg.word(off, size)
+	at, err := seg.span(off, size, size)
 	if err != nil {
 		return nil, err
 	}

@@ -24,23 +24,30 @@ const cancelSlice = 20 * time.Millisecond
 
 // WaitContext is [Wait] that also returns early, with ctx.Err(), when ctx is
 // done. Cancellation wakes every waiter on addr, which the others see as a
-// spurious wake-up; a context that can never be cancelled costs nothing extra.
+// spurious wake-up; a context that can never be cancelled costs nothing
+// extra. A cancellable wait sleeps at most 20 ms per call and returns nil
+// when that slice, not the caller's timeout, runs out.
 func WaitContext(ctx context.Context, addr *uint32, val uint32, timeout time.Duration) error {
+	if ctx.Done() == nil {
+		return Wait(addr, val, timeout)
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if ctx.Done() != nil {
-		// A cancel that lands between the check above and the sleep below
-		// wakes nobody, so a cancellable wait sleeps in bounded slices.
-		if timeout < 0 || timeout > cancelSlice {
-			timeout = cancelSlice
-		}
-		stop := context.AfterFunc(ctx, func() { Wake(addr, 0) })
-		defer stop()
+	// A cancel that lands between the check above and the sleep below wakes
+	// nobody, so a cancellable wait sleeps in bounded slices.
+	sliced := timeout < 0 || timeout > cancelSlice
+	if sliced {
+		timeout = cancelSlice
 	}
+	stop := context.AfterFunc(ctx, func() { Wake(addr, 0) })
 	err := Wait(addr, val, timeout)
+	stop()
 	if cerr := ctx.Err(); cerr != nil {
 		return cerr
+	}
+	if sliced && err == ErrTimeout {
+		return nil
 	}
 	return err
 }

@@ -1,0 +1,46 @@
+//go:build linux
+
+package shm_test
+
+import (
+	"fmt"
+	"log"
+
+	"github.com/ipckit/ipckit/shm"
+)
+
+// A named segment holding a counter that any process of the same user can
+// open by name.
+func ExampleCreateInt64() {
+	v, err := shm.CreateInt64("example-counter", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer shm.Remove("example-counter")
+	defer v.Close()
+
+	other, err := shm.OpenInt64("example-counter", nil) // as another process would
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer other.Close()
+	v.Add(40)
+	other.Add(2)
+	fmt.Println(v.Load())
+	// Output: 42
+}
+
+// Several values in one segment, at offsets the caller chooses.
+func ExampleInt64At() {
+	seg, err := shm.CreateAnonymous(64, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer seg.Close()
+	hits, _ := shm.Int64At(seg, 0)
+	misses, _ := shm.Int64At(seg, 8)
+	hits.Add(3)
+	misses.Add(1)
+	fmt.Println(hits.Load(), misses.Load())
+	// Output: 3 1
+}
