@@ -1,0 +1,185 @@
+// Command ipcbench measures ipckit beside what a user would use instead
+// (channels, pipes, Unix sockets, flock, os/exec, goroutines), in one run on
+// one machine, and prints each figure with its peer's and the ratio.
+//
+// Usage:
+//
+//	go run ./cmd/ipcbench [-quick] [-json] [-only REGEX]
+//
+// A ratio above 1 means ipckit is better, whatever the unit. Each metric is
+// warmed up, then ipckit and its peers are measured in alternation for
+// several rounds and the median round is reported; latencies are
+// percentiles of a histogram of every sample. Progress goes to stderr.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"regexp"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+)
+
+// side is one thing measured: ipckit or a peer.
+type side struct {
+	name string
+	run  func(*config) (float64, error)
+}
+
+// metric is a figure of ipckit's and the peers it is compared with.
+type metric struct {
+	name, unit string
+	higher     bool // a higher figure is better
+	ours       side
+	peers      []side
+}
+
+type config struct {
+	quick  bool
+	rounds int
+	target time.Duration // how long one timed run of a throughput figure lasts
+}
+
+// row is one line of output: the keys are the -json format.
+type row struct {
+	Metric    string  `json:"metric"`
+	Unit      string  `json:"unit"`
+	Ours      float64 `json:"ours"`
+	Peer      string  `json:"peer"`
+	PeerValue float64 `json:"peer_value"`
+	Ratio     float64 `json:"ratio"`
+}
+
+func main() {
+	quick := flag.Bool("quick", false, "a short run (under 60 s on 2 cores)")
+	asJSON := flag.Bool("json", false, "print one JSON object a line")
+	only := flag.String("only", "", "run only the metrics matching this regular expression")
+	flag.Parse()
+	re, err := regexp.Compile(*only)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ipcbench: -only:", err)
+		os.Exit(2)
+	}
+	cfg := &config{quick: *quick, rounds: 5, target: 300 * time.Millisecond}
+	if cfg.quick {
+		cfg.rounds, cfg.target = 3, 100*time.Millisecond
+	}
+
+	machine := describeMachine()
+	if *asJSON {
+		fmt.Fprint(os.Stderr, machine)
+	} else {
+		fmt.Print(machine)
+	}
+	var rows []row
+	failed := false
+	for _, m := range metrics() {
+		if !re.MatchString(m.name) {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "ipcbench: %s ...\n", m.name)
+		r, err := measureMetric(cfg, m)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "ipcbench: %s: %v\n", m.name, err)
+			failed = true
+			continue
+		}
+		rows = append(rows, r...)
+		if *asJSON {
+			enc := json.NewEncoder(os.Stdout)
+			for _, x := range r {
+				enc.Encode(x)
+			}
+		}
+	}
+	if !*asJSON {
+		printTable(os.Stdout, rows)
+	}
+	if failed {
+		os.Exit(1)
+	}
+}
+
+// metrics lists every metric, in the order they are printed.
+func metrics() []metric {
+	return slices.Concat(
+		queueMetrics(),
+		mutexMetrics(),
+		valueMetrics(),
+		spawnMetrics(),
+		poolMetrics(),
+	)
+}
+
+// measureMetric warms every side up, then measures them in alternation and
+// keeps each side's median round.
+func measureMetric(cfg *config, m metric) ([]row, error) {
+	sides := append([]side{m.ours}, m.peers...)
+	samples := make([][]float64, len(sides))
+	for round := -1; round < cfg.rounds; round++ {
+		for i, s := range sides {
+			v, err := s.run(cfg)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", s.name, err)
+			}
+			if round >= 0 { // round -1 is the warm-up
+				samples[i] = append(samples[i], v)
+			}
+		}
+	}
+	ours := median(samples[0])
+	var rows []row
+	for i, p := range m.peers {
+		pv := median(samples[i+1])
+		ratio := pv / ours
+		if m.higher {
+			ratio = ours / pv
+		}
+		rows = append(rows, row{m.name, m.unit, round3(ours), p.name, round3(pv), round3(ratio)})
+	}
+	return rows, nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// round3 keeps three significant digits.
+func round3(x float64) float64 {
+	if x == 0 || math.IsInf(x, 0) || math.IsNaN(x) {
+		return x
+	}
+	p := math.Pow(10, 2-math.Floor(math.Log10(math.Abs(x))))
+	return math.Round(x*p) / p
+}
+
+func printTable(w io.Writer, rows []row) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "metric\tunit\tipckit\tpeer\tpeer value\tratio\t")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%g\t%s\t%g\t%.2fx\t\n", r.Metric, r.Unit, r.Ours, r.Peer, r.PeerValue, r.Ratio)
+	}
+	tw.Flush()
+}
+
+// timeOps runs f(n) with n doubling until one run lasts cfg.target, and
+// returns the nanoseconds per operation of that run.
+func timeOps(cfg *config, f func(n int) error) (float64, error) {
+	for n := 1; ; n *= 2 {
+		start := time.Now()
+		if err := f(n); err != nil {
+			return 0, err
+		}
+		if d := time.Since(start); d >= cfg.target || n >= 1<<40 {
+			return float64(d.Nanoseconds()) / float64(n), nil
+		}
+	}
+}
