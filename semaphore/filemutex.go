@@ -82,9 +82,11 @@ func NewFileMutex(path string) (*FileMutex, error) {
 	m := &FileMutex{path: abs, file: f, rec: rec}
 	m.magic, m.dirty, m.state, m.pid = u32(rec, 0), u32(rec, 4), u32(rec, 8), u32(rec, 12)
 	m.start = u64(rec, 16)
-	if !m.magic.CompareAndSwap(0, fileMagic) && m.magic.Load() != fileMagic {
-		m.Close()
-		return nil, fmt.Errorf("%w: %s has magic %#x", ErrLockFile, path, m.magic.Load())
+	if !m.magic.CompareAndSwap(0, fileMagic) {
+		if got := m.magic.Load(); got != fileMagic {
+			m.Close()
+			return nil, fmt.Errorf("%w: %s has magic %#x", ErrLockFile, path, got)
+		}
 	}
 	return m, nil
 }

@@ -27,6 +27,7 @@ import (
 
 type counterArgs struct {
 	M *Mutex
+	F *FileMutex
 	V *shm.Int64
 	N int
 }
@@ -46,8 +47,12 @@ func TestMain(m *testing.M) {
 		if err := receive(args, &a); err != nil {
 			return err
 		}
-		defer a.M.Close()
 		defer a.V.Close()
+		if a.F != nil {
+			defer a.F.Close()
+			return count(a.F, a.V, a.N)
+		}
+		defer a.M.Close()
 		return count(a.M, a.V, a.N)
 	})
 	helperproc.Register("hold", func(args []string) error {

@@ -43,6 +43,7 @@ import (
 //	                                      plus permits held
 //	 40    8 avail     guard holder       guard holder; Value
 //	 48    4 nslots    creator, once      attach (then kept in a local)
+//	 56    8 reclaimed guard holder       Reclaimed: permits taken back
 //	 64 16*n slots     guard holder       guard holder: {pid u32, count
 //	                                      u32, start u64}; pid 0 = free
 const (
@@ -88,6 +89,7 @@ type Semaphore struct {
 	guard                mutexWords
 	seq, sleepers, flags *atomic.Uint32
 	base, avail          *atomic.Uint64
+	reclaimed            *atomic.Uint64
 	nslots               int
 }
 
@@ -185,7 +187,7 @@ func (s *Semaphore) attach(seg *shm.Segment, off int) error {
 func (s *Semaphore) words(n int) {
 	s.guard = wordsAt(s.mem, &s.closed)
 	s.seq, s.sleepers, s.flags = u32(s.mem, 16), u32(s.mem, 20), u32(s.mem, 28)
-	s.base, s.avail = u64(s.mem, 32), u64(s.mem, 40)
+	s.base, s.avail, s.reclaimed = u64(s.mem, 32), u64(s.mem, 40), u64(s.mem, 56)
 	s.nslots = n
 }
 
@@ -208,27 +210,33 @@ func (sl slot) free() {
 func (sl slot) mine() bool { return sl.pid.Load() == self.pid && uint32(sl.start.Load()) == self.start }
 
 // Acquire takes a permit, waiting until one is free or ctx is done; then it
-// returns ctx.Err() and the semaphore is as it was.
+// returns ctx.Err() and the semaphore is as it was. If this call took back
+// permits from a holder that died, it returns [ErrOwnerDead] with the
+// permit taken: the dead holder's work may be half done.
 func (s *Semaphore) Acquire(ctx context.Context) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
 	defer s.leave()
 	last := time.Now()
+	told := false
 	for {
 		if s.closed.Load() {
 			return os.ErrClosed
 		}
-		if err := s.guard.lockRepair(ctx, s.repair); err != nil {
+		if err := s.guard.lockRepair(ctx, func() { told = s.reclaim() > 0 || told }); err != nil {
 			return err
 		}
 		if s.avail.Load() == 0 && time.Since(last) >= checkEvery {
 			last = time.Now()
-			s.reclaim()
+			told = s.reclaim() > 0 || told
 		}
 		if s.avail.Load() > 0 {
 			err := s.take()
 			s.guard.unlock()
+			if err == nil && told {
+				err = ErrOwnerDead
+			}
 			return err
 		}
 		seq := s.seq.Load()
@@ -344,10 +352,11 @@ func (s *Semaphore) giveFrom(sl slot) error {
 }
 
 // reclaim frees the slots of dead holders and recomputes avail; the caller
-// holds the guard. It wakes sleepers if permits came back.
-func (s *Semaphore) reclaim() {
+// holds the guard. It wakes sleepers if permits came back, and returns how
+// many did.
+func (s *Semaphore) reclaim() int {
 	var held uint64
-	freed := false
+	freed := 0
 	for i := range s.nslots {
 		sl := s.slot(i)
 		pid := sl.pid.Load()
@@ -357,8 +366,8 @@ func (s *Semaphore) reclaim() {
 				sl.free() // claimed halfway by a process that died
 			}
 		case !alive(pid, uint32(sl.start.Load()), true):
+			freed += int(sl.count.Load())
 			sl.free()
-			freed = true
 		default:
 			held += uint64(sl.count.Load())
 		}
@@ -369,16 +378,22 @@ func (s *Semaphore) reclaim() {
 		avail = base - held
 	}
 	s.avail.Store(avail)
-	if freed {
+	if freed > 0 {
+		s.reclaimed.Add(uint64(freed))
 		s.seq.Add(1)
 		if s.sleepers.Load() > 0 {
 			futex.Wake(addr(s.seq), 0)
 		}
 	}
+	return freed
 }
 
 // repair runs after the guard's holder died: its change may be half-done.
 func (s *Semaphore) repair() { s.reclaim() }
+
+// Reclaimed returns how many permits have been taken back from processes
+// that died holding them, over the semaphore's life.
+func (s *Semaphore) Reclaimed() int { return int(s.reclaimed.Load()) }
 
 // Value returns the number of free permits at some recent moment.
 func (s *Semaphore) Value() int { return int(s.avail.Load()) }
