@@ -8,4 +8,4 @@ require (
 	golang.org/x/sys v0.50.0
 )
 
-require github.com/gofrs/flock v0.13.2 // indirect
+require github.com/gofrs/flock v0.13.2

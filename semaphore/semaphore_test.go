@@ -26,8 +26,10 @@ func newSemaphore(t testing.TB, n int, opts *SemaphoreOptions) *Semaphore {
 
 func TestSemaphoreBounded(t *testing.T) {
 	s := newSemaphore(t, 2, &SemaphoreOptions{Bounded: true})
-	if !s.TryAcquire() || !s.TryAcquire() {
-		t.Fatal("TryAcquire of a free permit failed")
+	for range 2 {
+		if !s.TryAcquire() {
+			t.Fatal("TryAcquire of a free permit failed")
+		}
 	}
 	if s.TryAcquire() {
 		t.Fatal("TryAcquire beyond the value succeeded")
@@ -52,8 +54,12 @@ func TestSemaphoreUnbounded(t *testing.T) {
 	}
 	s.Release()
 	s.Release()
-	if s.Value() != 2 || !s.TryAcquire() || !s.TryAcquire() || s.TryAcquire() {
+	if s.Value() != 2 {
 		t.Fatalf("after two Releases: value %d", s.Value())
+	}
+	first, second, third := s.TryAcquire(), s.TryAcquire(), s.TryAcquire()
+	if !first || !second || third {
+		t.Fatalf("TryAcquire x3 = %v %v %v", first, second, third)
 	}
 }
 
