@@ -1,0 +1,295 @@
+package semaphore
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipckit/ipckit/internal/futex"
+	"github.com/ipckit/ipckit/shm"
+)
+
+// Barrier
+//
+// Arrivals are counted under an internal robust Mutex (the guard), and each
+// arriving party records itself (pid, start) in the slot of its arrival
+// index. The last party to arrive resets the count and bumps the
+// generation; the others sleep on the generation word. Bit 0 of that word
+// says the barrier is broken; breaking sets it and wakes everyone. A waiter
+// returns success when the generation moved past the one it arrived in, and
+// ErrBroken when its own generation became broken. Broken is final: make a
+// new Barrier (Python's reset is not offered).
+//
+// A party breaks the barrier when its context is done while it waits, when
+// it calls Abort, or when it dies: at most every checkEvery, waiters check
+// the records of the parties that arrived, and a dead one breaks it; so does
+// a guard holder that died (found by the next guard holder).
+//
+// Layout (BarrierSize(parties) bytes; every field atomic):
+//
+//	off size field     written by         read by
+//	  0   16 guard     see Mutex          -
+//	 16    4 gen       guard holder       waiters; the futex word
+//	 20    4 parties   creator, once      attach (then a local)
+//	 24    4 arrived   guard holder       guard holder
+//	 28    4 magic     creator, once      attach
+//	 32  8*n slots     guard holder       guard holder: {pid u32, start u32}
+const (
+	barMagic     = 0x52524142 // "BARR"
+	barHeader    = 32
+	maxParties   = 1 << 16
+	brokenBit    = 1
+	genIncrement = 2
+)
+
+// BarrierSize returns the bytes a Barrier for parties parties takes.
+func BarrierSize(parties int) int { return barHeader + 8*parties }
+
+// Barrier makes a fixed number of parties, in any processes, wait for each
+// other, like Python's multiprocessing.Barrier.
+//
+// A *Barrier is safe for concurrent use and may be passed to a child
+// process. It must not be copied.
+type Barrier struct {
+	object
+	guard       mutexWords
+	gen, arrive *atomic.Uint32
+	parties     int
+}
+
+// NewBarrier returns a Barrier for parties parties in an anonymous segment
+// of its own.
+func NewBarrier(parties int) (*Barrier, error) {
+	if parties < 1 || parties > maxParties {
+		return nil, fmt.Errorf("semaphore: %d parties out of range", parties)
+	}
+	seg, err := shm.CreateAnonymous(BarrierSize(parties), segOpts(nil, shm.KindBarrier))
+	return ownBarrier(seg, err, parties)
+}
+
+// CreateBarrier returns a Barrier for parties parties in a new named
+// segment; see [shm.Create]. Only opts.Mode is used.
+func CreateBarrier(name string, parties int, opts *shm.Options) (*Barrier, error) {
+	if parties < 1 || parties > maxParties {
+		return nil, fmt.Errorf("semaphore: %d parties out of range", parties)
+	}
+	seg, err := shm.Create(name, BarrierSize(parties), segOpts(opts, shm.KindBarrier))
+	return ownBarrier(seg, err, parties)
+}
+
+func ownBarrier(seg *shm.Segment, err error, parties int) (*Barrier, error) {
+	return own(func(seg *shm.Segment, off int) (*Barrier, *object, error) {
+		b, err := InitBarrierAt(seg, off, parties)
+		if err != nil {
+			return nil, nil, err
+		}
+		return b, &b.object, nil
+	})(seg, err)
+}
+
+// OpenBarrier opens the Barrier in the named segment made by [CreateBarrier].
+func OpenBarrier(name string, opts *shm.Options) (*Barrier, error) {
+	return own(barrierAt)(shm.Open(name, segOpts(opts, shm.KindBarrier)))
+}
+
+// InitBarrierAt makes a Barrier for parties parties at off (a multiple of
+// 8) in seg.Bytes(), over whatever was there; [BarrierSize] bytes must fit.
+// Nobody may use the memory meanwhile. The Barrier does not own seg.
+func InitBarrierAt(seg *shm.Segment, off, parties int) (*Barrier, error) {
+	if parties < 1 || parties > maxParties {
+		return nil, fmt.Errorf("semaphore: %d parties out of range", parties)
+	}
+	b := new(Barrier)
+	if err := b.place(seg, off, BarrierSize(parties)); err != nil {
+		return nil, err
+	}
+	clear(b.mem)
+	u32(b.mem, 20).Store(uint32(parties))
+	u32(b.mem, 28).Store(barMagic)
+	b.words(parties)
+	return b, nil
+}
+
+// BarrierAt attaches to the Barrier at off in seg.Bytes(), made by
+// [InitBarrierAt]. It does not own seg.
+func BarrierAt(seg *shm.Segment, off int) (*Barrier, error) {
+	b, _, err := barrierAt(seg, off)
+	return b, err
+}
+
+func barrierAt(seg *shm.Segment, off int) (*Barrier, *object, error) {
+	b := new(Barrier)
+	if err := b.attach(seg, off); err != nil {
+		return nil, nil, err
+	}
+	return b, &b.object, nil
+}
+
+func (b *Barrier) attach(seg *shm.Segment, off int) error {
+	if err := b.place(seg, off, barHeader); err != nil {
+		return err
+	}
+	if m := u32(b.mem, 28).Load(); m != barMagic {
+		return fmt.Errorf("%w: barrier magic %#x", ErrLayout, m)
+	}
+	n := int(u32(b.mem, 20).Load())
+	if n < 1 || n > maxParties {
+		return fmt.Errorf("%w: %d parties", ErrLayout, n)
+	}
+	if err := b.place(seg, off, BarrierSize(n)); err != nil {
+		return err
+	}
+	b.words(n)
+	return nil
+}
+
+func (b *Barrier) words(n int) {
+	b.guard = wordsAt(b.mem, &b.closed)
+	b.gen, b.arrive = u32(b.mem, 16), u32(b.mem, 24)
+	b.parties = n
+}
+
+// Parties returns the number of parties the barrier waits for.
+func (b *Barrier) Parties() int { return b.parties }
+
+func (b *Barrier) slot(i int) *atomic.Uint64 { return u64(b.mem, barHeader+8*i) }
+
+// Wait waits until all parties have called Wait and returns this party's
+// arrival index, 0 to Parties()-1. It returns [ErrBroken] if the barrier is
+// or becomes broken; if ctx is done first it breaks the barrier for the
+// others and returns ctx.Err().
+func (b *Barrier) Wait(ctx context.Context) (int, error) {
+	if err := b.enter(); err != nil {
+		return 0, err
+	}
+	defer b.leave()
+	if err := b.guard.lockRepair(ctx, b.breakLocked); err != nil {
+		return 0, err
+	}
+	g := b.gen.Load()
+	if g&brokenBit != 0 {
+		b.guard.unlock()
+		return 0, ErrBroken
+	}
+	idx := int(b.arrive.Load())
+	if idx < 0 || idx >= b.parties {
+		b.breakLocked()
+		b.guard.unlock()
+		return 0, fmt.Errorf("%w: %d parties arrived of %d", ErrLayout, idx, b.parties)
+	}
+	if idx == b.parties-1 {
+		b.arrive.Store(0)
+		for i := range b.parties - 1 {
+			b.slot(i).Store(0)
+		}
+		b.gen.Store(g + genIncrement)
+		b.guard.unlock()
+		futex.Wake(addr(b.gen), 0)
+		return idx, nil
+	}
+	b.slot(idx).Store(selfRec)
+	b.arrive.Store(uint32(idx + 1))
+	b.guard.unlock()
+
+	last := time.Now()
+	for {
+		err := futex.WaitContext(ctx, addr(b.gen), g, sleepSlice)
+		now := b.gen.Load()
+		switch {
+		case now>>1 != g>>1:
+			return idx, nil
+		case now&brokenBit != 0:
+			return idx, ErrBroken
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return idx, b.giveUp(g, cerr)
+		}
+		if b.closed.Load() {
+			return idx, b.giveUp(g, os.ErrClosed)
+		}
+		if !isTimeout(err) {
+			return idx, b.giveUp(g, err)
+		}
+		if time.Since(last) >= checkEvery {
+			last = time.Now()
+			if err := b.checkParties(g); err != nil {
+				return idx, err
+			}
+		}
+	}
+}
+
+// giveUp breaks generation g for the others, unless it completed meanwhile.
+func (b *Barrier) giveUp(g uint32, err error) error {
+	if lerr := b.guard.lockRepair(context.Background(), b.breakLocked); lerr != nil {
+		return lerr
+	}
+	defer b.guard.unlock()
+	now := b.gen.Load()
+	if now>>1 != g>>1 {
+		return nil // everyone arrived before we gave up
+	}
+	b.breakLocked()
+	return err
+}
+
+// checkParties breaks generation g if a party that arrived is dead.
+func (b *Barrier) checkParties(g uint32) error {
+	if err := b.guard.lockRepair(context.Background(), b.breakLocked); err != nil {
+		return err
+	}
+	defer b.guard.unlock()
+	if b.gen.Load() != g {
+		return nil // the caller re-reads gen
+	}
+	n := int(b.arrive.Load())
+	if n > b.parties {
+		n = b.parties
+	}
+	for i := range n {
+		r := b.slot(i).Load()
+		if !alive(uint32(r>>32), uint32(r), true) {
+			b.breakLocked()
+			return nil
+		}
+	}
+	return nil
+}
+
+// breakLocked breaks the barrier; the caller holds the guard.
+func (b *Barrier) breakLocked() {
+	b.gen.Or(brokenBit)
+	b.arrive.Store(0)
+	futex.Wake(addr(b.gen), 0)
+}
+
+// Abort breaks the barrier: every party waiting, and every later Wait,
+// gets [ErrBroken].
+func (b *Barrier) Abort() error {
+	if err := b.guard.lockRepair(context.Background(), b.breakLocked); err != nil {
+		return err
+	}
+	b.breakLocked()
+	b.guard.unlock()
+	return nil
+}
+
+// Broken reports whether the barrier is broken.
+func (b *Barrier) Broken() bool { return b.gen.Load()&brokenBit != 0 }
+
+// Close releases the Barrier's own segment, if it made or opened one. A
+// party of this process waiting in Wait gives up: it breaks the barrier and
+// returns [os.ErrClosed]. It is safe to call twice.
+func (b *Barrier) Close() error { return b.close(b.gen, b.guard.word) }
+
+// GobEncode encodes a handle to b; see the package doc.
+func (b *Barrier) GobEncode() ([]byte, error) { return b.encode() }
+
+// GobDecode attaches b, which must be new, to the Barrier a handle names.
+func (b *Barrier) GobDecode(data []byte) error {
+	return decode(data, func(seg *shm.Segment, off int) (*object, error) {
+		return &b.object, b.attach(seg, off)
+	})
+}

@@ -1,0 +1,171 @@
+//go:build linux
+
+package semaphore
+
+import (
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/gofrs/flock"
+
+	"github.com/ipckit/ipckit/internal/helperproc"
+	"github.com/ipckit/ipckit/shm"
+)
+
+// rawFlock is the peer: flock(2) on a descriptor kept open.
+func rawFlock(b *testing.B) *os.File {
+	f, err := os.OpenFile(filepath.Join(b.TempDir(), "raw"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { f.Close() })
+	return f
+}
+
+func BenchmarkMutexUncontended(b *testing.B) {
+	b.Run("Mutex", func(b *testing.B) {
+		m := newMutex(b)
+		b.ReportAllocs()
+		for b.Loop() {
+			m.Lock()
+			m.Unlock()
+		}
+	})
+	b.Run("sync.Mutex", func(b *testing.B) {
+		var m sync.Mutex
+		b.ReportAllocs()
+		for b.Loop() {
+			m.Lock()
+			//lint:ignore SA2001 an empty critical section is the point
+			m.Unlock()
+		}
+	})
+	b.Run("raw-flock", func(b *testing.B) {
+		f := rawFlock(b)
+		b.ReportAllocs()
+		for b.Loop() {
+			syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+			syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		}
+	})
+}
+
+func BenchmarkFileMutex(b *testing.B) {
+	b.Run("FileMutex", func(b *testing.B) {
+		m := newFileMutex(b)
+		b.ReportAllocs()
+		for b.Loop() {
+			m.Lock()
+			m.Unlock()
+		}
+	})
+	b.Run("raw-flock", func(b *testing.B) {
+		f := rawFlock(b)
+		b.ReportAllocs()
+		for b.Loop() {
+			syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+			syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		}
+	})
+	b.Run("gofrs-flock", func(b *testing.B) {
+		// gofrs/flock reopens the file on every Lock and closes it on Unlock.
+		f := flock.New(filepath.Join(b.TempDir(), "gofrs"))
+		b.ReportAllocs()
+		for b.Loop() {
+			f.Lock()
+			f.Unlock()
+		}
+	})
+}
+
+// BenchmarkHandoff measures the lock passing between two processes: the
+// benchmark and a helper take turns, each taking the lock only when the
+// shared turn counter says it is its turn. ns/op is one handoff.
+func BenchmarkHandoff(b *testing.B) {
+	b.Run("Mutex", func(b *testing.B) {
+		m := newMutex(b)
+		pingPong(b, pingArgs{M: m}, m)
+	})
+	b.Run("FileMutex", func(b *testing.B) {
+		m := newFileMutex(b)
+		pingPong(b, pingArgs{F: m}, m)
+	})
+}
+
+type pingArgs struct {
+	M *Mutex
+	F *FileMutex
+	T *shm.Int64
+}
+
+type locker interface {
+	Lock() error
+	Unlock() error
+}
+
+// pong takes the odd turns until the turn counter goes negative.
+func pong(m locker, turn *shm.Int64) error {
+	for {
+		if err := m.Lock(); err != nil {
+			return err
+		}
+		t := turn.Load()
+		if t%2 == 1 {
+			turn.Store(t + 1)
+		}
+		m.Unlock()
+		if t < 0 {
+			return nil
+		}
+	}
+}
+
+func pingPong(b *testing.B, a pingArgs, m locker) {
+	turn, err := shm.NewInt64()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer turn.Close()
+	a.T = turn
+	cmd := start(b, "pingpong", a)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for done := false; !done; {
+			m.Lock()
+			if t := turn.Load(); t%2 == 0 {
+				turn.Store(t + 1)
+				done = true
+			}
+			m.Unlock()
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(2*b.N), "ns/handoff")
+	m.Lock()
+	turn.Store(-1)
+	m.Unlock()
+	if err := cmd.Wait(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func init() {
+	helperproc.Register("pingpong", func(args []string) error {
+		var a pingArgs
+		if err := receive(args, &a); err != nil {
+			return err
+		}
+		defer a.T.Close()
+		if a.F != nil {
+			defer a.F.Close()
+			return pong(a.F, a.T)
+		}
+		defer a.M.Close()
+		return pong(a.M, a.T)
+	})
+}

@@ -1,0 +1,48 @@
+// Package semaphore provides process-shared locks and synchronisation
+// primitives that survive the death of a participant: Python's
+// multiprocessing Lock, Semaphore, BoundedSemaphore, Event and Barrier, for
+// Go processes on Linux.
+//
+//   - [Mutex] is a futex-based lock in shared memory. Uncontended, Lock and
+//     Unlock are one compare-and-swap each. A holder killed while holding it
+//     is detected by its waiters (pid plus process start time, read from
+//     /proc) and the lock is handed to one of them with [ErrOwnerDead].
+//   - [FileMutex] is a lock on a file (flock(2)), with shared RLock; the
+//     kernel releases it when its holder dies, and a holder record in the
+//     file itself tells the next holder, with [ErrOwnerDead].
+//   - [Semaphore] is a counting semaphore, optionally bounded; permits held
+//     by a process that died come back.
+//   - [Event] is a flag processes can wait for; [Barrier] makes n parties
+//     wait for each other, and breaks with [ErrBroken] for all of them when
+//     one dies or gives up.
+//
+// # Owner death
+//
+// [Mutex] and [FileMutex] follow POSIX robust mutexes. When the holder of a
+// lock dies, the next Lock (or LockContext, TryLock) acquires it and returns
+// [ErrOwnerDead]: the caller holds the lock, and the data it guards may be
+// half-updated. The caller should repair that data and call MarkConsistent
+// before Unlock. Until MarkConsistent, the lock is "inconsistent": if the new
+// holder dies too, the next one gets [ErrOwnerDead] again. If the holder
+// unlocks without MarkConsistent, the lock becomes unrecoverable: every later
+// Lock fails with [ErrNotRecoverable] and does not acquire it, so nobody
+// works on data that nobody repaired. Use errors.Is to test for both.
+//
+// # Sharing
+//
+// Every object lives in a shared-memory segment from package shm: its own
+// (New..., anonymous; Create.../Open..., named) or, with the ...At
+// functions, at an offset of a segment the caller owns (a heap segment from
+// shm.NewHeap works too, for tests under the race detector). An object
+// passes to a child process started by spawn as a small handle: it
+// implements gob.GobEncoder and gob.GobDecoder, and the decoded object is
+// attached to the same memory.
+//
+// # Closing
+//
+// Close releases the handle's mapping (for objects that own their segment)
+// and is safe to call twice. Calls blocked in this process return
+// [os.ErrClosed]; other calls must not run concurrently with Close. Close
+// does not release a lock or permit the process holds: other processes see
+// it held until this process releases it or exits.
+package semaphore

@@ -1,0 +1,78 @@
+//go:build linux
+
+package semaphore
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipckit/ipckit/shm"
+)
+
+func TestEventOnHeap(t *testing.T) {
+	seg, _ := shm.NewHeap(EventSize, nil)
+	e, err := EventAt(seg, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.IsSet() {
+		t.Fatal("zero Event is set")
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			if err := e.Wait(t.Context()); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	time.Sleep(20 * time.Millisecond)
+	e.Set()
+	e.Clear() // at once: the waiters that were there are released anyway
+	wg.Wait()
+	if e.IsSet() {
+		t.Fatal("Clear did not clear")
+	}
+	e.Set()
+	if !e.IsSet() || e.Wait(t.Context()) != nil {
+		t.Fatal("Set did not set")
+	}
+}
+
+func TestEventContext(t *testing.T) {
+	e, err := NewEvent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Millisecond)
+	defer cancel()
+	if err := e.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait = %v", err)
+	}
+	if e.IsSet() {
+		t.Fatal("state changed")
+	}
+}
+
+func TestEventAcrossProcesses(t *testing.T) {
+	e, err := NewEvent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	v, _ := shm.NewInt64()
+	defer v.Close()
+	cmd := startUntil(t, "hold", holdArgs{E: e, Int: v}, "waiting")
+	time.Sleep(20 * time.Millisecond)
+	if v.Load() != 0 {
+		t.Fatal("helper passed a clear event")
+	}
+	e.Set()
+	if err := cmd.Wait(); err != nil || v.Load() != 1 {
+		t.Fatalf("helper: %v, counted %d", err, v.Load())
+	}
+}

@@ -1,0 +1,23 @@
+//go:build !unix
+
+package semaphore
+
+import (
+	"errors"
+	"os"
+)
+
+const (
+	lockEx = 2
+	lockSh = 1
+)
+
+func openLockFile(string) (*os.File, []byte, error) { return nil, nil, errors.ErrUnsupported }
+
+func unmapRecord([]byte) error { return nil }
+
+func flockWait(*os.File, int) error { return errors.ErrUnsupported }
+
+func flockTry(*os.File, int) (bool, error) { return false, errors.ErrUnsupported }
+
+func flockUnlock(*os.File) error { return errors.ErrUnsupported }

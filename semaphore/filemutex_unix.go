@@ -1,0 +1,69 @@
+//go:build unix
+
+package semaphore
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+)
+
+const (
+	lockEx = syscall.LOCK_EX
+	lockSh = syscall.LOCK_SH
+)
+
+// openLockFile opens (or creates) a lock file without following a symbolic
+// link, gives it its record's size if it is new, and maps the record.
+func openLockFile(path string) (*os.File, []byte, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%w: not a regular file", ErrLockFile)
+	}
+	if err == nil && st.Size() == 0 {
+		err = f.Truncate(fileRecSize)
+	} else if err == nil && st.Size() != fileRecSize {
+		err = fmt.Errorf("%w: %d bytes, want %d", ErrLockFile, st.Size(), fileRecSize)
+	}
+	var rec []byte
+	if err == nil {
+		rec, err = syscall.Mmap(int(f.Fd()), 0, fileRecSize, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, rec, nil
+}
+
+func unmapRecord(rec []byte) error { return syscall.Munmap(rec) }
+
+func flockWait(f *os.File, how int) error {
+	for {
+		err := syscall.Flock(int(f.Fd()), how)
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}
+
+func flockTry(f *os.File, how int) (bool, error) {
+	for {
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
+		switch err {
+		case nil:
+			return true, nil
+		case syscall.EWOULDBLOCK:
+			return false, nil
+		case syscall.EINTR:
+			continue
+		}
+		return false, err
+	}
+}
+
+func flockUnlock(f *os.File) error { return syscall.Flock(int(f.Fd()), syscall.LOCK_UN) }

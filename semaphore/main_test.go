@@ -1,0 +1,169 @@
+//go:build linux
+
+package semaphore
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipckit/ipckit/internal/handoff"
+	"github.com/ipckit/ipckit/internal/helperproc"
+	"github.com/ipckit/ipckit/shm"
+)
+
+// Helpers receive their shared objects the way spawn passes them: gob
+// handles in an argument, anonymous segments as inherited descriptors.
+
+type counterArgs struct {
+	M *Mutex
+	F *FileMutex
+	V *shm.Int64
+	N int
+}
+
+type holdArgs struct {
+	M   *Mutex
+	F   *FileMutex
+	S   *Semaphore
+	B   *Barrier
+	E   *Event
+	Int *shm.Int64
+}
+
+func TestMain(m *testing.M) {
+	helperproc.Register("count", func(args []string) error {
+		var a counterArgs
+		if err := receive(args, &a); err != nil {
+			return err
+		}
+		defer a.V.Close()
+		if a.F != nil {
+			defer a.F.Close()
+			return count(a.F, a.V, a.N)
+		}
+		defer a.M.Close()
+		return count(a.M, a.V, a.N)
+	})
+	helperproc.Register("hold", func(args []string) error {
+		// Take what it was given, say so, then wait to be killed.
+		var a holdArgs
+		if err := receive(args, &a); err != nil {
+			return err
+		}
+		ctx := context.Background()
+		var err error
+		switch {
+		case a.M != nil:
+			err = a.M.Lock()
+		case a.F != nil:
+			err = a.F.Lock()
+		case a.S != nil:
+			err = a.S.Acquire(ctx)
+		case a.E != nil:
+			fmt.Println("waiting")
+			err = a.E.Wait(ctx)
+			if err == nil {
+				a.Int.Add(1)
+			}
+			return err
+		case a.B != nil:
+			fmt.Println("waiting")
+			_, err = a.B.Wait(ctx)
+			return err
+		}
+		if errors.Is(err, ErrOwnerDead) {
+			err = nil // hold it, inconsistent
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Println("holding")
+		time.Sleep(time.Minute)
+		return nil
+	})
+	helperproc.Run(m)
+}
+
+// count does n unlocked read-modify-writes of v inside m.
+func count(m interface {
+	Lock() error
+	Unlock() error
+}, v *shm.Int64, n int) error {
+	for range n {
+		if err := m.Lock(); err != nil {
+			return err
+		}
+		v.Store(v.Load() + 1)
+		if err := m.Unlock(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// start starts helper name with v, passing anonymous segments as inherited
+// descriptors, as spawn does.
+func start(t testing.TB, name string, v any) *exec.Cmd {
+	t.Helper()
+	var buf bytes.Buffer
+	files, err := handoff.Collect(func() error { return gob.NewEncoder(&buf).Encode(v) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := helperproc.Command(t, name, strconv.Itoa(len(files)), base64.StdEncoding.EncodeToString(buf.Bytes()))
+	cmd.ExtraFiles = files
+	return cmd
+}
+
+func receive(args []string, v any) error {
+	n, err := strconv.Atoi(args[0])
+	if err != nil {
+		return err
+	}
+	files := make([]*os.File, n)
+	for i := range files {
+		files[i] = os.NewFile(uintptr(handoff.FirstFD+i), "inherited")
+	}
+	handoff.SetInherited(files)
+	b, err := base64.StdEncoding.DecodeString(args[1])
+	if err != nil {
+		return err
+	}
+	return gob.NewDecoder(bytes.NewReader(b)).Decode(v)
+}
+
+// startUntil starts helper name with v and waits for it to print line.
+func startUntil(t testing.TB, name string, v any, line string) *exec.Cmd {
+	t.Helper()
+	cmd := start(t, name, v)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := bufio.NewReader(out).ReadString('\n')
+	if strings.TrimSpace(got) != line {
+		t.Fatalf("helper %s said %q (%v), want %q", name, got, err, line)
+	}
+	return cmd
+}
+
+// kill SIGKILLs a helper and reaps it.
+func kill(t testing.TB, cmd *exec.Cmd) {
+	t.Helper()
+	cmd.Process.Kill()
+	cmd.Wait()
+}

@@ -1,0 +1,301 @@
+//go:build linux
+
+package semaphore
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipckit/ipckit/internal/helperproc"
+	"github.com/ipckit/ipckit/shm"
+)
+
+const rmwPerProcess = 100_000
+
+func newMutex(t testing.TB) *Mutex {
+	t.Helper()
+	m, err := NewMutex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func heapMutex(t testing.TB) *Mutex {
+	t.Helper()
+	seg, err := shm.NewHeap(64, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := MutexAt(seg, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestMutexAcrossProcesses(t *testing.T) {
+	for _, procs := range []int{2, 4} {
+		t.Run(map[int]string{2: "2", 4: "4"}[procs], func(t *testing.T) {
+			m := newMutex(t)
+			v, err := shm.NewInt64()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			var wg sync.WaitGroup
+			for range procs - 1 {
+				cmd := start(t, "count", counterArgs{M: m, V: v, N: rmwPerProcess})
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				wg.Go(func() {
+					if err := cmd.Wait(); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			if err := count(m, v, rmwPerProcess); err != nil {
+				t.Fatal(err)
+			}
+			wg.Wait()
+			if got, want := v.Load(), int64(procs*rmwPerProcess); got != want {
+				t.Fatalf("total %d, want %d: mutual exclusion failed", got, want)
+			}
+		})
+	}
+}
+
+func TestMutexNamed(t *testing.T) {
+	name := helperproc.Name(t)
+	m, err := CreateMutex(name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shm.Remove(name)
+	defer m.Close()
+	o, err := OpenMutex(name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if err := m.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := o.TryLock(); ok || err != nil {
+		t.Fatalf("TryLock of a held lock = %v, %v", ok, err)
+	}
+	if err := o.Unlock(); err != nil { // same process: allowed, like sync.Mutex
+		t.Fatal(err)
+	}
+	if ok, err := o.TryLock(); !ok || err != nil {
+		t.Fatalf("TryLock of a free lock = %v, %v", ok, err)
+	}
+	o.Unlock()
+	if _, err := OpenSemaphore(name, nil); !errors.Is(err, shm.ErrKind) {
+		t.Fatalf("OpenSemaphore of a mutex = %v, want ErrKind", err)
+	}
+}
+
+func TestMutexOnHeap(t *testing.T) {
+	m := heapMutex(t)
+	seg, _ := shm.NewHeap(8, nil)
+	v, _ := shm.Int64At(seg, 0)
+	plain := 0 // not atomic: the race detector checks the Mutex's ordering
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range rmwPerProcess / 4 {
+				if err := m.Lock(); err != nil {
+					t.Error(err)
+					return
+				}
+				v.Store(v.Load() + 1)
+				plain++
+				if err := m.Unlock(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := v.Load(); got != rmwPerProcess || plain != rmwPerProcess {
+		t.Fatalf("total %d and %d, want %d", got, plain, rmwPerProcess)
+	}
+}
+
+func TestMutexMisuse(t *testing.T) {
+	m := heapMutex(t)
+	if err := m.Unlock(); !errors.Is(err, ErrNotLocked) {
+		t.Fatalf("Unlock of unlocked = %v", err)
+	}
+	m.Lock()
+	m.Unlock()
+	if err := m.Unlock(); !errors.Is(err, ErrNotLocked) {
+		t.Fatalf("double Unlock = %v", err)
+	}
+	if err := m.MarkConsistent(); !errors.Is(err, ErrNotLocked) {
+		t.Fatalf("MarkConsistent unlocked = %v", err)
+	}
+	// A lock held by another (live) process: ours is pid 1, init.
+	m.mu.word.Store(1)
+	m.mu.owner.Store(0)
+	if err := m.Unlock(); !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("Unlock of another's lock = %v", err)
+	}
+	if ok, err := m.TryLock(); ok || err != nil {
+		t.Fatalf("TryLock of init's lock = %v, %v (a live holder was robbed)", ok, err)
+	}
+	if m.mu.word.Load() != 1 {
+		t.Fatal("lock word changed")
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.LockContext(t.Context()); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Lock after Close = %v", err)
+	}
+}
+
+func TestMutexContext(t *testing.T) {
+	m := heapMutex(t)
+	m.Lock()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Millisecond)
+	defer cancel()
+	begin := time.Now()
+	if err := m.LockContext(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("LockContext = %v", err)
+	}
+	if d := time.Since(begin); d > time.Second {
+		t.Fatalf("cancel took %v", d)
+	}
+	if m.mu.word.Load()&pidMask != self.pid || m.mu.state.Load() != stateConsistent {
+		t.Fatal("state changed by a cancelled Lock")
+	}
+	// Cancel mid-wait from another goroutine.
+	ctx, cancel = context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- m.LockContext(ctx) }()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("LockContext = %v", err)
+	}
+	if err := m.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Lock(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMutexCloseWakesWaiters(t *testing.T) {
+	m := newMutex(t)
+	m.Lock()
+	done := make(chan error)
+	go func() { done <- m.LockContext(context.Background()) }()
+	time.Sleep(20 * time.Millisecond)
+	m.Close()
+	if err := <-done; !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("waiter got %v, want ErrClosed", err)
+	}
+}
+
+func TestMutexOwnerDies(t *testing.T) {
+	m := newMutex(t)
+	cmd := startUntil(t, "hold", holdArgs{M: m}, "holding")
+	waiters := 3
+	type result struct {
+		err error
+		d   time.Duration
+	}
+	results := make(chan result, waiters)
+	var killed time.Time
+	var mu sync.Mutex
+	for range waiters {
+		go func() {
+			err := m.LockContext(t.Context())
+			mu.Lock()
+			d := time.Since(killed)
+			mu.Unlock()
+			if err == nil || errors.Is(err, ErrOwnerDead) {
+				m.MarkConsistent()
+				m.Unlock()
+			}
+			results <- result{err, d}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	if ok, err := m.TryLock(); ok || err != nil {
+		t.Fatalf("TryLock while a live helper holds it = %v, %v", ok, err)
+	}
+	mu.Lock()
+	killed = time.Now()
+	mu.Unlock()
+	kill(t, cmd)
+	dead := 0
+	for range waiters {
+		r := <-results
+		switch {
+		case errors.Is(r.err, ErrOwnerDead):
+			dead++
+			if r.d > time.Second {
+				t.Errorf("lock handed on after %v", r.d)
+			}
+		case r.err != nil:
+			t.Errorf("waiter: %v", r.err)
+		}
+	}
+	if dead != 1 {
+		t.Fatalf("%d waiters were told the owner died, want 1", dead)
+	}
+	if err := m.Lock(); err != nil {
+		t.Fatalf("Lock after recovery = %v", err)
+	}
+	m.Unlock()
+}
+
+func TestMutexNotRecoverable(t *testing.T) {
+	m := newMutex(t)
+	kill(t, startUntil(t, "hold", holdArgs{M: m}, "holding"))
+	if ok, err := m.TryLock(); !ok || !errors.Is(err, ErrOwnerDead) {
+		t.Fatalf("TryLock after owner death = %v, %v", ok, err)
+	}
+	// Unlock without MarkConsistent: nobody repaired the data.
+	if err := m.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Lock(); !errors.Is(err, ErrNotRecoverable) {
+		t.Fatalf("Lock = %v, want ErrNotRecoverable", err)
+	}
+	if ok, err := m.TryLock(); ok || !errors.Is(err, ErrNotRecoverable) {
+		t.Fatalf("TryLock = %v, %v, want ErrNotRecoverable", ok, err)
+	}
+}
+
+func TestMutexInconsistentStays(t *testing.T) {
+	// A new holder that dies before MarkConsistent passes ErrOwnerDead on.
+	m := newMutex(t)
+	kill(t, startUntil(t, "hold", holdArgs{M: m}, "holding"))
+	// The second helper gets ErrOwnerDead, holds the lock and dies too.
+	kill(t, startUntil(t, "hold", holdArgs{M: m}, "holding"))
+	if ok, err := m.TryLock(); !ok || !errors.Is(err, ErrOwnerDead) {
+		t.Fatalf("TryLock after two deaths = %v, %v", ok, err)
+	}
+	if err := m.MarkConsistent(); err != nil {
+		t.Fatal(err)
+	}
+	m.Unlock()
+	if err := m.Lock(); err != nil {
+		t.Fatalf("Lock after MarkConsistent = %v", err)
+	}
+}

@@ -1,0 +1,414 @@
+package semaphore
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipckit/ipckit/internal/futex"
+	"github.com/ipckit/ipckit/shm"
+)
+
+// Counting semaphore with holder records
+//
+// A permit must come back when the process holding it dies, so the
+// semaphore records who holds what: a table of slots {pid, start, count}.
+// Every change happens under an internal robust Mutex (the guard), and every
+// change is a store of one word, so a process killed halfway leaves a state
+// that the next guard holder can repair: when it gets ErrOwnerDead from the
+// guard it frees the slots of dead processes and half-claimed slots, and
+// recomputes avail = base - the counts of the live slots. Waiters sleep on
+// seq, which every Release and reclaim bumps, and at most every checkEvery
+// they look for dead holders in the table themselves; so a permit held by a
+// process killed with SIGKILL returns within about checkEvery+sleepSlice.
+//
+// Release takes the permit back from the caller's own slot; in a bounded
+// semaphore, a process that holds none returns one held by another process
+// (a permit handed on with the work), and a Release that no slot accounts for
+// is [ErrTooManyReleases]. In an unbounded semaphore it adds a permit.
+//
+// Layout (SemaphoreSize bytes; every field atomic; "guard" means written
+// only by the guard's holder):
+//
+//	off size field     written by         read by
+//	  0   16 guard     see Mutex          -
+//	 16    4 seq       guard holder       sleepers; the futex word
+//	 20    4 sleepers  sleepers (Add)     releasers: whether to wake
+//	 24    4 magic     creator, once      attach
+//	 28    4 flags     creator, once      guard holder: bit 0 bounded
+//	 32    8 base      creator; guard     guard holder: permits not held
+//	                                      plus permits held
+//	 40    8 avail     guard holder       guard holder; Value
+//	 48    4 nslots    creator, once      attach (then kept in a local)
+//	 56    8 reclaimed guard holder       Reclaimed: permits taken back
+//	 64 16*n slots     guard holder       guard holder: {pid u32, count
+//	                                      u32, start u64}; pid 0 = free
+const (
+	semMagic     = 0x414d4553 // "SEMA"
+	semHeader    = 64
+	slotSize     = 16
+	maxHolders   = 1 << 16
+	defHolders   = 64
+	flagBounded  = 1
+	maxSemaphore = math.MaxInt32
+)
+
+// SemaphoreOptions configures a new [Semaphore]. A nil *SemaphoreOptions
+// means the defaults.
+type SemaphoreOptions struct {
+	// Bounded makes Release beyond the initial value an error, like
+	// Python's BoundedSemaphore.
+	Bounded bool
+	// Holders is how many processes may hold permits at once (default 64).
+	Holders int
+	// Mode is the permission of a named semaphore's segment (default 0600).
+	Mode os.FileMode
+}
+
+func (o *SemaphoreOptions) holders() int {
+	if o == nil || o.Holders == 0 {
+		return defHolders
+	}
+	return o.Holders
+}
+
+// SemaphoreSize returns the bytes a Semaphore made with opts takes.
+func SemaphoreSize(opts *SemaphoreOptions) int { return semHeader + slotSize*opts.holders() }
+
+// Semaphore is a counting semaphore in shared memory, like Python's
+// multiprocessing.Semaphore (or BoundedSemaphore, see
+// [SemaphoreOptions.Bounded]). Permits held by a process that dies come back.
+//
+// A *Semaphore is safe for concurrent use and may be passed to a child
+// process. It must not be copied.
+type Semaphore struct {
+	object
+	guard                mutexWords
+	seq, sleepers, flags *atomic.Uint32
+	base, avail          *atomic.Uint64
+	reclaimed            *atomic.Uint64
+	nslots               int
+}
+
+// NewSemaphore returns a Semaphore with value permits in an anonymous
+// segment of its own.
+func NewSemaphore(value int, opts *SemaphoreOptions) (*Semaphore, error) {
+	seg, err := shm.CreateAnonymous(SemaphoreSize(opts), &shm.Options{Kind: shm.KindSemaphore})
+	return ownInit(seg, err, value, opts)
+}
+
+// CreateSemaphore returns a Semaphore with value permits in a new named
+// segment; see [shm.Create].
+func CreateSemaphore(name string, value int, opts *SemaphoreOptions) (*Semaphore, error) {
+	so := &shm.Options{Kind: shm.KindSemaphore}
+	if opts != nil {
+		so.Mode = opts.Mode
+	}
+	seg, err := shm.Create(name, SemaphoreSize(opts), so)
+	return ownInit(seg, err, value, opts)
+}
+
+func ownInit(seg *shm.Segment, err error, value int, opts *SemaphoreOptions) (*Semaphore, error) {
+	return own(func(seg *shm.Segment, off int) (*Semaphore, *object, error) {
+		s, err := InitSemaphoreAt(seg, off, value, opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, &s.object, nil
+	})(seg, err)
+}
+
+// OpenSemaphore opens the Semaphore in the named segment made by
+// [CreateSemaphore].
+func OpenSemaphore(name string, opts *shm.Options) (*Semaphore, error) {
+	return own(semaphoreAt)(shm.Open(name, segOpts(opts, shm.KindSemaphore)))
+}
+
+// InitSemaphoreAt makes a Semaphore with value permits at off (a multiple of
+// 8) in seg.Bytes(), over whatever was there; [SemaphoreSize] bytes must fit.
+// Nobody may use the memory meanwhile. The Semaphore does not own seg.
+func InitSemaphoreAt(seg *shm.Segment, off, value int, opts *SemaphoreOptions) (*Semaphore, error) {
+	n := opts.holders()
+	if value < 0 || value > maxSemaphore || n < 1 || n > maxHolders {
+		return nil, fmt.Errorf("semaphore: value %d or holders %d out of range", value, n)
+	}
+	s := new(Semaphore)
+	if err := s.place(seg, off, semHeader+slotSize*n); err != nil {
+		return nil, err
+	}
+	clear(s.mem)
+	s.words(n)
+	if opts != nil && opts.Bounded {
+		s.flags.Store(flagBounded)
+	}
+	s.base.Store(uint64(value))
+	s.avail.Store(uint64(value))
+	u32(s.mem, 48).Store(uint32(n))
+	u32(s.mem, 24).Store(semMagic)
+	return s, nil
+}
+
+// SemaphoreAt attaches to the Semaphore at off in seg.Bytes(), made by
+// [InitSemaphoreAt]. It does not own seg.
+func SemaphoreAt(seg *shm.Segment, off int) (*Semaphore, error) {
+	s, _, err := semaphoreAt(seg, off)
+	return s, err
+}
+
+func semaphoreAt(seg *shm.Segment, off int) (*Semaphore, *object, error) {
+	s := new(Semaphore)
+	if err := s.attach(seg, off); err != nil {
+		return nil, nil, err
+	}
+	return s, &s.object, nil
+}
+
+func (s *Semaphore) attach(seg *shm.Segment, off int) error {
+	if err := s.place(seg, off, semHeader); err != nil {
+		return err
+	}
+	if m := u32(s.mem, 24).Load(); m != semMagic {
+		return fmt.Errorf("%w: semaphore magic %#x", ErrLayout, m)
+	}
+	n := int(u32(s.mem, 48).Load())
+	if n < 1 || n > maxHolders {
+		return fmt.Errorf("%w: %d holder slots", ErrLayout, n)
+	}
+	if err := s.place(seg, off, semHeader+slotSize*n); err != nil {
+		return err
+	}
+	s.words(n)
+	return nil
+}
+
+func (s *Semaphore) words(n int) {
+	s.guard = wordsAt(s.mem, &s.closed)
+	s.seq, s.sleepers, s.flags = u32(s.mem, 16), u32(s.mem, 20), u32(s.mem, 28)
+	s.base, s.avail, s.reclaimed = u64(s.mem, 32), u64(s.mem, 40), u64(s.mem, 56)
+	s.nslots = n
+}
+
+type slot struct {
+	pid, count *atomic.Uint32
+	start      *atomic.Uint64
+}
+
+func (s *Semaphore) slot(i int) slot {
+	off := semHeader + slotSize*i
+	return slot{u32(s.mem, off), u32(s.mem, off+4), u64(s.mem, off+8)}
+}
+
+func (sl slot) free() {
+	sl.pid.Store(0)
+	sl.count.Store(0)
+	sl.start.Store(0)
+}
+
+func (sl slot) mine() bool { return sl.pid.Load() == self.pid && uint32(sl.start.Load()) == self.start }
+
+// Acquire takes a permit, waiting until one is free or ctx is done; then it
+// returns ctx.Err() and the semaphore is as it was. If this call took back
+// permits from a holder that died, it returns [ErrOwnerDead] with the
+// permit taken: the dead holder's work may be half done.
+func (s *Semaphore) Acquire(ctx context.Context) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	last := time.Now()
+	told := false
+	for {
+		if s.closed.Load() {
+			return os.ErrClosed
+		}
+		if err := s.guard.lockRepair(ctx, func() { told = s.reclaim() > 0 || told }); err != nil {
+			return err
+		}
+		if s.avail.Load() == 0 && time.Since(last) >= checkEvery {
+			last = time.Now()
+			told = s.reclaim() > 0 || told
+		}
+		if s.avail.Load() > 0 {
+			err := s.take()
+			s.guard.unlock()
+			if err == nil && told {
+				err = ErrOwnerDead
+			}
+			return err
+		}
+		seq := s.seq.Load()
+		s.sleepers.Add(1)
+		s.guard.unlock()
+		err := futex.WaitContext(ctx, addr(s.seq), seq, sleepSlice)
+		s.sleepers.Add(^uint32(0))
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		if !isTimeout(err) {
+			return err
+		}
+	}
+}
+
+// TryAcquire takes a permit if one is free now (reclaiming those of dead
+// holders first if none is), and reports whether it did.
+func (s *Semaphore) TryAcquire() bool {
+	if s.closed.Load() {
+		return false
+	}
+	if err := s.guard.lockRepair(context.Background(), s.repair); err != nil {
+		return false
+	}
+	defer s.guard.unlock()
+	if s.avail.Load() == 0 {
+		s.reclaim()
+	}
+	return s.avail.Load() > 0 && s.take() == nil
+}
+
+// take records one more permit for this process; the caller holds the
+// guard and saw avail > 0.
+func (s *Semaphore) take() error {
+	free := -1
+	for i := range s.nslots {
+		sl := s.slot(i)
+		if sl.mine() {
+			sl.count.Add(1)
+			s.avail.Add(^uint64(0))
+			return nil
+		}
+		if free < 0 && sl.pid.Load() == 0 {
+			free = i
+		}
+	}
+	if free < 0 {
+		return ErrTooManyHolders
+	}
+	// Claim the slot: the pid last, so a slot is never live half-written.
+	sl := s.slot(free)
+	sl.start.Store(uint64(self.start))
+	sl.count.Store(1)
+	sl.pid.Store(self.pid)
+	s.avail.Add(^uint64(0))
+	return nil
+}
+
+// Release returns a permit; see the design note for whose.
+func (s *Semaphore) Release() error {
+	if s.closed.Load() {
+		return os.ErrClosed
+	}
+	if err := s.guard.lockRepair(context.Background(), s.repair); err != nil {
+		return err
+	}
+	err := s.give()
+	if err == nil {
+		s.seq.Add(1)
+	}
+	s.guard.unlock()
+	if err == nil && s.sleepers.Load() > 0 {
+		futex.Wake(addr(s.seq), 1)
+	}
+	return err
+}
+
+func (s *Semaphore) give() error {
+	other := -1
+	for i := range s.nslots {
+		sl := s.slot(i)
+		if sl.pid.Load() == 0 || sl.count.Load() == 0 {
+			continue
+		}
+		if sl.mine() {
+			return s.giveFrom(sl)
+		}
+		if other < 0 {
+			other = i
+		}
+	}
+	if s.flags.Load()&flagBounded != 0 {
+		if other < 0 {
+			return ErrTooManyReleases
+		}
+		return s.giveFrom(s.slot(other))
+	}
+	if s.base.Load() >= maxSemaphore {
+		return ErrTooManyReleases
+	}
+	s.base.Add(1)
+	s.avail.Add(1)
+	return nil
+}
+
+func (s *Semaphore) giveFrom(sl slot) error {
+	if sl.count.Add(^uint32(0)) == 0 {
+		sl.free()
+	}
+	s.avail.Add(1)
+	return nil
+}
+
+// reclaim frees the slots of dead holders and recomputes avail; the caller
+// holds the guard. It wakes sleepers if permits came back, and returns how
+// many did.
+func (s *Semaphore) reclaim() int {
+	var held uint64
+	freed := 0
+	for i := range s.nslots {
+		sl := s.slot(i)
+		pid := sl.pid.Load()
+		switch {
+		case pid == 0:
+			if sl.count.Load() != 0 || sl.start.Load() != 0 {
+				sl.free() // claimed halfway by a process that died
+			}
+		case !alive(pid, uint32(sl.start.Load()), true):
+			freed += int(sl.count.Load())
+			sl.free()
+		default:
+			held += uint64(sl.count.Load())
+		}
+	}
+	base := s.base.Load()
+	avail := uint64(0)
+	if base > held {
+		avail = base - held
+	}
+	s.avail.Store(avail)
+	if freed > 0 {
+		s.reclaimed.Add(uint64(freed))
+		s.seq.Add(1)
+		if s.sleepers.Load() > 0 {
+			futex.Wake(addr(s.seq), 0)
+		}
+	}
+	return freed
+}
+
+// repair runs after the guard's holder died: its change may be half-done.
+func (s *Semaphore) repair() { s.reclaim() }
+
+// Reclaimed returns how many permits have been taken back from processes
+// that died holding them, over the semaphore's life.
+func (s *Semaphore) Reclaimed() int { return int(s.reclaimed.Load()) }
+
+// Value returns the number of free permits at some recent moment.
+func (s *Semaphore) Value() int { return int(s.avail.Load()) }
+
+// Close releases the Semaphore's own segment, if it made or opened one, and
+// returns [os.ErrClosed] to this process's calls waiting in Acquire. Permits
+// this process holds stay held. It is safe to call twice.
+func (s *Semaphore) Close() error { return s.close(s.seq, s.guard.word) }
+
+// GobEncode encodes a handle to s; see the package doc.
+func (s *Semaphore) GobEncode() ([]byte, error) { return s.encode() }
+
+// GobDecode attaches s, which must be new, to the Semaphore a handle names.
+func (s *Semaphore) GobDecode(b []byte) error {
+	return decode(b, func(seg *shm.Segment, off int) (*object, error) {
+		return &s.object, s.attach(seg, off)
+	})
+}
