@@ -1,0 +1,122 @@
+package ipcqueue
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipckit/ipckit/internal/futex"
+)
+
+// Waiting
+//
+// A consumer that finds the queue empty, or a producer that finds it full,
+// first spins, re-reading the one word that will change (the header word
+// at head, or head itself), for up to its handle's spin budget. If that
+// fails it sleeps on a futex word: dataFx for consumers (bumped by a
+// producer after a commit), spaceFx for producers (bumped by a consumer
+// after moving head). Bit 0 of each says "someone sleeps": a sleeper sets
+// it with a CAS, then re-checks the queue, then sleeps while the word is
+// unchanged; the other side, after its store (commit or head), loads the
+// word and only if the bit is set bumps it (clearing the bit) and wakes
+// every sleeper. Go atomics are sequentially consistent, so either the
+// sleeper's re-check sees the store or the waker sees the bit: no lost
+// wake-up, and no syscall at all while nobody sleeps. A sleeper that dies
+// costs at most one needless wake. Sleeps are bounded (waitSleep) so that
+// sleepers also notice dead lock holders; Close bumps both words and wakes
+// everyone; a cancelled context wakes its own sleeper (futex.WaitContext).
+//
+// The spin budget is adaptive, per handle and per side: it starts at the
+// handle's Spin, doubles (up to Spin) when spinning succeeded late in the
+// budget, and halves (down to minSpin) each time spinning failed and the
+// caller slept, so a queue that is mostly idle stops burning CPU, and a
+// busy one spins long enough to never pay for a futex wake (tens of
+// microseconds between two vCPUs here, against well under a microsecond
+// for a spin hand-off: see BenchmarkPingPong's spin sweep).
+
+// DefaultSpin is the spin budget of a handle whose Options.Spin is 0.
+const DefaultSpin = 50 * time.Microsecond
+
+const (
+	minSpin   = 2 * time.Microsecond
+	waitSleep = 100 * time.Millisecond
+)
+
+// spinner is one side's adaptive spin budget.
+type spinner struct {
+	max    time.Duration // 0: never spin
+	budget atomic.Int64  // current budget in ns
+}
+
+func (s *spinner) init(max time.Duration) {
+	s.max = max
+	s.budget.Store(int64(max))
+}
+
+// spin calls ready until it returns true or the budget runs out, and
+// reports whether it did.
+func (s *spinner) spin(ready func() bool) bool {
+	b := time.Duration(s.budget.Load())
+	if b <= 0 {
+		return false
+	}
+	start := time.Now()
+	for i := 1; ; i++ {
+		if ready() {
+			if i > 64 {
+				el := time.Since(start)
+				if el > b/2 && b < s.max {
+					s.budget.Store(int64(min(2*b, s.max)))
+				}
+			}
+			return true
+		}
+		if i&63 == 0 {
+			if time.Since(start) > b {
+				s.budget.Store(int64(max(b/2, minSpin)))
+				return false
+			}
+			if i&1023 == 0 {
+				runtime.Gosched()
+			}
+		}
+	}
+}
+
+// sleep waits on fx until ready, ctx is done, or waitSleep passes. It
+// returns ctx.Err() when cancelled, nil otherwise (the caller re-checks).
+func sleep(ctx context.Context, fx *atomic.Uint32, waits *atomic.Uint64, ready func() bool) error {
+	for {
+		f := fx.Load()
+		if f&1 == 0 && !fx.CompareAndSwap(f, f|1) {
+			continue
+		}
+		if ready() {
+			return nil
+		}
+		waits.Add(1)
+		err := futex.WaitContext(ctx, rawU32(fx), f|1, waitSleep)
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		if err != nil && !errors.Is(err, futex.ErrTimeout) {
+			return err
+		}
+		return nil
+	}
+}
+
+// wake wakes fx's sleepers, if it has any.
+func wake(fx *atomic.Uint32) {
+	if f := fx.Load(); f&1 != 0 && fx.CompareAndSwap(f, f+1) {
+		futex.Wake(rawU32(fx), 0)
+	}
+}
+
+// wakeAll bumps fx and wakes its sleepers whatever bit 0 says (Close).
+func wakeAll(fx *atomic.Uint32) {
+	fx.Add(2)
+	futex.Wake(rawU32(fx), 0)
+}
