@@ -1,0 +1,162 @@
+//go:build linux
+
+package ipcqueue
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ipckit/ipckit/internal/helperproc"
+)
+
+func namedQueue(t testing.TB, size int, opts *Options) *Queue {
+	t.Helper()
+	name := helperproc.Name(t)
+	q, err := Create(name, size, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Detach(); Remove(name) })
+	return q
+}
+
+// TestProcessMPMC: 4 producer processes, 2 consumer processes, 1,000,000
+// messages: each delivered exactly once, in order per producer, untorn.
+func TestProcessMPMC(t *testing.T) {
+	const producers, consumers, per = 4, 2, 250000
+	q := namedQueue(t, 64<<10, nil)
+	name := q.Segment().Name()
+	spin := strconv.Itoa(int(20 * time.Microsecond))
+	var outs []*bytes.Buffer
+	var cons []*exec.Cmd
+	for range consumers {
+		cmd := helperproc.Command(t, "consume", name, strconv.Itoa(producers), strconv.Itoa(per), spin)
+		var out bytes.Buffer
+		cmd.Stdout = &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		outs = append(outs, &out)
+		cons = append(cons, cmd)
+	}
+	var prods []*exec.Cmd
+	for p := range producers {
+		cmd := helperproc.Command(t, "produce", name, strconv.Itoa(p), strconv.Itoa(per), spin)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		prods = append(prods, cmd)
+	}
+	for _, cmd := range prods {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("producer: %v", err)
+		}
+	}
+	q.Close()
+	all := newChecker(producers, per)
+	for i, cmd := range cons {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("consumer: %v", err)
+		}
+		c := newChecker(producers, per)
+		for _, s := range c.seen {
+			if err := binary.Read(outs[i], binary.LittleEndian, s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := all.merge(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := all.complete(per); err != nil {
+		t.Fatal(err)
+	}
+	st := q.Stats()
+	if st.Puts != producers*per || st.Gets != st.Puts || st.Dropped != 0 || q.Len() != 0 {
+		t.Fatalf("stats %+v, Len %d", st, q.Len())
+	}
+	t.Logf("stats %+v", st)
+}
+
+// TestProducerCrash kills a producer between writing its record and
+// committing it: consumers never see it, the queue goes on, and Stats
+// counts the loss within a second.
+func TestProducerCrash(t *testing.T) {
+	q := namedQueue(t, 4096, nil)
+	cmd := helperproc.Command(t, "crashput", q.Segment().Name())
+	if err := cmd.Run(); err == nil || cmd.ProcessState.Sys().(interface{ Signaled() bool }).Signaled() == false {
+		t.Fatalf("crashput: %v", err)
+	}
+	ctx := t.Context()
+	if got, err := q.Get(ctx); err != nil || string(got) != "before" {
+		t.Fatalf("Get = %q, %v", got, err)
+	}
+	// A consumer waiting on the empty queue notices the dead producer.
+	deadline := time.Now().Add(time.Second)
+	done := make(chan error, 1)
+	go func() {
+		got, err := q.Get(ctx)
+		if err == nil && string(got) != "after" {
+			t.Errorf("Get after crash = %q", got)
+		}
+		done <- err
+	}()
+	for q.dropped.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := q.Stats(); st.Dropped != 1 || st.Puts != 1 {
+		t.Fatalf("stats after crash: %+v", st)
+	}
+	if err := q.Put(ctx, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if st := q.Stats(); st.Dropped != 1 || st.Puts != 2 || st.Gets != 2 {
+		t.Fatalf("final stats: %+v", st)
+	}
+}
+
+// TestProducerCrashStats: with nobody waiting, Stats alone notices.
+func TestProducerCrashStats(t *testing.T) {
+	q := namedQueue(t, 4096, nil)
+	cmd := helperproc.Command(t, "crashput", q.Segment().Name())
+	cmd.Run()
+	if st := q.Stats(); st.Dropped != 1 || st.Puts != 1 {
+		t.Fatalf("stats after crash: %+v", st)
+	}
+	if ok, err := q.TryPut([]byte("x")); !ok || err != nil {
+		t.Fatalf("TryPut after crash: %v %v", ok, err)
+	}
+}
+
+// TestConsumerCrash kills a consumer inside Get after it copied the
+// message but before it took it: the message stays for the next consumer,
+// which gets it within a second.
+func TestConsumerCrash(t *testing.T) {
+	q := namedQueue(t, 4096, nil)
+	ctx := t.Context()
+	q.Put(ctx, []byte("one"))
+	q.Put(ctx, []byte("two"))
+	cmd := helperproc.Command(t, "crashget", q.Segment().Name())
+	cmd.Run()
+	start := time.Now()
+	got, err := q.Get(ctx)
+	if err != nil || string(got) != "one" {
+		t.Fatalf("Get after consumer crash = %q, %v", got, err)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Fatalf("recovery took %v", el)
+	}
+	if got, err := q.Get(ctx); err != nil || string(got) != "two" {
+		t.Fatalf("second Get = %q, %v", got, err)
+	}
+	if st := q.Stats(); st.ConsumerDeaths != 1 || st.Gets != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
