@@ -54,8 +54,14 @@ import (
 // pairs with the producer's load of head before reusing the space) and
 // unlock. A consumer killed before that store leaves the record for the
 // next one; after it, the message is gone with it. Head publication costs
-// one plain store to a line producers read only when their cached head says
-// the ring is full.
+// one store to a line only consumers use. Producers see the free space
+// through a second, lazy copy of head, freed, which a consumer publishes
+// only every capacity/8 bytes, when the queue runs empty, or when a
+// producer sleeps for space: so a producer waiting on a full ring polls a
+// word that changes a few times per lap rather than on every message (the
+// cache-line ping-pong that otherwise halves throughput). Before it sleeps
+// or gives up (TryPut), a producer reads head itself, so laziness never
+// makes Put wait or TryPut fail while there is room.
 //
 // The locks are 64-bit words holding the holder's pid and the low 32 bits
 // of its start time (0 = free), taken by CAS: a waiter that times out on
@@ -84,6 +90,7 @@ import (
 //	256     4 clockFx    lock futex                      consumers
 //	320     4 dataFx     producers bump on commit        sleeping consumers
 //	384     4 spaceFx    consumers bump on take          sleeping producers
+//	392     8 freed      consumer lock holder, lazily    producers, for space
 //	448     8 waits      every sleeper                   Stats
 //	512     C ring       records as above
 const (
@@ -105,6 +112,7 @@ const (
 	offCLockFx  = 256
 	offDataFx   = 320
 	offSpaceFx  = 384
+	offFreed    = 392
 	offWaits    = 448
 	ctlSize     = 512
 	qMagic      = 0x51435049 // "IPCQ"

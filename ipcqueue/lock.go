@@ -120,6 +120,16 @@ func (l rlock) recoverDead(me uint64) bool {
 
 func (l rlock) unlock() {
 	l.word.Store(0)
+	l.wakeWaiters()
+}
+
+// unlockRel releases the lock with a release store only: the caller must
+// issue a full fence and then call wakeWaiters (the hot paths, which have
+// a counter to add anyway).
+func (l rlock) unlockRel() { storeRel(l.word, 0) }
+
+// wakeWaiters wakes the lock's sleepers, if any.
+func (l rlock) wakeWaiters() {
 	if f := l.fx.Load(); f&1 != 0 {
 		if l.fx.CompareAndSwap(f, f+1) {
 			futex.Wake(rawU32(l.fx), 0)

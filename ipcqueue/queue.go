@@ -58,6 +58,7 @@ type Queue struct {
 
 	plock, clock rlock
 	tail, head   *atomic.Uint64
+	freed        *atomic.Uint64
 	puts, gets   *atomic.Uint64
 	dropped      *atomic.Uint64
 	cdead        *atomic.Uint64
@@ -67,9 +68,10 @@ type Queue struct {
 	spaceFx      *atomic.Uint32
 
 	// cachedHead is a lower bound of head, read and written only under the
-	// producer lock, so a producer loads the shared head only when the
-	// ring looks full.
+	// producer lock, so a producer loads the shared freed (or head) only
+	// when the ring looks full.
 	cachedHead uint64
+	pubEvery   uint64 // consumers publish freed every pubEvery bytes
 
 	putSpin, getSpin spinner
 	detached         atomic.Bool
@@ -194,6 +196,8 @@ func attachTo(seg *shm.Segment, opts *Options) (*Queue, error) {
 	q.plock = rlock{u64At(q.ctl, offPLock), u32At(q.ctl, offPLockFx)}
 	q.clock = rlock{u64At(q.ctl, offCLock), u32At(q.ctl, offCLockFx)}
 	q.tail, q.head = u64At(q.ctl, offTail), u64At(q.ctl, offHead)
+	q.freed = u64At(q.ctl, offFreed)
+	q.pubEvery = c.capacity / 8
 	q.puts, q.gets = u64At(q.ctl, offPuts), u64At(q.ctl, offGets)
 	q.dropped, q.cdead = u64At(q.ctl, offDropped), u64At(q.ctl, offCDead)
 	q.waits = u64At(q.ctl, offWaits)
@@ -272,23 +276,29 @@ func (q *Queue) put(ctx context.Context, msg []byte, block bool) (bool, error) {
 		}
 		end := t + pad + L
 		if end+hdrSize-q.cachedHead > q.cap {
-			h := q.head.Load()
-			if t-h > q.cap || t&7 != 0 {
-				q.plock.unlock()
-				return false, fmt.Errorf("%w: tail %d, head %d, capacity %d", ErrCorrupt, t, h, q.cap)
+			// Full by the cached head: look at freed, then at head.
+			if err := q.refreshHead(t, q.freed); err != nil {
+				return false, err
 			}
-			q.cachedHead = h
+			if end+hdrSize-q.cachedHead > q.cap {
+				if err := q.refreshHead(t, q.head); err != nil {
+					return false, err
+				}
+			}
 		}
 		if end+hdrSize-q.cachedHead > q.cap {
 			q.plock.unlock()
 			if !block {
 				return false, nil
 			}
-			full := func() bool {
+			lazy := func() bool {
+				return end+hdrSize-q.freed.Load() <= q.cap || q.closed.Load() != 0
+			}
+			exact := func() bool {
 				return end+hdrSize-q.head.Load() <= q.cap || q.closed.Load() != 0
 			}
-			if !q.putSpin.spin(full) {
-				if err := sleep(ctx, q.spaceFx, q.waits, full); err != nil {
+			if !q.putSpin.spin(lazy) {
+				if err := sleep(ctx, q.spaceFx, q.waits, exact); err != nil {
 					return false, err
 				}
 			}
@@ -302,16 +312,38 @@ func (q *Queue) put(ctx context.Context, msg []byte, block bool) (bool, error) {
 		if q.fault != nil {
 			q.fault("put")
 		}
-		q.hdr(p).Store(mkHeader(p, len(msg), false))
+		// Commit (release stores: the consumer's atomic load of the header
+		// pairs with them), publish tail, unlock; then the atomic add is
+		// the one full fence of Put, which orders those stores before the
+		// loads of the futex words (no lost wake-up, see wait.go).
+		storeRel(q.hdr(p), mkHeader(p, len(msg), false))
 		if pad != 0 {
-			q.hdr(t).Store(mkHeader(t, int(pad-hdrSize), true))
+			storeRel(q.hdr(t), mkHeader(t, int(pad-hdrSize), true))
 		}
-		q.tail.Store(end)
+		storeRel(q.tail, end)
+		q.plock.unlockRel()
 		q.puts.Add(1)
-		q.plock.unlock()
+		q.plock.wakeWaiters()
 		wake(q.dataFx)
 		return true, nil
 	}
+}
+
+// refreshHead sets cachedHead from w (freed or head), under the producer
+// lock with tail t; on an impossible value it unlocks and returns ErrCorrupt.
+// (freed may lag head by up to about pubEvery plus a record and a padding.)
+func (q *Queue) refreshHead(t uint64, w *atomic.Uint64) error {
+	h := w.Load()
+	limit := q.cap
+	if w == q.freed {
+		limit = 2 * q.cap
+	}
+	if t-h > limit || t&7 != 0 || h&7 != 0 {
+		q.plock.unlock()
+		return fmt.Errorf("%w: tail %d, head %d, capacity %d", ErrCorrupt, t, h, q.cap)
+	}
+	q.cachedHead = h
+	return nil
 }
 
 // lockProducers takes the producer lock (block) or tries to, repairing
@@ -428,7 +460,6 @@ func (q *Queue) get(ctx context.Context, buf []byte, out *[]byte, block bool) (i
 		switch kind {
 		case recPadding:
 			q.head.Store(h + hdrSize + uint64(n))
-			wake(q.spaceFx)
 			continue
 		case recEmpty:
 			if q.closed.Load() != 0 {
@@ -440,6 +471,7 @@ func (q *Queue) get(ctx context.Context, buf []byte, out *[]byte, block bool) (i
 				}
 				continue
 			}
+			q.publish(h)
 			if !block {
 				q.clock.unlock()
 				return 0, false, nil
@@ -471,12 +503,38 @@ func (q *Queue) get(ctx context.Context, buf []byte, out *[]byte, block bool) (i
 		if q.fault != nil {
 			q.fault("get")
 		}
-		q.head.Store(h + recLen(n))
+		// Take the message (head), publish freed if due, unlock, then
+		// fence (the add) before looking at the futex words.
+		h += recLen(n)
+		storeRel(q.head, h)
+		pub := q.publishDue(h)
+		if pub {
+			storeRel(q.freed, h)
+		}
+		q.clock.unlockRel()
 		q.gets.Add(1)
-		q.clock.unlock()
-		wake(q.spaceFx)
+		q.clock.wakeWaiters()
+		if pub {
+			wake(q.spaceFx)
+		}
 		return n, true, nil
 	}
+}
+
+// publishDue reports whether the consumer that moved head to h should
+// publish it in freed: when freed lags by pubEvery bytes, or a producer
+// sleeps for space. Under the consumer lock.
+func (q *Queue) publishDue(h uint64) bool {
+	return h-q.freed.Load() >= q.pubEvery || q.spaceFx.Load()&1 != 0
+}
+
+// publish stores h in freed now and wakes sleeping producers (the consumer
+// is about to wait, or found padding). Under the consumer lock.
+func (q *Queue) publish(h uint64) {
+	if q.freed.Load() != h {
+		q.freed.Store(h)
+	}
+	wake(q.spaceFx)
 }
 
 // lockConsumers takes the consumer lock (block) or tries to; errBusy

@@ -169,6 +169,7 @@ func TestHeapMPMC(t *testing.T) {
 		start := ^uint64(0) - 64*1024 + 1
 		q.tail.Store(start)
 		q.head.Store(start)
+		q.freed.Store(start)
 		q.cachedHead = start
 		runMPMC(t, q, producers, consumers, per)
 		if h := q.head.Load(); h > start {

@@ -29,10 +29,10 @@ import (
 // everyone; a cancelled context wakes its own sleeper (futex.WaitContext).
 //
 // The spin budget is adaptive, per handle and per side: it starts at the
-// handle's Spin, doubles (up to Spin) when spinning succeeded late in the
-// budget, and halves (down to minSpin) each time spinning failed and the
-// caller slept, so a queue that is mostly idle stops burning CPU, and a
-// busy one spins long enough to never pay for a futex wake (tens of
+// handle's Spin, doubles (up to Spin) each time spinning succeeded, and
+// halves (down to minSpin) each time spinning failed and the caller slept,
+// so a queue that is mostly idle stops burning CPU, and a busy one spins
+// long enough to rarely pay for a futex wake (tens of
 // microseconds between two vCPUs here, against well under a microsecond
 // for a spin hand-off: see BenchmarkPingPong's spin sweep).
 
@@ -65,11 +65,8 @@ func (s *spinner) spin(ready func() bool) bool {
 	start := time.Now()
 	for i := 1; ; i++ {
 		if ready() {
-			if i > 64 {
-				el := time.Since(start)
-				if el > b/2 && b < s.max {
-					s.budget.Store(int64(min(2*b, s.max)))
-				}
+			if b < s.max {
+				s.budget.Store(int64(min(2*b, s.max)))
 			}
 			return true
 		}
