@@ -31,7 +31,7 @@ func BenchmarkThroughput(b *testing.B) {
 		spin time.Duration
 	}{{"ipcqueue/spin", 0}, {"ipcqueue/nospin", -1}} {
 		b.Run(c.name, func(b *testing.B) {
-			q := namedQueue(b, 64<<10, &Options{Spin: c.spin})
+			q := namedQueue(b, 256<<10, &Options{Spin: c.spin})
 			cmd := helperproc.Command(b, "sink", q.Segment().Name(), spinArg(c.spin))
 			if err := cmd.Start(); err != nil {
 				b.Fatal(err)

@@ -204,7 +204,8 @@ func attachTo(seg *shm.Segment, opts *Options) (*Queue, error) {
 	q.closed = u32At(q.ctl, offClosed)
 	q.dataFx, q.spaceFx = u32At(q.ctl, offDataFx), u32At(q.ctl, offSpaceFx)
 	q.cachedHead = q.head.Load()
-	q.SetSpin(opts.spin())
+	q.putSpin.init(opts.spin())
+	q.getSpin.init(opts.spin())
 	return q, nil
 }
 
@@ -258,6 +259,7 @@ func (q *Queue) put(ctx context.Context, msg []byte, block bool) (bool, error) {
 		return false, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(msg), q.maxMsg)
 	}
 	L := recLen(len(msg))
+	exact := false // check head itself, not only freed
 	for {
 		if err := q.lockProducers(ctx, block); err != nil {
 			if err == errBusy {
@@ -276,11 +278,14 @@ func (q *Queue) put(ctx context.Context, msg []byte, block bool) (bool, error) {
 		}
 		end := t + pad + L
 		if end+hdrSize-q.cachedHead > q.cap {
-			// Full by the cached head: look at freed, then at head.
+			// Full by the cached head: look at freed; at head itself only
+			// for TryPut or after spinning on freed failed, so a producer
+			// on a full ring does not poll the line consumers write on
+			// every message.
 			if err := q.refreshHead(t, q.freed); err != nil {
 				return false, err
 			}
-			if end+hdrSize-q.cachedHead > q.cap {
+			if end+hdrSize-q.cachedHead > q.cap && (exact || !block) {
 				if err := q.refreshHead(t, q.head); err != nil {
 					return false, err
 				}
@@ -291,16 +296,18 @@ func (q *Queue) put(ctx context.Context, msg []byte, block bool) (bool, error) {
 			if !block {
 				return false, nil
 			}
-			lazy := func() bool {
+			lazyReady := func() bool {
 				return end+hdrSize-q.freed.Load() <= q.cap || q.closed.Load() != 0
 			}
-			exact := func() bool {
+			exactReady := func() bool {
 				return end+hdrSize-q.head.Load() <= q.cap || q.closed.Load() != 0
 			}
-			if !q.putSpin.spin(lazy) {
-				if err := sleep(ctx, q.spaceFx, q.waits, exact); err != nil {
-					return false, err
-				}
+			if q.putSpin.spin(lazyReady) {
+				continue
+			}
+			exact = true
+			if err := sleep(ctx, q.spaceFx, q.waits, exactReady); err != nil {
+				return false, err
 			}
 			continue
 		}
