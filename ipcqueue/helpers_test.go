@@ -4,6 +4,9 @@ package ipcqueue
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/gob"
+	"encoding/hex"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -175,5 +178,29 @@ func registerHelpers() {
 				return fmt.Errorf("write: %w", err)
 			}
 		}
+	})
+}
+
+func init() {
+	// typedput HEXHANDLE: decode a gob handle to a Typed[point] and a
+	// Typed[record], put a value on each.
+	helperproc.Register("typedput", func(a []string) error {
+		b, err := hex.DecodeString(a[0])
+		if err != nil {
+			return err
+		}
+		var h struct {
+			P *Typed[point]
+			R *Typed[record]
+		}
+		if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&h); err != nil {
+			return err
+		}
+		defer h.P.Detach()
+		defer h.R.Detach()
+		if err := h.P.Put(context.Background(), point{X: 1, Y: -2, Tag: [4]byte{'a'}}); err != nil {
+			return err
+		}
+		return h.R.Put(context.Background(), record{Name: "child", Vals: []int{1, 2, 3}})
 	})
 }

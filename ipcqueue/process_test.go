@@ -5,12 +5,16 @@ package ipcqueue
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/gob"
+	"encoding/hex"
+	"errors"
 	"os/exec"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/ipckit/ipckit/internal/helperproc"
+	"github.com/ipckit/ipckit/shm"
 )
 
 func namedQueue(t testing.TB, size int, opts *Options) *Queue {
@@ -158,5 +162,35 @@ func TestConsumerCrash(t *testing.T) {
 	}
 	if st := q.Stats(); st.ConsumerDeaths != 1 || st.Gets != 2 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestHandle passes typed queues to a child as gob handles.
+func TestHandle(t *testing.T) {
+	q := namedQueue(t, 4096, nil)
+	p, _ := NewTyped[point](q)
+	q2 := namedQueue(t, 4096, nil)
+	r, _ := NewTyped[record](q2)
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(struct {
+		P *Typed[point]
+		R *Typed[record]
+	}{p, r}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := helperproc.Command(t, "typedput", hex.EncodeToString(buf.Bytes()))
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("child: %v", err)
+	}
+	if got, err := p.Get(t.Context()); err != nil || got != (point{X: 1, Y: -2, Tag: [4]byte{'a'}}) {
+		t.Fatalf("point from child: %v, %v", got, err)
+	}
+	if got, err := r.Get(t.Context()); err != nil || got.Name != "child" || len(got.Vals) != 3 {
+		t.Fatalf("record from child: %v, %v", got, err)
+	}
+	// A heap queue cannot travel.
+	h := heapQueue(t, 1024, nil)
+	if _, err := h.GobEncode(); !errors.Is(err, shm.ErrHeap) {
+		t.Fatalf("GobEncode of a heap queue = %v", err)
 	}
 }

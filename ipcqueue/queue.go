@@ -175,38 +175,38 @@ func Remove(name string) error { return shm.Remove(name) }
 // attach validates seg's control block and returns a handle that owns seg
 // (closing seg if it fails).
 func attach(seg *shm.Segment, opts *Options) (*Queue, error) {
-	q, err := attachTo(seg, opts)
-	if err != nil {
+	q := new(Queue)
+	if err := q.attachTo(seg, opts); err != nil {
 		seg.Close()
 		return nil, err
 	}
 	return q, nil
 }
 
-func attachTo(seg *shm.Segment, opts *Options) (*Queue, error) {
+// attachTo fills the zero handle q for the queue in seg.
+func (q *Queue) attachTo(seg *shm.Segment, opts *Options) error {
 	b := seg.Bytes()
 	c, err := readConfig(b)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	q := &Queue{
-		seg: seg, ctl: b[:ctlSize:ctlSize], ring: b[ctlSize : ctlSize+int(c.capacity) : ctlSize+int(c.capacity)],
-		cap: c.capacity, mask: c.capacity - 1, maxMsg: c.maxMsg, me: selfWord(),
-	}
+	end := ctlSize + int(c.capacity)
+	q.seg, q.ctl, q.ring = seg, b[:ctlSize:ctlSize], b[ctlSize:end:end]
+	q.cap, q.mask, q.maxMsg, q.me = c.capacity, c.capacity-1, c.maxMsg, selfWord()
+	q.pubEvery = c.capacity / 8
 	q.plock = rlock{u64At(q.ctl, offPLock), u32At(q.ctl, offPLockFx)}
 	q.clock = rlock{u64At(q.ctl, offCLock), u32At(q.ctl, offCLockFx)}
 	q.tail, q.head = u64At(q.ctl, offTail), u64At(q.ctl, offHead)
 	q.freed = u64At(q.ctl, offFreed)
-	q.pubEvery = c.capacity / 8
 	q.puts, q.gets = u64At(q.ctl, offPuts), u64At(q.ctl, offGets)
 	q.dropped, q.cdead = u64At(q.ctl, offDropped), u64At(q.ctl, offCDead)
 	q.waits = u64At(q.ctl, offWaits)
 	q.closed = u32At(q.ctl, offClosed)
 	q.dataFx, q.spaceFx = u32At(q.ctl, offDataFx), u32At(q.ctl, offSpaceFx)
-	q.cachedHead = q.head.Load()
+	q.cachedHead = q.freed.Load()
 	q.putSpin.init(opts.spin())
 	q.getSpin.init(opts.spin())
-	return q, nil
+	return nil
 }
 
 // SetSpin sets this handle's longest spin before sleeping (d < 0: never
