@@ -5,10 +5,10 @@ package ipcqueue
 import (
 	"bufio"
 	"bytes"
-	"encoding/gob"
-	"encoding/hex"
 	"context"
 	"encoding/binary"
+	"encoding/gob"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -202,5 +202,22 @@ func init() {
 			return err
 		}
 		return h.R.Put(context.Background(), record{Name: "child", Vals: []int{1, 2, 3}})
+	})
+}
+
+func init() {
+	// waitget NAME: say "ready", then Get; exit 0 on io.EOF.
+	helperproc.Register("waitget", func(a []string) error {
+		q, err := Open(a[0], nil)
+		if err != nil {
+			return err
+		}
+		defer q.Detach()
+		fmt.Println("ready")
+		msg, err := q.Get(context.Background())
+		if err == io.EOF {
+			return nil
+		}
+		return fmt.Errorf("Get = %q, %v", msg, err)
 	})
 }

@@ -32,8 +32,9 @@ import (
 // Producers (two-lock design). Put takes the producer lock (below), reads
 // tail, checks space against head, and writes its record at tail: first it
 // zeroes the header word just after the record (the terminator), then the
-// payload, then stores the header word (atomic: the commit, paired with the
-// consumer's atomic load of that word), then stores tail and unlocks. A
+// payload, then stores the header word (the commit, a release store paired
+// with the consumer's atomic load of that word), then stores tail and
+// unlocks. A
 // consumer therefore learns of a record from the record itself, never from
 // tail: on the fast path the two sides share no index at all. A record that
 // would cross the end of the ring is preceded by a padding record running
@@ -52,7 +53,9 @@ import (
 // Consumers take the consumer lock, load the header at head, copy the
 // payload, store head (the single point at which the message is taken:
 // pairs with the producer's load of head before reusing the space) and
-// unlock. A consumer killed before that store leaves the record for the
+// unlock. A consumer that finds the ring empty waits holding the lock (the
+// others could not take anything either), so the word it polls is always
+// the next header, never payload a producer is writing a lap later. A consumer killed before that store leaves the record for the
 // next one; after it, the message is gone with it. Head publication costs
 // one store to a line only consumers use. Producers see the free space
 // through a second, lazy copy of head, freed, which a consumer publishes
@@ -62,6 +65,16 @@ import (
 // cache-line ping-pong that otherwise halves throughput). Before it sleeps
 // or gives up (TryPut), a producer reads head itself, so laziness never
 // makes Put wait or TryPut fail while there is room.
+//
+// Ordering. The commit, tail, head, freed and unlock stores of the hot
+// paths are release stores (storeRel: a plain MOV on amd64, like Agrona's
+// putLongOrdered), so a Put or Get does not stall draining its store
+// buffer at each of them; each operation then makes one atomic add (its
+// puts or gets counter), a full fence, before it loads the futex words to
+// decide whether to wake anyone: that fence is what the Dekker-style
+// wake-up protocol of wait.go needs. (Side effect: a process killed
+// between its unlock and that add leaves Puts or Gets one short, so Len
+// one off; nothing else.)
 //
 // The locks are 64-bit words holding the holder's pid and the low 32 bits
 // of its start time (0 = free), taken by CAS: a waiter that times out on

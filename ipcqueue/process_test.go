@@ -194,3 +194,56 @@ func TestHandle(t *testing.T) {
 		t.Fatalf("GobEncode of a heap queue = %v", err)
 	}
 }
+
+// startWaiter starts a child blocked in Get on q (it holds the consumer
+// lock while it waits).
+func startWaiter(t *testing.T, q *Queue) *exec.Cmd {
+	cmd := helperproc.Command(t, "waitget", q.Segment().Name())
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := out.Read(make([]byte, 6)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // let it reach the wait
+	return cmd
+}
+
+// TestCloseWakesProcess: Close wakes a consumer blocked in another process.
+func TestCloseWakesProcess(t *testing.T) {
+	q := namedQueue(t, 4096, &Options{Spin: -1})
+	cmd := startWaiter(t, q)
+	start := time.Now()
+	q.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("waiter: %v", err)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Fatalf("waiter woke after %v", el)
+	}
+}
+
+// TestWaitingConsumerKilled: a consumer killed while it waits in Get (so
+// holding the consumer lock) costs the others at most a lock take-over.
+func TestWaitingConsumerKilled(t *testing.T) {
+	q := namedQueue(t, 4096, nil)
+	cmd := startWaiter(t, q)
+	cmd.Process.Kill()
+	cmd.Wait()
+	ctx := t.Context()
+	q.Put(ctx, []byte("x"))
+	start := time.Now()
+	if got, err := q.Get(ctx); err != nil || string(got) != "x" {
+		t.Fatalf("Get = %q, %v", got, err)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Fatalf("take-over took %v", el)
+	}
+	if st := q.Stats(); st.ConsumerDeaths != 1 || st.Dropped != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
