@@ -1,0 +1,263 @@
+//go:build linux
+
+package ipcqueue
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ipckit/ipckit/internal/helperproc"
+)
+
+// Benchmarks: each group runs ipcqueue and its peers in the same run, so
+// compare the lines of one run (ratios), never against another day's.
+
+func spinArg(d time.Duration) string { return strconv.Itoa(int(d)) }
+
+// BenchmarkThroughput: one producer process (this one) to one consumer
+// process, 64-byte messages, one Put and one Get per message. Peers: a
+// buffered channel (cap 1024) of [64]byte between two goroutines, and a
+// pipe to another process with one write per message.
+func BenchmarkThroughput(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		spin time.Duration
+	}{{"ipcqueue/spin", 0}, {"ipcqueue/nospin", -1}} {
+		b.Run(c.name, func(b *testing.B) {
+			q := namedQueue(b, 256<<10, &Options{Spin: c.spin})
+			cmd := helperproc.Command(b, "sink", q.Segment().Name(), spinArg(c.spin))
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			msg := make([]byte, 64)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := q.Put(ctx, msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			q.Close()
+			if err := cmd.Wait(); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+	b.Run("chan", func(b *testing.B) {
+		ch := make(chan [64]byte, 1024)
+		done := make(chan struct{})
+		go func() {
+			for range ch {
+			}
+			close(done)
+		}()
+		var m [64]byte
+		b.ReportAllocs()
+		for b.Loop() {
+			ch <- m
+		}
+		b.StopTimer()
+		close(ch)
+		<-done
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	})
+	b.Run("pipe", func(b *testing.B) {
+		r, w, err := os.Pipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		cmd := helperproc.Command(b, "pipesink")
+		cmd.Stdin = r
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		r.Close()
+		msg := make([]byte, 64)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := w.Write(msg); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		w.Close()
+		if err := cmd.Wait(); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	})
+}
+
+// reportRTT reports percentiles of round-trip times.
+func reportRTT(b *testing.B, rtt []time.Duration) {
+	slices.Sort(rtt)
+	if len(rtt) == 0 {
+		return
+	}
+	b.ReportMetric(float64(rtt[len(rtt)/2].Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(rtt[len(rtt)*99/100].Nanoseconds()), "p99-ns")
+}
+
+// BenchmarkPingPong: 64-byte round trip between two processes through two
+// queues, with the default adaptive spin, with a fixed spin budget (the
+// sweep that sizes DefaultSpin), and with spinning off (pure futex). Peers:
+// an unbuffered channel round trip between two goroutines, and a
+// SOCK_SEQPACKET socket pair between two processes.
+func BenchmarkPingPong(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		spin time.Duration
+	}{
+		{"ipcqueue/spin", 0}, {"ipcqueue/nospin", -1},
+		{"ipcqueue/spin=1us", time.Microsecond}, {"ipcqueue/spin=5us", 5 * time.Microsecond},
+		{"ipcqueue/spin=20us", 20 * time.Microsecond}, {"ipcqueue/spin=100us", 100 * time.Microsecond},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			ping := namedQueue(b, 4096, &Options{Spin: c.spin})
+			pong := namedQueue(b, 4096, &Options{Spin: c.spin})
+			cmd := helperproc.Command(b, "echo", ping.Segment().Name(), pong.Segment().Name(), spinArg(c.spin))
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			msg := make([]byte, 64)
+			buf := make([]byte, 64)
+			ctx := context.Background()
+			rtt := make([]time.Duration, 0, 1<<20)
+			b.ReportAllocs()
+			for b.Loop() {
+				t0 := time.Now()
+				if err := ping.Put(ctx, msg); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := pong.GetInto(ctx, buf); err != nil {
+					b.Fatal(err)
+				}
+				if len(rtt) < cap(rtt) {
+					rtt = append(rtt, time.Since(t0))
+				}
+			}
+			b.StopTimer()
+			ping.Close()
+			if err := cmd.Wait(); err != nil {
+				b.Fatal(err)
+			}
+			reportRTT(b, rtt)
+		})
+	}
+	b.Run("chan", func(b *testing.B) {
+		ping, pong := make(chan [64]byte), make(chan [64]byte)
+		go func() {
+			for m := range ping {
+				pong <- m
+			}
+			close(pong)
+		}()
+		var m [64]byte
+		rtt := make([]time.Duration, 0, 1<<20)
+		for b.Loop() {
+			t0 := time.Now()
+			ping <- m
+			m = <-pong
+			if len(rtt) < cap(rtt) {
+				rtt = append(rtt, time.Since(t0))
+			}
+		}
+		b.StopTimer()
+		close(ping)
+		<-pong
+		reportRTT(b, rtt)
+	})
+	b.Run("seqpacket", func(b *testing.B) {
+		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		child := os.NewFile(uintptr(fds[1]), "seqpacket")
+		cmd := helperproc.Command(b, "seqecho")
+		cmd.ExtraFiles = []*os.File{child}
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		child.Close()
+		fd := fds[0]
+		msg := make([]byte, 64)
+		rtt := make([]time.Duration, 0, 1<<20)
+		for b.Loop() {
+			t0 := time.Now()
+			if _, err := syscall.Write(fd, msg); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := syscall.Read(fd, msg); err != nil {
+				b.Fatal(err)
+			}
+			if len(rtt) < cap(rtt) {
+				rtt = append(rtt, time.Since(t0))
+			}
+		}
+		b.StopTimer()
+		syscall.Close(fd)
+		if err := cmd.Wait(); err != nil {
+			b.Fatal(err)
+		}
+		reportRTT(b, rtt)
+	})
+}
+
+// BenchmarkBulk: 64 KiB messages from this process to a consumer process,
+// as MB/s, beside single-core memcpy of the same size.
+func BenchmarkBulk(b *testing.B) {
+	const size = 64 << 10
+	b.Run("ipcqueue", func(b *testing.B) {
+		q := namedQueue(b, 1<<20, nil)
+		cmd := helperproc.Command(b, "sink", q.Segment().Name(), "0")
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		msg := make([]byte, size)
+		ctx := context.Background()
+		b.SetBytes(size)
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := q.Put(ctx, msg); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		q.Close()
+		if err := cmd.Wait(); err != nil {
+			b.Fatal(err)
+		}
+	})
+	b.Run("memcpy", func(b *testing.B) {
+		src, dst := make([]byte, size), make([]byte, size)
+		b.SetBytes(size)
+		for b.Loop() {
+			copy(dst, src)
+		}
+	})
+}
+
+// BenchmarkInProcess: Put then GetInto on one goroutine (no peer): the
+// cost of the operations themselves, and their allocations (0).
+func BenchmarkInProcess(b *testing.B) {
+	q := heapQueue(b, 64<<10, nil)
+	msg, buf := make([]byte, 64), make([]byte, 64)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		q.Put(ctx, msg)
+		q.GetInto(ctx, buf)
+	}
+}
+
+var _ = exec.Command
+var _ = io.EOF

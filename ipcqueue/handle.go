@@ -1,0 +1,52 @@
+package ipcqueue
+
+import (
+	"bytes"
+	"encoding/gob"
+	"fmt"
+
+	"github.com/ipckit/ipckit/shm"
+)
+
+// wireQueue is a queue's handle: its segment's handle (a name, or an
+// inherited descriptor inside spawn). Capacity and maximum message size
+// are read back from the control block, which decoding re-validates.
+type wireQueue struct {
+	Seg *shm.Segment
+}
+
+// GobEncode encodes a handle to the queue (never its contents): a named
+// queue travels as its name, an anonymous one ([New]) as a descriptor that
+// spawn passes to the child. A heap queue cannot travel ([shm.ErrHeap]).
+func (q *Queue) GobEncode() ([]byte, error) {
+	if err := q.check(); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(wireQueue{Seg: q.seg}); err != nil {
+		return nil, fmt.Errorf("ipcqueue: encode handle: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// GobDecode attaches q, which must be new (zero), to the queue a handle
+// names, after validating the queue's layout. The new handle spins with
+// [DefaultSpin]; see [Queue.SetSpin]. Release it with [Queue.Detach].
+func (q *Queue) GobDecode(b []byte) error {
+	var w wireQueue
+	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&w); err != nil {
+		return fmt.Errorf("ipcqueue: decode handle: %w", err)
+	}
+	if w.Seg == nil {
+		return fmt.Errorf("%w: handle without a segment", ErrCorrupt)
+	}
+	if w.Seg.Kind() != shm.KindQueue {
+		w.Seg.Close()
+		return fmt.Errorf("ipcqueue: decode handle: %w: segment holds %v", shm.ErrKind, w.Seg.Kind())
+	}
+	if err := q.attachTo(w.Seg, nil); err != nil {
+		w.Seg.Close()
+		return fmt.Errorf("ipcqueue: decode handle: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,223 @@
+//go:build linux
+
+package ipcqueue
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/gob"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/ipckit/ipckit/internal/helperproc"
+)
+
+func atoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		panic(err)
+	}
+	return n
+}
+
+func openArg(name, spin string) (*Queue, error) {
+	return Open(name, &Options{Spin: time.Duration(atoi(spin))})
+}
+
+// killSelf is the fault hook of the crash tests: SIGKILL, for real.
+func killSelf(string) {
+	syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	select {}
+}
+
+func registerHelpers() {
+	// produce NAME ID COUNT SPIN: put COUNT test messages.
+	helperproc.Register("produce", func(a []string) error {
+		q, err := openArg(a[0], a[3])
+		if err != nil {
+			return err
+		}
+		defer q.Detach()
+		id, n := atoi(a[1]), atoi(a[2])
+		buf := make([]byte, 128)
+		for s := range n {
+			if err := q.Put(context.Background(), makeMsg(buf, id, uint64(s))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	// consume NAME PRODUCERS PER SPIN: get until EOF, check order, write
+	// the bitmaps of what it saw to stdout.
+	helperproc.Register("consume", func(a []string) error {
+		q, err := openArg(a[0], a[3])
+		if err != nil {
+			return err
+		}
+		defer q.Detach()
+		c := newChecker(atoi(a[1]), atoi(a[2]))
+		buf := make([]byte, 128)
+		for {
+			n, err := q.GetInto(context.Background(), buf)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			if err := c.add(buf[:n]); err != nil {
+				return err
+			}
+		}
+		w := bufio.NewWriter(os.Stdout)
+		for _, s := range c.seen {
+			binary.Write(w, binary.LittleEndian, s)
+		}
+		return w.Flush()
+	})
+	// crashput NAME: put one message, then die inside the second Put,
+	// after its payload is written and before its commit.
+	helperproc.Register("crashput", func(a []string) error {
+		q, err := Open(a[0], nil)
+		if err != nil {
+			return err
+		}
+		if err := q.Put(context.Background(), []byte("before")); err != nil {
+			return err
+		}
+		q.fault = killSelf
+		q.Put(context.Background(), []byte("torn torn torn"))
+		return errors.New("survived SIGKILL")
+	})
+	// crashget NAME: take the consumer lock and die inside Get, after
+	// copying the message and before taking it.
+	helperproc.Register("crashget", func(a []string) error {
+		q, err := Open(a[0], nil)
+		if err != nil {
+			return err
+		}
+		q.fault = killSelf
+		q.Get(context.Background())
+		return errors.New("survived SIGKILL")
+	})
+	// sink NAME SPIN: GetInto until EOF (throughput benchmarks).
+	helperproc.Register("sink", func(a []string) error {
+		q, err := openArg(a[0], a[1])
+		if err != nil {
+			return err
+		}
+		defer q.Detach()
+		buf := make([]byte, q.MaxMsg())
+		for {
+			if _, err := q.GetInto(context.Background(), buf); err != nil {
+				if err == io.EOF {
+					return nil
+				}
+				return err
+			}
+		}
+	})
+	// echo IN OUT SPIN: Get from IN, Put to OUT, until EOF (ping-pong).
+	helperproc.Register("echo", func(a []string) error {
+		in, err := openArg(a[0], a[2])
+		if err != nil {
+			return err
+		}
+		defer in.Detach()
+		out, err := openArg(a[1], a[2])
+		if err != nil {
+			return err
+		}
+		defer out.Detach()
+		buf := make([]byte, 64)
+		for {
+			n, err := in.GetInto(context.Background(), buf)
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if err := out.Put(context.Background(), buf[:n]); err != nil {
+				return err
+			}
+		}
+	})
+	// pipesink: read 64-byte messages from stdin until EOF.
+	helperproc.Register("pipesink", func(a []string) error {
+		buf := make([]byte, 64)
+		for {
+			if _, err := io.ReadFull(os.Stdin, buf); err != nil {
+				if err == io.EOF {
+					return nil
+				}
+				return err
+			}
+		}
+	})
+	// seqecho: echo SOCK_SEQPACKET messages on fd 3 until EOF.
+	helperproc.Register("seqecho", func(a []string) error {
+		buf := make([]byte, 64)
+		for {
+			n, err := syscall.Read(3, buf)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				return nil
+			}
+			if _, err := syscall.Write(3, buf[:n]); err != nil {
+				return fmt.Errorf("write: %w", err)
+			}
+		}
+	})
+}
+
+func init() {
+	// typedput HEXHANDLE: decode a gob handle to a Typed[point] and a
+	// Typed[record], put a value on each.
+	helperproc.Register("typedput", func(a []string) error {
+		b, err := hex.DecodeString(a[0])
+		if err != nil {
+			return err
+		}
+		var h struct {
+			P *Typed[point]
+			R *Typed[record]
+		}
+		if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&h); err != nil {
+			return err
+		}
+		defer h.P.Detach()
+		defer h.R.Detach()
+		if err := h.P.Put(context.Background(), point{X: 1, Y: -2, Tag: [4]byte{'a'}}); err != nil {
+			return err
+		}
+		return h.R.Put(context.Background(), record{Name: "child", Vals: []int{1, 2, 3}})
+	})
+}
+
+func init() {
+	// waitget NAME: say "ready", then Get; exit 0 on io.EOF.
+	helperproc.Register("waitget", func(a []string) error {
+		q, err := Open(a[0], nil)
+		if err != nil {
+			return err
+		}
+		defer q.Detach()
+		fmt.Println("ready")
+		msg, err := q.Get(context.Background())
+		if err == io.EOF {
+			return nil
+		}
+		return fmt.Errorf("Get = %q, %v", msg, err)
+	})
+}

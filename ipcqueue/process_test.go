@@ -1,0 +1,249 @@
+//go:build linux
+
+package ipcqueue
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/gob"
+	"encoding/hex"
+	"errors"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ipckit/ipckit/internal/helperproc"
+	"github.com/ipckit/ipckit/shm"
+)
+
+func namedQueue(t testing.TB, size int, opts *Options) *Queue {
+	t.Helper()
+	name := helperproc.Name(t)
+	q, err := Create(name, size, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Detach(); Remove(name) })
+	return q
+}
+
+// TestProcessMPMC: 4 producer processes, 2 consumer processes, 1,000,000
+// messages: each delivered exactly once, in order per producer, untorn.
+func TestProcessMPMC(t *testing.T) {
+	const producers, consumers, per = 4, 2, 250000
+	q := namedQueue(t, 64<<10, nil)
+	name := q.Segment().Name()
+	spin := strconv.Itoa(int(20 * time.Microsecond))
+	var outs []*bytes.Buffer
+	var cons []*exec.Cmd
+	for range consumers {
+		cmd := helperproc.Command(t, "consume", name, strconv.Itoa(producers), strconv.Itoa(per), spin)
+		var out bytes.Buffer
+		cmd.Stdout = &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		outs = append(outs, &out)
+		cons = append(cons, cmd)
+	}
+	var prods []*exec.Cmd
+	for p := range producers {
+		cmd := helperproc.Command(t, "produce", name, strconv.Itoa(p), strconv.Itoa(per), spin)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		prods = append(prods, cmd)
+	}
+	for _, cmd := range prods {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("producer: %v", err)
+		}
+	}
+	q.Close()
+	all := newChecker(producers, per)
+	for i, cmd := range cons {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("consumer: %v", err)
+		}
+		c := newChecker(producers, per)
+		for _, s := range c.seen {
+			if err := binary.Read(outs[i], binary.LittleEndian, s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := all.merge(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := all.complete(per); err != nil {
+		t.Fatal(err)
+	}
+	st := q.Stats()
+	if st.Puts != producers*per || st.Gets != st.Puts || st.Dropped != 0 || q.Len() != 0 {
+		t.Fatalf("stats %+v, Len %d", st, q.Len())
+	}
+	t.Logf("stats %+v", st)
+}
+
+// TestProducerCrash kills a producer between writing its record and
+// committing it: consumers never see it, the queue goes on, and Stats
+// counts the loss within a second.
+func TestProducerCrash(t *testing.T) {
+	q := namedQueue(t, 4096, nil)
+	cmd := helperproc.Command(t, "crashput", q.Segment().Name())
+	if err := cmd.Run(); err == nil || cmd.ProcessState.Sys().(interface{ Signaled() bool }).Signaled() == false {
+		t.Fatalf("crashput: %v", err)
+	}
+	ctx := t.Context()
+	if got, err := q.Get(ctx); err != nil || string(got) != "before" {
+		t.Fatalf("Get = %q, %v", got, err)
+	}
+	// A consumer waiting on the empty queue notices the dead producer.
+	deadline := time.Now().Add(time.Second)
+	done := make(chan error, 1)
+	go func() {
+		got, err := q.Get(ctx)
+		if err == nil && string(got) != "after" {
+			t.Errorf("Get after crash = %q", got)
+		}
+		done <- err
+	}()
+	for q.dropped.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := q.Stats(); st.Dropped != 1 || st.Puts != 1 {
+		t.Fatalf("stats after crash: %+v", st)
+	}
+	if err := q.Put(ctx, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if st := q.Stats(); st.Dropped != 1 || st.Puts != 2 || st.Gets != 2 {
+		t.Fatalf("final stats: %+v", st)
+	}
+}
+
+// TestProducerCrashStats: with nobody waiting, Stats alone notices.
+func TestProducerCrashStats(t *testing.T) {
+	q := namedQueue(t, 4096, nil)
+	cmd := helperproc.Command(t, "crashput", q.Segment().Name())
+	cmd.Run()
+	if st := q.Stats(); st.Dropped != 1 || st.Puts != 1 {
+		t.Fatalf("stats after crash: %+v", st)
+	}
+	if ok, err := q.TryPut([]byte("x")); !ok || err != nil {
+		t.Fatalf("TryPut after crash: %v %v", ok, err)
+	}
+}
+
+// TestConsumerCrash kills a consumer inside Get after it copied the
+// message but before it took it: the message stays for the next consumer,
+// which gets it within a second.
+func TestConsumerCrash(t *testing.T) {
+	q := namedQueue(t, 4096, nil)
+	ctx := t.Context()
+	q.Put(ctx, []byte("one"))
+	q.Put(ctx, []byte("two"))
+	cmd := helperproc.Command(t, "crashget", q.Segment().Name())
+	cmd.Run()
+	start := time.Now()
+	got, err := q.Get(ctx)
+	if err != nil || string(got) != "one" {
+		t.Fatalf("Get after consumer crash = %q, %v", got, err)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Fatalf("recovery took %v", el)
+	}
+	if got, err := q.Get(ctx); err != nil || string(got) != "two" {
+		t.Fatalf("second Get = %q, %v", got, err)
+	}
+	if st := q.Stats(); st.ConsumerDeaths != 1 || st.Gets != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestHandle passes typed queues to a child as gob handles.
+func TestHandle(t *testing.T) {
+	q := namedQueue(t, 4096, nil)
+	p, _ := NewTyped[point](q)
+	q2 := namedQueue(t, 4096, nil)
+	r, _ := NewTyped[record](q2)
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(struct {
+		P *Typed[point]
+		R *Typed[record]
+	}{p, r}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := helperproc.Command(t, "typedput", hex.EncodeToString(buf.Bytes()))
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("child: %v", err)
+	}
+	if got, err := p.Get(t.Context()); err != nil || got != (point{X: 1, Y: -2, Tag: [4]byte{'a'}}) {
+		t.Fatalf("point from child: %v, %v", got, err)
+	}
+	if got, err := r.Get(t.Context()); err != nil || got.Name != "child" || len(got.Vals) != 3 {
+		t.Fatalf("record from child: %v, %v", got, err)
+	}
+	// A heap queue cannot travel.
+	h := heapQueue(t, 1024, nil)
+	if _, err := h.GobEncode(); !errors.Is(err, shm.ErrHeap) {
+		t.Fatalf("GobEncode of a heap queue = %v", err)
+	}
+}
+
+// startWaiter starts a child blocked in Get on q (it holds the consumer
+// lock while it waits).
+func startWaiter(t *testing.T, q *Queue) *exec.Cmd {
+	cmd := helperproc.Command(t, "waitget", q.Segment().Name())
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := out.Read(make([]byte, 6)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // let it reach the wait
+	return cmd
+}
+
+// TestCloseWakesProcess: Close wakes a consumer blocked in another process.
+func TestCloseWakesProcess(t *testing.T) {
+	q := namedQueue(t, 4096, &Options{Spin: -1})
+	cmd := startWaiter(t, q)
+	start := time.Now()
+	q.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("waiter: %v", err)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Fatalf("waiter woke after %v", el)
+	}
+}
+
+// TestWaitingConsumerKilled: a consumer killed while it waits in Get (so
+// holding the consumer lock) costs the others at most a lock take-over.
+func TestWaitingConsumerKilled(t *testing.T) {
+	q := namedQueue(t, 4096, nil)
+	cmd := startWaiter(t, q)
+	cmd.Process.Kill()
+	cmd.Wait()
+	ctx := t.Context()
+	q.Put(ctx, []byte("x"))
+	start := time.Now()
+	if got, err := q.Get(ctx); err != nil || string(got) != "x" {
+		t.Fatalf("Get = %q, %v", got, err)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Fatalf("take-over took %v", el)
+	}
+	if st := q.Stats(); st.ConsumerDeaths != 1 || st.Dropped != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}

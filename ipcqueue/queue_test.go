@@ -1,0 +1,231 @@
+package ipcqueue
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+	"time"
+)
+
+func heapQueue(t testing.TB, size int, opts *Options) *Queue {
+	t.Helper()
+	q, err := NewHeap(size, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Detach() })
+	return q
+}
+
+func TestPutGetBasic(t *testing.T) {
+	q := heapQueue(t, 1024, nil)
+	ctx := t.Context()
+	if q.Capacity() != 1024 || q.MaxMsg() != 256 {
+		t.Fatalf("capacity %d max %d", q.Capacity(), q.MaxMsg())
+	}
+	for i := range 100 { // several laps, with padding
+		msg := bytes.Repeat([]byte{byte(i)}, i%50)
+		if err := q.Put(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+		if q.Len() != 1 {
+			t.Fatalf("Len %d", q.Len())
+		}
+		got, err := q.Get(ctx)
+		if err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("%d: got %q, %v", i, got, err)
+		}
+	}
+	if _, ok, err := q.TryGet(); ok || err != nil {
+		t.Fatalf("TryGet on empty = %v, %v", ok, err)
+	}
+	if err := q.Put(ctx, make([]byte, 257)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Put 257 = %v", err)
+	}
+	// Fill with TryPut until full, then drain with TryGetInto.
+	n := 0
+	for {
+		ok, err := q.TryPut([]byte("0123456789"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		n++
+	}
+	if n < 1024/24-2 || q.Len() != n {
+		t.Fatalf("only %d 10-byte messages fit in 1024 bytes (Len %d)", n, q.Len())
+	}
+	buf := make([]byte, 4)
+	if m, err := q.GetInto(ctx, buf); !errors.Is(err, io.ErrShortBuffer) || m != 10 {
+		t.Fatalf("GetInto short = %d, %v", m, err)
+	}
+	buf = make([]byte, 64)
+	for i := range n {
+		m, ok, err := q.TryGetInto(buf)
+		if !ok || err != nil || string(buf[:m]) != "0123456789" {
+			t.Fatalf("%d: %q %v %v", i, buf[:m], ok, err)
+		}
+	}
+	st := q.Stats()
+	if st.Puts != uint64(100+n) || st.Gets != st.Puts || st.Dropped != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestCloseDrains(t *testing.T) {
+	q := heapQueue(t, 1024, nil)
+	ctx := t.Context()
+	q.Put(ctx, []byte("a"))
+	q.Put(ctx, []byte("b"))
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := q.Put(ctx, []byte("c")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Put after Close = %v", err)
+	}
+	for _, want := range []string{"a", "b"} {
+		if got, err := q.Get(ctx); err != nil || string(got) != want {
+			t.Fatalf("Get = %q, %v", got, err)
+		}
+	}
+	if _, err := q.Get(ctx); err != io.EOF {
+		t.Fatalf("Get on drained = %v", err)
+	}
+	q.Detach()
+	if _, err := q.Get(ctx); !errors.Is(err, ErrDetached) {
+		t.Fatalf("Get after Detach = %v", err)
+	}
+	if err := q.Detach(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWaitersWoken blocks consumers on an empty queue and producers on a
+// full one, then cancels some and closes the queue under the others.
+func TestWaitersWoken(t *testing.T) {
+	for _, spin := range []time.Duration{0, -1} {
+		q := heapQueue(t, 256, &Options{Spin: spin})
+		full := heapQueue(t, 256, &Options{Spin: spin})
+		for {
+			if ok, _ := full.TryPut(make([]byte, 40)); !ok {
+				break
+			}
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		var wg sync.WaitGroup
+		errs := make(chan error, 16)
+		for i := range 8 {
+			c := t.Context()
+			if i%2 == 0 {
+				c = ctx
+			}
+			wg.Go(func() { _, err := q.Get(c); errs <- err })
+			wg.Go(func() { errs <- full.Put(c, []byte("x")) })
+		}
+		time.Sleep(50 * time.Millisecond)
+		cancel()
+		time.Sleep(50 * time.Millisecond)
+		q.Close()
+		full.Close()
+		wg.Wait()
+		close(errs)
+		var cancelled, eof, closed int
+		for err := range errs {
+			switch {
+			case errors.Is(err, context.Canceled):
+				cancelled++
+			case err == io.EOF:
+				eof++
+			case errors.Is(err, ErrClosed):
+				closed++
+			default:
+				t.Errorf("unexpected %v", err)
+			}
+		}
+		if cancelled != 8 || eof != 4 || closed != 4 {
+			t.Errorf("spin %v: %d cancelled, %d EOF, %d ErrClosed", spin, cancelled, eof, closed)
+		}
+		if full.Len() == 0 {
+			t.Error("cancelled Put changed the queue")
+		}
+	}
+}
+
+// TestHeapMPMC runs 4 producers and 2 consumers as goroutines over a heap
+// queue (for the race detector), with positions started just before they
+// wrap around 2^64.
+func TestHeapMPMC(t *testing.T) {
+	const producers, consumers, per = 4, 2, 25000
+	for _, spin := range []time.Duration{0, -1} {
+		q := heapQueue(t, 4096, &Options{Spin: spin})
+		start := ^uint64(0) - 64*1024 + 1
+		q.tail.Store(start)
+		q.head.Store(start)
+		q.freed.Store(start)
+		q.cachedHead = start
+		runMPMC(t, q, producers, consumers, per)
+		if h := q.head.Load(); h > start {
+			t.Fatalf("head %d did not wrap", h)
+		}
+	}
+}
+
+func runMPMC(t *testing.T, q *Queue, producers, consumers, per int) {
+	ctx := t.Context()
+	var pw, cw sync.WaitGroup
+	for p := range producers {
+		pw.Go(func() {
+			buf := make([]byte, 128)
+			for s := range per {
+				if err := q.Put(ctx, makeMsg(buf, p, uint64(s))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	checks := make([]*checker, consumers)
+	for c := range consumers {
+		checks[c] = newChecker(producers, per)
+		cw.Go(func() {
+			buf := make([]byte, 128)
+			for {
+				n, err := q.GetInto(ctx, buf)
+				if err == io.EOF {
+					return
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if err := checks[c].add(buf[:n]); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	pw.Wait()
+	q.Close()
+	cw.Wait()
+	all := newChecker(producers, per)
+	for _, c := range checks {
+		if err := all.merge(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := all.complete(per); err != nil {
+		t.Fatal(err)
+	}
+	if st := q.Stats(); st.Puts != uint64(producers*per) || st.Gets != st.Puts || st.Dropped != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}

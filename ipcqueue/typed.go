@@ -1,0 +1,191 @@
+package ipcqueue
+
+import (
+	"bytes"
+	"context"
+	"encoding/gob"
+	"fmt"
+	"reflect"
+)
+
+// Typed is a queue of values of type T on top of a [Queue].
+//
+// The codec is chosen once, from T:
+//
+//   - If T holds no pointers (numbers, bools, arrays and structs of them:
+//     no strings, slices, maps, interfaces, channels, funcs or pointers),
+//     a message is T's memory, byte for byte (unsafe.Sizeof(T) bytes): no
+//     encoding, no allocation. Every process must use the same T, built by
+//     the same compiler for the same architecture.
+//   - Otherwise a message is one self-contained encoding/gob stream holding
+//     the value (type description included, so any consumer can decode any
+//     message), which allocates and costs microseconds.
+//
+// A Typed is safe for concurrent use, like its Queue, and implements
+// gob.GobEncoder and gob.GobDecoder like it.
+type Typed[T any] struct {
+	q     *Queue
+	fixed bool
+	size  int
+}
+
+// NewTyped returns a typed view of q. It fails with [ErrSize] if T is
+// fixed-size and larger than q's maximum message.
+func NewTyped[T any](q *Queue) (*Typed[T], error) {
+	t := &Typed[T]{q: q}
+	if err := t.init(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *Typed[T]) init() error {
+	typ := reflect.TypeFor[T]()
+	t.fixed = pointerFree(typ)
+	t.size = int(typ.Size())
+	if t.fixed && t.size > t.q.MaxMsg() {
+		return fmt.Errorf("%w: %v takes %d bytes, the queue's maximum message is %d", ErrSize, typ, t.size, t.q.MaxMsg())
+	}
+	return nil
+}
+
+// pointerFree reports whether values of typ can be copied as bytes.
+func pointerFree(typ reflect.Type) bool {
+	switch typ.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return true
+	case reflect.Array:
+		return pointerFree(typ.Elem())
+	case reflect.Struct:
+		for i := range typ.NumField() {
+			if !pointerFree(typ.Field(i).Type) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// Queue returns the underlying byte queue.
+func (t *Typed[T]) Queue() *Queue { return t.q }
+
+// Fixed reports whether T uses the fixed-size (memory copy) codec.
+func (t *Typed[T]) Fixed() bool { return t.fixed }
+
+// The fixed-size paths below never hand a value's address to gob (in a
+// separate function), so escape analysis keeps them allocation-free.
+
+func (t *Typed[T]) encodeGob(v T) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(&v); err != nil {
+		return nil, fmt.Errorf("ipcqueue: encode %T: %w", v, err)
+	}
+	return buf.Bytes(), nil
+}
+
+func (t *Typed[T]) decodeGob(b []byte) (T, error) {
+	var v T
+	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&v); err != nil {
+		return v, fmt.Errorf("%w: decode %T: %v", ErrCorrupt, v, err)
+	}
+	return v, nil
+}
+
+func (t *Typed[T]) sizeErr(n int) error {
+	return fmt.Errorf("%w: %d-byte message for a %d-byte %v", ErrCorrupt, n, t.size, reflect.TypeFor[T]())
+}
+
+// Put appends v; see [Queue.Put].
+func (t *Typed[T]) Put(ctx context.Context, v T) error {
+	if t.fixed {
+		return t.q.Put(ctx, bytesOf(&v))
+	}
+	b, err := t.encodeGob(v)
+	if err != nil {
+		return err
+	}
+	return t.q.Put(ctx, b)
+}
+
+// TryPut appends v if there is room now; see [Queue.TryPut].
+func (t *Typed[T]) TryPut(v T) (bool, error) {
+	if t.fixed {
+		return t.q.TryPut(bytesOf(&v))
+	}
+	b, err := t.encodeGob(v)
+	if err != nil {
+		return false, err
+	}
+	return t.q.TryPut(b)
+}
+
+// Get removes and returns the oldest value; see [Queue.Get]. A message
+// that does not decode as a T is [ErrCorrupt] (and is consumed).
+func (t *Typed[T]) Get(ctx context.Context) (T, error) {
+	if !t.fixed {
+		b, err := t.q.Get(ctx)
+		if err != nil {
+			var zero T
+			return zero, err
+		}
+		return t.decodeGob(b)
+	}
+	var v T
+	n, err := t.q.GetInto(ctx, bytesOf(&v))
+	if err == nil && n != t.size {
+		err = t.sizeErr(n)
+	}
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return v, nil
+}
+
+// TryGet returns the oldest value if there is one now; see [Queue.TryGet].
+func (t *Typed[T]) TryGet() (T, bool, error) {
+	var v T
+	if !t.fixed {
+		b, ok, err := t.q.TryGet()
+		if err != nil || !ok {
+			return v, ok, err
+		}
+		v, err = t.decodeGob(b)
+		return v, true, err
+	}
+	n, ok, err := t.q.TryGetInto(bytesOf(&v))
+	if err == nil && ok && n != t.size {
+		err = t.sizeErr(n)
+	}
+	if err != nil || !ok {
+		var zero T
+		return zero, false, err
+	}
+	return v, true, nil
+}
+
+// Close closes the queue for everyone; see [Queue.Close].
+func (t *Typed[T]) Close() error { return t.q.Close() }
+
+// Detach releases this handle's mapping; see [Queue.Detach].
+func (t *Typed[T]) Detach() error { return t.q.Detach() }
+
+// GobEncode encodes a handle to the queue; see [Queue.GobEncode].
+func (t *Typed[T]) GobEncode() ([]byte, error) { return t.q.GobEncode() }
+
+// GobDecode attaches t, which must be new, to the queue a handle names.
+func (t *Typed[T]) GobDecode(b []byte) error {
+	q := new(Queue)
+	if err := q.GobDecode(b); err != nil {
+		return err
+	}
+	t.q = q
+	if err := t.init(); err != nil {
+		q.Detach()
+		return err
+	}
+	return nil
+}
