@@ -54,6 +54,7 @@ func BarrierSize(parties int) int { return barHeader + 8*parties }
 // process. It must not be copied.
 type Barrier struct {
 	object
+	spin        spinner
 	guard       mutexWords
 	gen, arrive *atomic.Uint32
 	parties     int
@@ -146,7 +147,7 @@ func (b *Barrier) attach(seg *shm.Segment, off int) error {
 }
 
 func (b *Barrier) words(n int) {
-	b.guard = wordsAt(b.mem, &b.closed)
+	b.guard = guardAt(b.mem, &b.closed, &b.spin)
 	b.gen, b.arrive = u32(b.mem, 16), u32(b.mem, 24)
 	b.parties = n
 }
@@ -268,6 +269,9 @@ func (b *Barrier) breakLocked() {
 // Abort breaks the barrier: every party waiting, and every later Wait,
 // gets [ErrBroken].
 func (b *Barrier) Abort() error {
+	if b.closed.Load() {
+		return os.ErrClosed
+	}
 	if err := b.guard.lockRepair(context.Background(), b.breakLocked); err != nil {
 		return err
 	}
@@ -277,7 +281,8 @@ func (b *Barrier) Abort() error {
 }
 
 // Broken reports whether the barrier is broken.
-func (b *Barrier) Broken() bool { return b.gen.Load()&brokenBit != 0 }
+// After Close it reports true.
+func (b *Barrier) Broken() bool { return b.closed.Load() || b.gen.Load()&brokenBit != 0 }
 
 // Close releases the Barrier's own segment, if it made or opened one. A
 // party of this process waiting in Wait gives up: it breaks the barrier and
