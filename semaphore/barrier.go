@@ -201,14 +201,13 @@ func (b *Barrier) Wait(ctx context.Context) (int, error) {
 		switch {
 		case now>>1 != g>>1:
 			return idx, nil
+		case b.closed.Load():
+			return idx, b.giveUp(g, os.ErrClosed)
 		case now&brokenBit != 0:
 			return idx, ErrBroken
 		}
 		if cerr := ctx.Err(); cerr != nil {
 			return idx, b.giveUp(g, cerr)
-		}
-		if b.closed.Load() {
-			return idx, b.giveUp(g, os.ErrClosed)
 		}
 		if !isTimeout(err) {
 			return idx, b.giveUp(g, err)
@@ -223,9 +222,22 @@ func (b *Barrier) Wait(ctx context.Context) (int, error) {
 }
 
 // giveUp breaks generation g for the others, unless it completed meanwhile.
+//
+// It waits for the guard only briefly (its holders never block while they
+// hold it): if it is held for longer, by a stopped process or in corrupt
+// memory, giveUp breaks the barrier without it; the broken bit is never
+// cleared, so the worst a racing guard holder can do is complete g first.
 func (b *Barrier) giveUp(g uint32, err error) error {
-	if lerr := b.guard.lockRepair(context.Background(), b.breakLocked); lerr != nil {
-		return lerr
+	ctx, cancel := context.WithTimeout(context.Background(), tryGuardWait)
+	defer cancel()
+	if lerr := b.guard.lockRepair(ctx, b.breakLocked); lerr != nil {
+		if b.gen.CompareAndSwap(g, g|brokenBit) {
+			futex.Wake(addr(b.gen), 0)
+		}
+		if now := b.gen.Load(); now>>1 != g>>1 {
+			return nil
+		}
+		return err
 	}
 	defer b.guard.unlock()
 	now := b.gen.Load()
