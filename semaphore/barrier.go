@@ -54,6 +54,7 @@ func BarrierSize(parties int) int { return barHeader + 8*parties }
 // process. It must not be copied.
 type Barrier struct {
 	object
+	spin        spinner
 	guard       mutexWords
 	gen, arrive *atomic.Uint32
 	parties     int
@@ -146,7 +147,7 @@ func (b *Barrier) attach(seg *shm.Segment, off int) error {
 }
 
 func (b *Barrier) words(n int) {
-	b.guard = wordsAt(b.mem, &b.closed)
+	b.guard = guardAt(b.mem, &b.closed, &b.spin)
 	b.gen, b.arrive = u32(b.mem, 16), u32(b.mem, 24)
 	b.parties = n
 }
@@ -200,14 +201,13 @@ func (b *Barrier) Wait(ctx context.Context) (int, error) {
 		switch {
 		case now>>1 != g>>1:
 			return idx, nil
+		case b.closed.Load():
+			return idx, b.giveUp(g, os.ErrClosed)
 		case now&brokenBit != 0:
 			return idx, ErrBroken
 		}
 		if cerr := ctx.Err(); cerr != nil {
 			return idx, b.giveUp(g, cerr)
-		}
-		if b.closed.Load() {
-			return idx, b.giveUp(g, os.ErrClosed)
 		}
 		if !isTimeout(err) {
 			return idx, b.giveUp(g, err)
@@ -222,9 +222,22 @@ func (b *Barrier) Wait(ctx context.Context) (int, error) {
 }
 
 // giveUp breaks generation g for the others, unless it completed meanwhile.
+//
+// It waits for the guard only briefly (its holders never block while they
+// hold it): if it is held for longer, by a stopped process or in corrupt
+// memory, giveUp breaks the barrier without it; the broken bit is never
+// cleared, so the worst a racing guard holder can do is complete g first.
 func (b *Barrier) giveUp(g uint32, err error) error {
-	if lerr := b.guard.lockRepair(context.Background(), b.breakLocked); lerr != nil {
-		return lerr
+	ctx, cancel := context.WithTimeout(context.Background(), tryGuardWait)
+	defer cancel()
+	if lerr := b.guard.lockRepair(ctx, b.breakLocked); lerr != nil {
+		if b.gen.CompareAndSwap(g, g|brokenBit) {
+			futex.Wake(addr(b.gen), 0)
+		}
+		if now := b.gen.Load(); now>>1 != g>>1 {
+			return nil
+		}
+		return err
 	}
 	defer b.guard.unlock()
 	now := b.gen.Load()
@@ -268,6 +281,9 @@ func (b *Barrier) breakLocked() {
 // Abort breaks the barrier: every party waiting, and every later Wait,
 // gets [ErrBroken].
 func (b *Barrier) Abort() error {
+	if b.closed.Load() {
+		return os.ErrClosed
+	}
 	if err := b.guard.lockRepair(context.Background(), b.breakLocked); err != nil {
 		return err
 	}
@@ -277,7 +293,8 @@ func (b *Barrier) Abort() error {
 }
 
 // Broken reports whether the barrier is broken.
-func (b *Barrier) Broken() bool { return b.gen.Load()&brokenBit != 0 }
+// After Close it reports true.
+func (b *Barrier) Broken() bool { return b.closed.Load() || b.gen.Load()&brokenBit != 0 }
 
 // Close releases the Barrier's own segment, if it made or opened one. A
 // party of this process waiting in Wait gives up: it breaks the barrier and

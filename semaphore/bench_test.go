@@ -96,9 +96,10 @@ func BenchmarkHandoff(b *testing.B) {
 }
 
 type pingArgs struct {
-	M *Mutex
-	F *FileMutex
-	T *shm.Int64
+	M      *Mutex
+	F      *FileMutex
+	T      *shm.Int64
+	NoSpin bool
 }
 
 type locker interface {
@@ -166,6 +167,53 @@ func init() {
 			return pong(a.F, a.T)
 		}
 		defer a.M.Close()
+		a.M.spin.off = a.NoSpin
 		return pong(a.M, a.T)
+	})
+}
+
+// BenchmarkMutexSpin measures the adaptive spin phase against sleeping at
+// once (spin off, in both processes), for a handoff between two processes
+// and for goroutines of one process contending for a short critical
+// section, with sync.Mutex as the peer for the latter.
+func BenchmarkMutexSpin(b *testing.B) {
+	for _, off := range []bool{false, true} {
+		name := map[bool]string{false: "spin", true: "nospin"}[off]
+		b.Run("handoff/"+name, func(b *testing.B) {
+			m := newMutex(b)
+			m.spin.off = off
+			pingPong(b, pingArgs{M: m, NoSpin: off}, m)
+		})
+	}
+	for _, off := range []bool{false, true} {
+		name := map[bool]string{false: "spin", true: "nospin"}[off]
+		b.Run("goroutines/"+name, func(b *testing.B) {
+			m := newMutex(b)
+			m.spin.off = off
+			n := 0
+			b.ReportAllocs()
+			b.SetParallelism(2)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					m.Lock()
+					n++
+					m.Unlock()
+				}
+			})
+			b.ReportMetric(float64(m.spin.budget.Load()), "spin-budget-ns")
+		})
+	}
+	b.Run("goroutines/sync.Mutex", func(b *testing.B) {
+		var m sync.Mutex
+		n := 0
+		b.ReportAllocs()
+		b.SetParallelism(2)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				m.Lock()
+				n++
+				m.Unlock()
+			}
+		})
 	})
 }

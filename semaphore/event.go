@@ -69,8 +69,11 @@ func eventAt(seg *shm.Segment, off int) (*Event, *object, error) {
 	return e, &e.object, nil
 }
 
-// Set sets the flag and wakes every waiter.
+// Set sets the flag and wakes every waiter. After Close it does nothing.
 func (e *Event) Set() {
+	if e.closed.Load() {
+		return
+	}
 	for {
 		w := e.word.Load()
 		if w&1 != 0 {
@@ -83,23 +86,27 @@ func (e *Event) Set() {
 	}
 }
 
-// Clear clears the flag.
-func (e *Event) Clear() { e.word.And(^uint32(1)) }
+// Clear clears the flag. After Close it does nothing.
+func (e *Event) Clear() {
+	if !e.closed.Load() {
+		e.word.And(^uint32(1))
+	}
+}
 
-// IsSet reports whether the flag is set.
-func (e *Event) IsSet() bool { return e.word.Load()&1 != 0 }
+// IsSet reports whether the flag is set (false after Close).
+func (e *Event) IsSet() bool { return !e.closed.Load() && e.word.Load()&1 != 0 }
 
 // Wait waits until the flag is set, or ctx is done (then it returns
 // ctx.Err()).
 func (e *Event) Wait(ctx context.Context) error {
-	w := e.word.Load()
-	if w&1 != 0 {
-		return nil
-	}
 	if err := e.enter(); err != nil {
 		return err
 	}
 	defer e.leave()
+	w := e.word.Load()
+	if w&1 != 0 {
+		return nil
+	}
 	for {
 		err := futex.WaitContext(ctx, addr(e.word), w, sleepSlice)
 		if cerr := ctx.Err(); cerr != nil {

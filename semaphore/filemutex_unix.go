@@ -42,18 +42,18 @@ func openLockFile(path string) (*os.File, []byte, error) {
 
 func unmapRecord(rec []byte) error { return syscall.Munmap(rec) }
 
-func flockWait(f *os.File, how int) error {
+func flockWait(fd, how int) error {
 	for {
-		err := syscall.Flock(int(f.Fd()), how)
+		err := syscall.Flock(fd, how)
 		if err != syscall.EINTR {
 			return err
 		}
 	}
 }
 
-func flockTry(f *os.File, how int) (bool, error) {
+func flockTry(fd, how int) (bool, error) {
 	for {
-		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
+		err := syscall.Flock(fd, how|syscall.LOCK_NB)
 		switch err {
 		case nil:
 			return true, nil
@@ -66,4 +66,4 @@ func flockTry(f *os.File, how int) (bool, error) {
 	}
 }
 
-func flockUnlock(f *os.File) error { return syscall.Flock(int(f.Fd()), syscall.LOCK_UN) }
+func flockUnlock(fd int) error { return syscall.Flock(fd, syscall.LOCK_UN) }

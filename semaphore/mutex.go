@@ -19,30 +19,46 @@ import (
 // pid -> 0. Bit 31 says that someone may sleep on the word; a waiter sets it
 // before sleeping, and an Unlock that finds it swaps the word to 0 and wakes
 // one sleeper, which retries with the bit set (it cannot know whether others
-// still sleep), as in Drepper's "Futexes are tricky", mutex 3.
+// still sleep), as in Drepper's "Futexes are tricky", mutex 3. A word whose
+// pid bits are 0 is free whatever its other bits say (bit 30 is never set
+// by this code; a corrupt word is taken over, not waited on).
 //
 // The pid alone cannot prove its owner alive (pids are reused), so beside
 // the word the holder keeps a record, pid and process start time in one
-// 64-bit word, written after the CAS (and skipped when it already matches,
-// as it does when one process locks repeatedly). A waiter sleeps on the word
-// with a timeout and, at most every checkEvery, checks the owner: if the
-// record names the word's pid, the owner is dead when that pid is gone or
-// now belongs to a process with another start time; if the record names
-// someone else (the owner died between its CAS and its record store, or is
-// in that window now), only a pid that no longer exists counts as dead. A
-// waiter that finds the owner dead takes the lock with a CAS from the word it
+// 64-bit word: written just after the CAS that takes the lock, and cleared
+// to 0 just before the CAS that frees it. A waiter sleeps on the word with a
+// timeout and, at most every checkEvery, checks the owner:
+//
+//   - the record names the word's pid: the owner is dead when that pid is
+//     gone or now belongs to a process with another start time;
+//   - the record is 0 or names another pid (the owner is between its CAS
+//     and its record store, or died there): only a pid that no longer
+//     exists counts as dead, so a live owner in that window is never robbed.
+//
+// Because Unlock clears the record, a record naming the word's pid was
+// written by the holder itself, never left over by an earlier process that
+// had the same pid. A waiter that finds the owner dead claims the record
+// with a CAS (record -> 0), then takes the word with a CAS from the value it
 // checked, so of several waiters exactly one wins, and marks the lock
 // inconsistent; see the package doc for what the new holder does.
 //
 // Goroutines of one process share its pid: the lock excludes them from each
 // other like a sync.Mutex, and, like a sync.Mutex, any of them may unlock it.
 //
-// Layout (MutexSize bytes, all fields atomic):
+// Spinning. Before it sleeps, a locker polls the word for a while: a futex
+// wake-up between two CPUs of a VM costs tens of microseconds, more than a
+// short critical section in another process. How long is adapted per lock
+// and per process (see spinner): the budget grows when spinning won the lock
+// late in the budget and shrinks when it ran out, between spinMin and
+// spinMax. BenchmarkMutexSpin measures it against no spinning.
 //
-//	off size field  written by                 read by
-//	  0    4 word   lockers (CAS), unlocker    everyone; the futex word
-//	  4    4 state  the holder                 the holder, after acquiring
-//	  8    8 owner  the holder, after its CAS  waiters checking liveness
+// Layout (MutexSize bytes, all fields atomic; pinned by TestLayout):
+//
+//	off size field  written by                       read by
+//	  0    4 word   lockers (CAS), unlocker          everyone; the futex word
+//	  4    4 state  the holder                       the holder, after acquiring
+//	  8    8 owner  the holder (after its CAS, and   waiters checking liveness
+//	                0 before its unlock), recoverers
 const (
 	waitersBit = 1 << 31
 	pidMask    = 1<<30 - 1
@@ -50,6 +66,13 @@ const (
 	stateConsistent     = 0
 	stateInconsistent   = 1
 	stateNotRecoverable = 2
+)
+
+// Offsets of the mutex words; TestLayout pins them.
+const (
+	offWord  = 0
+	offState = 4
+	offOwner = 8
 )
 
 // MutexSize is the number of bytes a [Mutex] takes in a segment.
@@ -63,7 +86,8 @@ const MutexSize = 16
 // It must not be copied. Zeroed memory holds an unlocked Mutex.
 type Mutex struct {
 	object
-	mu mutexWords
+	spin spinner
+	mu   mutexWords
 }
 
 // mutexWords are the shared words of a mutex, usable inside other objects.
@@ -71,10 +95,19 @@ type mutexWords struct {
 	word, state *atomic.Uint32
 	owner       *atomic.Uint64
 	closed      *atomic.Bool
+	spin        *spinner
+	internal    bool // a guard: any state but consistent means repair
 }
 
-func wordsAt(mem []byte, closed *atomic.Bool) mutexWords {
-	return mutexWords{word: u32(mem, 0), state: u32(mem, 4), owner: u64(mem, 8), closed: closed}
+func wordsAt(mem []byte, closed *atomic.Bool, spin *spinner) mutexWords {
+	return mutexWords{word: u32(mem, offWord), state: u32(mem, offState), owner: u64(mem, offOwner), closed: closed, spin: spin}
+}
+
+// guardAt returns the words of an internal lock (see lockRepair).
+func guardAt(mem []byte, closed *atomic.Bool, spin *spinner) mutexWords {
+	w := wordsAt(mem, closed, spin)
+	w.internal = true
+	return w
 }
 
 // NewMutex returns an unlocked Mutex in an anonymous segment of its own: it
@@ -104,36 +137,37 @@ func MutexAt(seg *shm.Segment, off int) (*Mutex, error) {
 
 func mutexAt(seg *shm.Segment, off int) (*Mutex, *object, error) {
 	m := new(Mutex)
-	if err := m.place(seg, off, MutexSize); err != nil {
+	if err := m.attach(seg, off); err != nil {
 		return nil, nil, err
 	}
-	if self.pid == 0 || self.pid > pidMask {
-		return nil, nil, fmt.Errorf("semaphore: pid %d does not fit a lock word", self.pid)
-	}
-	m.mu = wordsAt(m.mem, &m.closed)
 	return m, &m.object, nil
+}
+
+func (m *Mutex) attach(seg *shm.Segment, off int) error {
+	if err := m.place(seg, off, MutexSize); err != nil {
+		return err
+	}
+	if self.pid == 0 || self.pid > pidMask {
+		return fmt.Errorf("semaphore: pid %d does not fit a lock word", self.pid)
+	}
+	m.mu = wordsAt(m.mem, &m.closed, &m.spin)
+	return nil
 }
 
 // Lock locks m, waiting as long as it takes. It returns nil, or
 // [ErrOwnerDead] with the lock held, or [ErrNotRecoverable] (not held), or
 // [os.ErrClosed].
-func (m *Mutex) Lock() error {
-	if m.mu.word.CompareAndSwap(0, self.pid) {
-		return m.mu.acquired()
-	}
-	return m.lockSlow(context.Background())
-}
+func (m *Mutex) Lock() error { return m.LockContext(context.Background()) }
 
 // LockContext is [Mutex.Lock] that gives up when ctx is done, returning
 // ctx.Err() without the lock.
 func (m *Mutex) LockContext(ctx context.Context) error {
+	if m.closed.Load() {
+		return os.ErrClosed
+	}
 	if m.mu.word.CompareAndSwap(0, self.pid) {
 		return m.mu.acquired()
 	}
-	return m.lockSlow(ctx)
-}
-
-func (m *Mutex) lockSlow(ctx context.Context) error {
 	if err := m.enter(); err != nil {
 		return err
 	}
@@ -156,20 +190,25 @@ func (m *Mutex) TryLock() (bool, error) {
 // changes it. Unlocking an inconsistent Mutex (after [ErrOwnerDead], without
 // [Mutex.MarkConsistent]) makes it unrecoverable.
 func (m *Mutex) Unlock() error {
-	if m.mu.state.Load() == stateConsistent && m.mu.word.CompareAndSwap(self.pid, 0) {
-		return nil
+	if m.closed.Load() {
+		return os.ErrClosed
 	}
-	return m.mu.unlockSlow()
+	return m.mu.unlockChecked()
 }
 
 // MarkConsistent tells m that the data it guards was repaired after
 // [ErrOwnerDead]; the caller must hold m. It does nothing to a consistent
 // Mutex.
-func (m *Mutex) MarkConsistent() error { return m.mu.markConsistent() }
+func (m *Mutex) MarkConsistent() error {
+	if m.closed.Load() {
+		return os.ErrClosed
+	}
+	return m.mu.markConsistent()
+}
 
 // Close releases the Mutex's own segment, if it made or opened one, and
-// returns [os.ErrClosed] to this process's calls waiting for it. It does not
-// unlock m. It is safe to call twice.
+// returns [os.ErrClosed] to this process's calls waiting for it, and to
+// every later call. It does not unlock m. It is safe to call twice.
 func (m *Mutex) Close() error { return m.close(m.mu.word) }
 
 // GobEncode encodes a handle to m; see the package doc.
@@ -178,44 +217,44 @@ func (m *Mutex) GobEncode() ([]byte, error) { return m.encode() }
 // GobDecode attaches m, which must be new, to the Mutex a handle names.
 func (m *Mutex) GobDecode(b []byte) error {
 	return decode(b, func(seg *shm.Segment, off int) (*object, error) {
-		if err := m.place(seg, off, MutexSize); err != nil {
-			return nil, err
-		}
-		m.mu = wordsAt(m.mem, &m.closed)
-		return &m.object, nil
+		return &m.object, m.attach(seg, off)
 	})
 }
+
+// faultAfterCAS, when set (by a test helper process), runs between the CAS
+// that takes a lock and the store of the owner record: the window a holder
+// can die in without a record.
+var faultAfterCAS func()
 
 // acquired finishes a lock the caller just took: record the owner, then
 // act on the consistency state.
 func (w mutexWords) acquired() error {
-	if w.owner.Load() != selfRec {
-		w.owner.Store(selfRec)
+	if faultAfterCAS != nil {
+		faultAfterCAS()
 	}
-	switch w.state.Load() {
-	case stateConsistent:
+	w.owner.Store(selfRec)
+	st := w.state.Load()
+	switch {
+	case st == stateConsistent:
 		return nil
-	case stateInconsistent:
+	case w.internal:
+		return ErrOwnerDead // lockRepair repairs
+	case st == stateInconsistent:
 		return ErrOwnerDead
-	default:
+	case st == stateNotRecoverable:
 		w.release()
 		return ErrNotRecoverable
+	default:
+		// Not a state this code writes: the memory was overwritten. Treat
+		// it like a dead owner's, so the new holder repairs what it guards.
+		w.state.Store(stateInconsistent)
+		return ErrOwnerDead
 	}
 }
 
-// spins is how many times a locker polls the word before it sleeps: a
-// handoff between processes on two CPUs costs less than a futex wake.
-const spins = 64
-
 func (w mutexWords) lock(ctx context.Context) error {
-	for i := range spins {
-		v := w.word.Load()
-		if v == 0 && w.word.CompareAndSwap(0, self.pid) {
-			return w.acquired()
-		}
-		if i%8 == 7 {
-			runtime.Gosched()
-		}
+	if w.spin.spin(w.word) {
+		return w.acquired()
 	}
 	last := time.Now()
 	for {
@@ -223,8 +262,8 @@ func (w mutexWords) lock(ctx context.Context) error {
 			return os.ErrClosed
 		}
 		v := w.word.Load()
-		if v == 0 {
-			if w.word.CompareAndSwap(0, self.pid|waitersBit) {
+		if v&pidMask == 0 {
+			if w.word.CompareAndSwap(v, self.pid|waitersBit) {
 				return w.acquired()
 			}
 			continue
@@ -237,6 +276,11 @@ func (w mutexWords) lock(ctx context.Context) error {
 		}
 		err := futex.WaitContext(ctx, addr(w.word), v, sleepSlice)
 		if cerr := ctx.Err(); cerr != nil {
+			// A wake meant for us may have been spent on this cancelled
+			// wait; pass it on if the lock looks free.
+			if w.word.Load()&pidMask == 0 {
+				futex.Wake(addr(w.word), 1)
+			}
 			return cerr
 		}
 		if !isTimeout(err) {
@@ -254,8 +298,8 @@ func (w mutexWords) lock(ctx context.Context) error {
 func (w mutexWords) tryLock() (bool, error) {
 	for {
 		v := w.word.Load()
-		if v == 0 {
-			if w.word.CompareAndSwap(0, self.pid) {
+		if v&pidMask == 0 {
+			if w.word.CompareAndSwap(v, self.pid|v&waitersBit) {
 				err := w.acquired()
 				return err != ErrNotRecoverable, err
 			}
@@ -281,12 +325,18 @@ func (w mutexWords) recover() (bool, error) {
 	if alive(pid, uint32(r), uint32(r>>32) == pid) {
 		return false, nil
 	}
-	// Keep the waiters bit: others may sleep on the word.
-	if !w.word.CompareAndSwap(v, self.pid|waitersBit) {
+	// Claim the record first: from here until our own record is stored it
+	// is 0, so nobody can mistake a stale record for ours (see above).
+	if !w.owner.CompareAndSwap(r, 0) {
 		return false, nil
 	}
+	for !w.word.CompareAndSwap(v, self.pid|waitersBit) { // keep the bit: others may sleep
+		if v = w.word.Load(); v&pidMask != pid {
+			return false, nil // someone else took it over
+		}
+	}
 	w.owner.Store(selfRec)
-	if w.state.Load() == stateNotRecoverable {
+	if !w.internal && w.state.Load() == stateNotRecoverable {
 		w.release()
 		return true, ErrNotRecoverable
 	}
@@ -296,12 +346,14 @@ func (w mutexWords) recover() (bool, error) {
 
 // release unlocks and wakes a sleeper if there may be one.
 func (w mutexWords) release() {
+	w.owner.Store(0)
 	if w.word.Swap(0)&waitersBit != 0 {
 		futex.Wake(addr(w.word), 1)
 	}
 }
 
-func (w mutexWords) unlockSlow() error {
+// unlockChecked is Unlock: it refuses a lock the process does not hold.
+func (w mutexWords) unlockChecked() error {
 	v := w.word.Load()
 	switch {
 	case v&pidMask == 0:
@@ -309,10 +361,18 @@ func (w mutexWords) unlockSlow() error {
 	case v&pidMask != self.pid:
 		return ErrNotOwner
 	}
+	// The pid bits cannot change under us: only we or a recoverer (who
+	// needs us dead) write them while we hold the lock.
 	if w.state.Load() == stateInconsistent {
 		w.state.Store(stateNotRecoverable)
 	}
-	w.release()
+	w.owner.Store(0)
+	if v&waitersBit == 0 && w.word.CompareAndSwap(v, 0) {
+		return nil
+	}
+	if w.word.Swap(0)&waitersBit != 0 {
+		futex.Wake(addr(w.word), 1)
+	}
 	return nil
 }
 
@@ -324,7 +384,7 @@ func (w mutexWords) markConsistent() error {
 	case v&pidMask != self.pid:
 		return ErrNotOwner
 	}
-	if w.state.Load() == stateInconsistent {
+	if w.state.Load() != stateConsistent {
 		w.state.Store(stateConsistent)
 	}
 	return nil
@@ -332,8 +392,14 @@ func (w mutexWords) markConsistent() error {
 
 // Internal locks (the guard of a Semaphore or Barrier) recover from a dead
 // holder themselves: lockRepair calls repair with the lock held after
-// ErrOwnerDead, then marks the lock consistent.
+// ErrOwnerDead (or a state that no code writes), then marks the lock
+// consistent. An internal lock is never unlocked inconsistent, so it
+// never becomes unrecoverable unless its memory is overwritten; then it is
+// repaired the same way.
 func (w mutexWords) lockRepair(ctx context.Context, repair func()) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	var err error
 	if w.word.CompareAndSwap(0, self.pid) {
 		err = w.acquired()
@@ -349,7 +415,61 @@ func (w mutexWords) lockRepair(ctx context.Context, repair func()) error {
 }
 
 func (w mutexWords) unlock() {
+	w.owner.Store(0)
 	if !w.word.CompareAndSwap(self.pid, 0) {
 		w.release()
+	}
+}
+
+// Adaptive spinning
+//
+// A spinner is the process-local spin budget of one lock, in nanoseconds.
+// A locker that missed the fast path polls the word (yielding its P every
+// few polls, so a holder goroutine of this process can run) until it takes
+// the lock or the budget runs out, then sleeps on the futex. If spinning won
+// the lock after more than half the budget, the budget grows by a quarter:
+// a little more might have won the next one too. If it ran out, the budget
+// shrinks by an eighth: the holder keeps the lock for longer than a spin is
+// worth. A win early in the budget leaves it alone. The budget stays within
+// [spinMin, spinMax]: spinMin keeps probing cheaply when spinning does not
+// pay; spinMax is about two futex wake-ups on a VM. Concurrent updates from
+// goroutines race benignly (the budget is a hint).
+const (
+	spinMin   = 1_000  // ns
+	spinStart = 8_000  // ns
+	spinMax   = 64_000 // ns
+	spinPolls = 8      // polls between yields and clock reads
+)
+
+type spinner struct {
+	budget atomic.Int64 // ns; 0 until first used
+	off    bool         // set by benchmarks before use: never spin
+}
+
+// spin polls w until it takes the lock (CAS 0 -> pid) or the budget runs
+// out, and reports whether it took it.
+func (s *spinner) spin(w *atomic.Uint32) bool {
+	if s == nil || s.off {
+		return false
+	}
+	budget := s.budget.Load()
+	if budget == 0 {
+		budget = spinStart
+	}
+	begin := time.Now()
+	for {
+		for range spinPolls {
+			if w.Load() == 0 && w.CompareAndSwap(0, self.pid) {
+				if el := time.Since(begin).Nanoseconds(); el > budget/2 {
+					s.budget.Store(min(spinMax, budget+budget/4))
+				}
+				return true
+			}
+		}
+		if time.Since(begin).Nanoseconds() >= budget {
+			s.budget.Store(max(spinMin, budget-budget/8))
+			return false
+		}
+		runtime.Gosched()
 	}
 }

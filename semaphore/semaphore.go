@@ -56,6 +56,9 @@ const (
 	maxSemaphore = math.MaxInt32
 )
 
+// tryGuardWait bounds how long TryAcquire waits for the guard.
+const tryGuardWait = 100 * time.Millisecond
+
 // SemaphoreOptions configures a new [Semaphore]. A nil *SemaphoreOptions
 // means the defaults.
 type SemaphoreOptions struct {
@@ -86,6 +89,7 @@ func SemaphoreSize(opts *SemaphoreOptions) int { return semHeader + slotSize*opt
 // process. It must not be copied.
 type Semaphore struct {
 	object
+	spin                 spinner
 	guard                mutexWords
 	seq, sleepers, flags *atomic.Uint32
 	base, avail          *atomic.Uint64
@@ -185,7 +189,7 @@ func (s *Semaphore) attach(seg *shm.Segment, off int) error {
 }
 
 func (s *Semaphore) words(n int) {
-	s.guard = wordsAt(s.mem, &s.closed)
+	s.guard = guardAt(s.mem, &s.closed, &s.spin)
 	s.seq, s.sleepers, s.flags = u32(s.mem, 16), u32(s.mem, 20), u32(s.mem, 28)
 	s.base, s.avail, s.reclaimed = u64(s.mem, 32), u64(s.mem, 40), u64(s.mem, 56)
 	s.nslots = n
@@ -245,6 +249,11 @@ func (s *Semaphore) Acquire(ctx context.Context) error {
 		err := futex.WaitContext(ctx, addr(s.seq), seq, sleepSlice)
 		s.sleepers.Add(^uint32(0))
 		if cerr := ctx.Err(); cerr != nil {
+			// A Release may have spent its one wake on this cancelled
+			// wait: pass it on.
+			if s.seq.Load() != seq {
+				futex.Wake(addr(s.seq), 1)
+			}
 			return cerr
 		}
 		if !isTimeout(err) {
@@ -259,7 +268,12 @@ func (s *Semaphore) TryAcquire() bool {
 	if s.closed.Load() {
 		return false
 	}
-	if err := s.guard.lockRepair(context.Background(), s.repair); err != nil {
+	// Wait for the guard only briefly: its holders never block while they
+	// hold it, so a guard held for long is a stopped process or corrupt
+	// memory, and TryAcquire does not wait for either.
+	ctx, cancel := context.WithTimeout(context.Background(), tryGuardWait)
+	defer cancel()
+	if err := s.guard.lockRepair(ctx, s.repair); err != nil {
 		return false
 	}
 	defer s.guard.unlock()
@@ -392,11 +406,22 @@ func (s *Semaphore) reclaim() int {
 func (s *Semaphore) repair() { s.reclaim() }
 
 // Reclaimed returns how many permits have been taken back from processes
-// that died holding them, over the semaphore's life.
-func (s *Semaphore) Reclaimed() int { return int(s.reclaimed.Load()) }
+// that died holding them, over the semaphore's life (0 after Close).
+func (s *Semaphore) Reclaimed() int {
+	if s.closed.Load() {
+		return 0
+	}
+	return int(min(s.reclaimed.Load(), math.MaxInt32))
+}
 
-// Value returns the number of free permits at some recent moment.
-func (s *Semaphore) Value() int { return int(s.avail.Load()) }
+// Value returns the number of free permits at some recent moment (0 after
+// Close).
+func (s *Semaphore) Value() int {
+	if s.closed.Load() {
+		return 0
+	}
+	return int(min(s.avail.Load(), math.MaxInt32))
+}
 
 // Close releases the Semaphore's own segment, if it made or opened one, and
 // returns [os.ErrClosed] to this process's calls waiting in Acquire. Permits
