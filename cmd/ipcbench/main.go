@@ -23,7 +23,6 @@ import (
 	"slices"
 	"text/tabwriter"
 	"time"
-
 )
 
 // side is one thing measured: ipckit or a peer.
