@@ -57,11 +57,11 @@ type Process struct {
 	// Pid is the child's process ID.
 	Pid int
 
-	name   string
-	cmd    *exec.Cmd
-	done   chan struct{}
-	err    error // set before done is closed
-	code   atomic.Int64 // exit code, -1 until reaped
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error        // set before done is closed
+	code atomic.Int64 // exit code, -1 until reaped
 }
 
 // Start starts fn in a child process with arg and returns at once. The
