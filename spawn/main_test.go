@@ -108,24 +108,41 @@ func TestMain(m *testing.M) {
 	// The benchmark's peer: a re-run of the same binary that exits at once.
 	helperproc.Register("exit", func([]string) error { return nil })
 	// parent starts a long-sleeping child from a goroutine locked to a
-	// thread that then exits (golang/go#27505), prints the child's pid, and
+	// thread that then exits (golang/go#27505: a child forked from that
+	// thread would get its death signal now), prints the child's pid, and
 	// waits to be killed.
 	helperproc.Register("parent", func([]string) error {
 		type res struct {
 			p   *spawn.Process
 			err error
+			tid int
 		}
+		// Keep this goroutine on the main thread, which the runtime never
+		// ends, so that the goroutine below runs on another one.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 		ch := make(chan res)
 		go func() {
-			runtime.LockOSThread() // never unlocked: this thread dies with the goroutine
+			runtime.LockOSThread() // never unlocked: this thread ends with the goroutine
 			p, err := spawn.Start(context.Background(), sleep, time.Hour)
-			ch <- res{p, err}
+			ch <- res{p, err, syscall.Gettid()}
 		}()
 		r := <-ch
 		if r.err != nil {
 			return r.err
 		}
-		time.Sleep(100 * time.Millisecond) // let the locked thread die
+		// Wait for the thread that called Start to be gone.
+		task := fmt.Sprintf("/proc/self/task/%d", r.tid)
+		for i := 0; ; i++ {
+			if _, err := os.Stat(task); errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			if i == 500 {
+				return fmt.Errorf("thread %d did not exit", r.tid)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		time.Sleep(20 * time.Millisecond)
 		fmt.Println(r.p.Pid)
 		return r.p.Wait()
 	})

@@ -57,6 +57,18 @@ func TestSuccess(t *testing.T) {
 	}
 }
 
+// TestReaped checks that a child nobody waits for is reaped: no zombie.
+func TestReaped(t *testing.T) {
+	p, err := spawn.Start(t.Context(), nop, struct{}{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	if _, err := os.Stat("/proc/" + strconv.Itoa(p.Pid)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("child %d still in /proc after Done (a zombie?): %v", p.Pid, err)
+	}
+}
+
 func TestExitCode(t *testing.T) {
 	for _, code := range []int{0, 1, 7, 3, 255} {
 		p, err := spawn.Start(t.Context(), exitWith, code)
