@@ -54,8 +54,10 @@
 // started with a parent-death signal (SIGKILL), and every child is forked
 // from one goroutine locked to its own OS thread, which stays alive while any
 // child it forked is running (golang/go#27505: the parent-death signal follows
-// the thread that forked, not the process, and Go retires threads). spawn
-// reaps every child it starts, whether or not Wait is called.
+// the thread that forked, not the process, and Go retires threads). So,
+// unlike Python's non-daemon processes, children do not outlive a parent that
+// returns from main without waiting for them. spawn reaps every child it
+// starts, whether or not Wait is called.
 //
 // In the child, the function runs on the main goroutine with a background
 // context; the environment variable spawn uses to recognise a child is

@@ -28,13 +28,13 @@ type config struct {
 	dir            string
 }
 
-// Stdin sets the child's standard input; by default it reads from the null
-// device. A reader that is not an *os.File is copied by a goroutine, as in
+// Stdin sets the child's standard input; by default (or nil) it reads from
+// the null device. A reader that is not an *os.File is copied by a goroutine, as in
 // os/exec.
 func Stdin(r io.Reader) Option { return func(c *config) { c.stdin = r } }
 
 // Stdout sets the child's standard output; by default it is the parent's
-// os.Stdout at the time of Start. A writer that is not an *os.File is fed by
+// os.Stdout at the time of Start; nil means the null device. A writer that is not an *os.File is fed by
 // a goroutine, as in os/exec, and Wait returns only after the child and
 // anything it started close their copies of it.
 func Stdout(w io.Writer) Option { return func(c *config) { c.stdout = w } }
