@@ -1,0 +1,149 @@
+package spawn
+
+import (
+	"bufio"
+	"context"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+
+	"github.com/ipckit/ipckit/internal/handoff"
+	"github.com/ipckit/ipckit/internal/shmfile"
+)
+
+// Child start-up
+//
+// The parent starts the child with IPCKIT_SPAWN=<parent pid>:<n>:<name> in
+// its environment and these descriptors:
+//
+//	3 .. 3+n-1   files of anonymous shared objects in the argument (handoff)
+//	3+n          argument pipe (read end): gob(type name), gob(wireArg[A])
+//	3+n+1        status pipe (write end), see status.go
+//
+// Main recognises a child by the variable alone and does nothing else in a
+// parent, so the cost a child adds to the program's own start-up is: parse
+// the variable, mark the descriptors close-on-exec, decode the argument,
+// run, and write the status. The variable is removed before the function
+// runs, so the function's own children are not mistaken for spawn children
+// of the wrong kind; the descriptors are close-on-exec so nothing the
+// function starts inherits them (a grandchild holding the status pipe would
+// delay the parent's Wait).
+
+const envVar = "IPCKIT_SPAWN"
+
+// Main must be called first in main, and in TestMain of any test that
+// spawns. In a child started by [Start] it runs the registered function and
+// exits the process; in any other process it returns at once. Main is safe to
+// call more than once.
+func Main() {
+	mainCalled.Store(true)
+	v, ok := os.LookupEnv(envVar)
+	if !ok {
+		return
+	}
+	os.Exit(runChild(v))
+}
+
+// childSetup is parsed from the environment variable.
+type childSetup struct {
+	ppid, nfiles int
+	name         string
+}
+
+func parseEnv(v string) (childSetup, error) {
+	parts := strings.SplitN(v, ":", 3)
+	if len(parts) != 3 {
+		return childSetup{}, fmt.Errorf("spawn: malformed %s=%q", envVar, v)
+	}
+	ppid, err1 := strconv.Atoi(parts[0])
+	n, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil || ppid <= 0 || n < 0 || n > maxFiles {
+		return childSetup{}, fmt.Errorf("spawn: malformed %s=%q", envVar, v)
+	}
+	return childSetup{ppid: ppid, nfiles: n, name: parts[2]}, nil
+}
+
+// maxFiles bounds the inherited descriptors a child accepts.
+const maxFiles = 4096
+
+func runChild(v string) int {
+	os.Unsetenv(envVar)
+	cs, err := parseEnv(v)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return exitSetup
+	}
+	// The parent may have died between fork and the parent-death signal
+	// being armed; os/exec checks getppid after arming it, and so do we, in
+	// case this process was started by other means.
+	if os.Getppid() != cs.ppid {
+		return exitSetup
+	}
+	files := make([]*os.File, cs.nfiles)
+	for i := range files {
+		if files[i], err = shmfile.Inherit(handoff.FirstFD+i, "spawn-inherited"); err != nil {
+			fmt.Fprintln(os.Stderr, "spawn:", err)
+			return exitSetup
+		}
+	}
+	argFile, err1 := shmfile.Inherit(handoff.FirstFD+cs.nfiles, "spawn-arg")
+	statFile, err2 := shmfile.Inherit(handoff.FirstFD+cs.nfiles+1, "spawn-status")
+	if err := errors.Join(err1, err2); err != nil {
+		fmt.Fprintln(os.Stderr, "spawn:", err)
+		return exitSetup
+	}
+	handoff.SetInherited(files)
+
+	report := func(st status, code int) int {
+		argFile.Close()
+		if st.kind != 0 {
+			statFile.Write(st.marshal())
+		}
+		statFile.Close()
+		return code
+	}
+	return report(call(cs.name, argFile, report))
+}
+
+// call decodes the argument and runs the function registered under name. If
+// the function calls runtime.Goexit, call reports it and exits the process.
+func call(name string, argFile *os.File, report func(status, int) int) (st status, code int) {
+	e := lookup(name)
+	if e == nil {
+		return status{kind: statusUnregistered}, exitSetup
+	}
+	dec := gob.NewDecoder(bufio.NewReaderSize(argFile, 64<<10))
+	var typ string
+	if err := dec.Decode(&typ); err != nil {
+		return status{kind: statusArgument, msg: err.Error()}, exitSetup
+	}
+	if typ != e.typ {
+		return status{kind: statusMismatch, msg: fmt.Sprintf("parent sent %s, child's %s takes %s", typ, name, e.typ)}, exitSetup
+	}
+	returned := false
+	defer func() {
+		if returned {
+			return
+		}
+		if r := recover(); r != nil {
+			st = status{kind: statusPanic, msg: fmt.Sprint(r), stack: string(debug.Stack())}
+			code = exitPanic
+			return
+		}
+		// runtime.Goexit: the main goroutine is ending; report and exit.
+		os.Exit(report(status{kind: statusError, msg: "spawn: function called runtime.Goexit"}, exitError))
+	}()
+	err := e.run(context.Background(), dec)
+	returned = true
+	if err == nil {
+		return status{}, 0
+	}
+	if ae, ok := err.(*argError); ok {
+		return status{kind: statusArgument, msg: ae.Error()}, exitSetup
+	}
+	return status{kind: statusError, msg: err.Error()}, exitError
+}

@@ -1,0 +1,68 @@
+// Package spawn runs a registered Go function in a child process, the way
+// Python's multiprocessing runs a target with the "spawn" start method.
+//
+// A Go program cannot fork: the runtime's threads do not survive it. So spawn
+// re-runs the program's own binary (/proc/self/exe) and, in the child,
+// dispatches to a function registered under a name:
+//
+//	var greet = spawn.Register("greet", func(ctx context.Context, name string) error {
+//		fmt.Println("hello,", name)
+//		return nil
+//	})
+//
+//	func main() {
+//		spawn.Main() // first thing: in a child, runs the function and exits
+//		if err := spawn.Run(context.Background(), greet, "bob"); err != nil {
+//			log.Fatal(err)
+//		}
+//	}
+//
+// [Register] must run at package level (a var initialiser or init), so that
+// the child, which runs the same package initialisers, knows the same names;
+// [Main] must be the first call in main (and in TestMain, for tests that
+// spawn), before anything expensive, because everything before it runs in
+// every child too.
+//
+// # Arguments
+//
+// The argument is encoded with encoding/gob and sent to the child through a
+// pipe (never the environment or the command line, so 10 MB is fine). gob is
+// standard, typed (the child decodes into the registered function's own
+// argument type, and spawn checks the type's name first), handles nested
+// structs, slices, maps and pointers, and has the GobEncoder hooks through
+// which ipckit's shared objects travel: shm segments and values, and the
+// queues and locks built on them, arrive in the child attached to the same
+// memory. Named objects travel as names; anonymous ones (memfds) as
+// inherited descriptors, so nothing is left in /dev/shm even after kill -9.
+// Only exported fields are sent, as always with gob.
+//
+// # Results
+//
+// [Process.Wait] returns nil when the function returned nil; a [*ChildError]
+// holding the text of the error it returned; a [*PanicError] with the
+// panic's value and stack; or an [*exec.ExitError] when the child died of a
+// signal or called os.Exit with a non-zero code. When ctx was cancelled and
+// the child killed for it, the error wraps both ctx.Err() and the
+// *exec.ExitError. These reach the parent on a status pipe, not through the
+// exit code alone.
+//
+// # Lifetime
+//
+// The child's stdout and stderr are the parent's unless [Stdout] or [Stderr]
+// say otherwise. Cancelling the ctx given to [Start] kills the child. A child
+// dies with its parent, even when the parent is killed with SIGKILL: it is
+// started with a parent-death signal (SIGKILL), and every child is forked
+// from one goroutine locked to its own OS thread, which stays alive while any
+// child it forked is running (golang/go#27505: the parent-death signal follows
+// the thread that forked, not the process, and Go retires threads). So,
+// unlike Python's non-daemon processes, children do not outlive a parent that
+// returns from main without waiting for them. spawn reaps every child it
+// starts, whether or not Wait is called.
+//
+// In the child, the function runs on the main goroutine with a background
+// context; the environment variable spawn uses to recognise a child is
+// removed before it runs, so it can spawn children of its own.
+//
+// spawn works on Linux; elsewhere [Start] returns an error wrapping
+// errors.ErrUnsupported.
+package spawn

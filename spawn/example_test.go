@@ -1,0 +1,69 @@
+//go:build linux
+
+package spawn_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ipckit/ipckit/shm"
+	"github.com/ipckit/ipckit/spawn"
+)
+
+type squareArg struct {
+	In  int64
+	Out *shm.Int64 // shared: the child writes, the parent reads
+}
+
+// Registered at package level, so that the child knows the name too.
+var square = spawn.Register("example-square", func(ctx context.Context, a squareArg) error {
+	defer a.Out.Close()
+	if a.In < 0 {
+		return fmt.Errorf("negative input %d", a.In)
+	}
+	fmt.Println("child: squaring", a.In)
+	a.Out.Store(a.In * a.In)
+	return nil
+})
+
+func Example() {
+	// In main: spawn.Main() first of all (here, TestMain does it).
+	out, err := shm.NewInt64()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer out.Close()
+	if err := spawn.Run(context.Background(), square, squareArg{In: 7, Out: out}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("parent:", out.Load())
+	// Output:
+	// child: squaring 7
+	// parent: 49
+}
+
+func ExampleProcess_Wait() {
+	out, err := shm.NewInt64()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer out.Close()
+	p, err := spawn.Start(context.Background(), square, squareArg{In: -1, Out: out})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	err = p.Wait()
+	var ce *spawn.ChildError
+	if errors.As(err, &ce) {
+		fmt.Println("child returned:", ce.Msg)
+	}
+	fmt.Println("exit code:", p.ExitCode())
+	// Output:
+	// child returned: negative input -1
+	// exit code: 1
+}

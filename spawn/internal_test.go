@@ -1,0 +1,137 @@
+//go:build linux
+
+package spawn
+
+import (
+	"bytes"
+	"context"
+	"encoding/gob"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func encodeValue(v any) func(*gob.Encoder) error {
+	return func(enc *gob.Encoder) error { return enc.Encode(v) }
+}
+
+// TestUnregistered starts a name the child does not know: the parent gets
+// ErrUnregistered, not a hang.
+func TestUnregistered(t *testing.T) {
+	p, err := start(t.Context(), &entry{name: "no-such-function", typ: "int"}, encodeValue(wireArg[int]{V: 1}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.Wait()
+	if !errors.Is(err, ErrUnregistered) || !strings.Contains(err.Error(), "no-such-function") {
+		t.Fatalf("Wait = %v, want ErrUnregistered naming the function", err)
+	}
+	if p.ExitCode() != exitSetup {
+		t.Fatalf("ExitCode = %d", p.ExitCode())
+	}
+}
+
+// TestMismatch starts a registered name with an argument of another type.
+func TestMismatch(t *testing.T) {
+	p, err := start(t.Context(), &entry{name: "nop", typ: "string"}, encodeValue(wireArg[string]{V: "x"}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("Wait = %v, want ErrMismatch", err)
+	}
+	// Same type name, but bytes that do not decode as it.
+	p, err = start(t.Context(), &entry{name: "nop", typ: "struct {}"}, encodeValue("not a struct"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(); !errors.Is(err, ErrArgument) {
+		t.Fatalf("Wait = %v, want ErrArgument", err)
+	}
+}
+
+func TestRegisterMisuse(t *testing.T) {
+	mustPanic := func(what string, f func()) {
+		t.Helper()
+		defer func() {
+			if recover() == nil {
+				t.Errorf("%s did not panic", what)
+			}
+		}()
+		f()
+	}
+	// TestMain has called Main, so any Register now is too late.
+	mustPanic("Register after Main", func() {
+		Register("late", func(ctx context.Context, _ int) error { return nil })
+	})
+	mainCalled.Store(false)
+	defer mainCalled.Store(true)
+	mustPanic("duplicate Register", func() {
+		Register("nop", func(ctx context.Context, _ int) error { return nil })
+	})
+	if lookup("nop").typ != "struct {}" {
+		t.Fatal("a duplicate Register replaced the entry")
+	}
+	if _, err := start(t.Context(), lookup("nop"), encodeValue(wireArg[struct{}]{}), nil); !errors.Is(err, ErrNoMain) {
+		t.Fatalf("start before Main = %v, want ErrNoMain", err)
+	}
+}
+
+func TestParseEnv(t *testing.T) {
+	cs, err := parseEnv("123:2:a:b")
+	if err != nil || cs != (childSetup{ppid: 123, nfiles: 2, name: "a:b"}) {
+		t.Fatalf("parseEnv = %+v, %v", cs, err)
+	}
+	for _, bad := range []string{"", "1", "1:2", "x:1:n", "1:x:n", "0:1:n", "1:-1:n", "1:99999:n"} {
+		if _, err := parseEnv(bad); err == nil {
+			t.Errorf("parseEnv(%q) accepted", bad)
+		}
+	}
+}
+
+func TestStatusRoundTrip(t *testing.T) {
+	for _, s := range []status{
+		{kind: statusError, msg: "boom"},
+		{kind: statusPanic, msg: "v", stack: "goroutine 1 [running]:\n..."},
+		{kind: statusUnregistered},
+		{kind: statusArgument, msg: strings.Repeat("x", maxField+10)},
+	} {
+		got, ok, err := parseStatus(s.marshal())
+		if err != nil || !ok {
+			t.Fatalf("parseStatus(%v): %v %v", s.kind, ok, err)
+		}
+		if got.kind != s.kind || got.msg != truncate(s.msg) || got.stack != s.stack {
+			t.Fatalf("round trip of %+v gave %+v", s.kind, got.kind)
+		}
+	}
+	if _, ok, err := parseStatus(nil); ok || err != nil {
+		t.Fatal("empty status is not 'no report'")
+	}
+	good := status{kind: statusError, msg: "abc"}.marshal()
+	for _, bad := range [][]byte{
+		{0}, {99}, good[:len(good)-1], append(bytes.Clone(good), 0),
+		{statusError, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+	} {
+		if _, _, err := parseStatus(bad); !errors.Is(err, ErrStatus) {
+			t.Errorf("parseStatus(%x) = %v, want ErrStatus", bad, err)
+		}
+	}
+}
+
+func FuzzParseStatus(f *testing.F) {
+	f.Add(status{kind: statusPanic, msg: "v", stack: "s"}.marshal())
+	f.Add([]byte{statusError, 0x80})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, ok, err := parseStatus(b)
+		if err != nil || !ok {
+			return
+		}
+		if !bytes.Equal(s.marshal(), b) && len(s.msg) <= maxField && len(s.stack) <= maxField {
+			// Non-minimal varints parse but re-encode shorter; otherwise
+			// a parsed report must re-encode to its bytes.
+			if r, _, _ := parseStatus(s.marshal()); r != s {
+				t.Fatalf("re-encoding %x changed it", b)
+			}
+		}
+	})
+}
