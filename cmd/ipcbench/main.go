@@ -23,6 +23,8 @@ import (
 	"slices"
 	"text/tabwriter"
 	"time"
+
+	"github.com/ipckit/ipckit/spawn"
 )
 
 // side is one thing measured: ipckit or a peer.
@@ -56,6 +58,10 @@ type row struct {
 }
 
 func main() {
+	if os.Getenv(exitEnv) != "" {
+		return // the os/exec peer of spawn_start_wait_ms: a re-run that exits at once
+	}
+	spawn.Main() // in a child started by spawn, runs its function and exits
 	quick := flag.Bool("quick", false, "a short run (under 60 s on 2 cores)")
 	asJSON := flag.Bool("json", false, "print one JSON object a line")
 	only := flag.String("only", "", "run only the metrics matching this regular expression")

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"sync"
 	"syscall"
 
 	"github.com/ipckit/ipckit/semaphore"
+	"github.com/ipckit/ipckit/shm"
+	"github.com/ipckit/ipckit/spawn"
 )
 
 // locker is what the uncontended lock figures time: one Lock and Unlock.
@@ -86,6 +89,7 @@ func mutexMetrics() []metric {
 				flockPeer,
 			},
 		},
+		mutexHandoffMetric(),
 		{
 			name: "filemutex_uncontended_ns", unit: "ns/op",
 			ours: side{"semaphore.FileMutex", func(cfg *config) (float64, error) {
@@ -100,5 +104,56 @@ func mutexMetrics() []metric {
 			}},
 			peers: []side{flockPeer},
 		},
+	}
+}
+
+// mutexHandoff times lock handoffs between this process and a child that
+// take turns under l; the child gets the lock through arg.
+func mutexHandoff(cfg *config, l locker, arg pongArg) (float64, error) {
+	turn, err := shm.NewInt64()
+	if err != nil {
+		return 0, err
+	}
+	defer turn.Close()
+	arg.Turn = turn
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p, err := spawn.Start(ctx, pong, arg)
+	if err != nil {
+		return 0, err
+	}
+	ns, err := timeOps(cfg, func(n int) error { return takeTurns(l, turn, 0, n) })
+	// Stop the child: a negative turn, set under the lock.
+	if lerr := l.Lock(); lerr == nil {
+		turn.Store(-1)
+		l.Unlock()
+	}
+	if werr := p.Wait(); err == nil {
+		err = werr
+	}
+	return ns / 2, err // each of our turns is two handoffs: to us and back
+}
+
+func mutexHandoffMetric() metric {
+	return metric{
+		name: "mutex_handoff_2proc_ns", unit: "ns/handoff",
+		ours: side{"semaphore.Mutex", func(cfg *config) (float64, error) {
+			m, err := semaphore.NewMutex()
+			if err != nil {
+				return 0, err
+			}
+			defer m.Close()
+			return mutexHandoff(cfg, m, pongArg{Mutex: m})
+		}},
+		peers: []side{{"flock", func(cfg *config) (float64, error) {
+			return withTempDir(func(dir string) (float64, error) {
+				l, err := newRawFlock(dir)
+				if err != nil {
+					return 0, err
+				}
+				defer l.f.Close()
+				return mutexHandoff(cfg, l, pongArg{FlockPath: l.f.Name()})
+			})
+		}}},
 	}
 }

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/ipckit/ipckit/ipcqueue"
+	"github.com/ipckit/ipckit/spawn"
+)
+
+const msgSize = 64
+
+// streamCount is how many messages one throughput round moves.
+func streamCount(cfg *config, size int) int {
+	n := 2_000_000
+	if cfg.quick {
+		n = 500_000
+	}
+	if size > msgSize {
+		n = n * msgSize / size
+	}
+	return n
+}
+
+// rate returns messages per second for n messages in d.
+func rate(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
+
+// receive starts a producer child with arg, reads its messages with read,
+// and returns messages per second, timed from the first message to the last
+// so that the child's start-up is left out.
+func receive(arg streamArg, opts []spawn.Option, read func(buf []byte) error) (float64, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p, err := spawn.Start(ctx, produce, arg, opts...)
+	if err != nil {
+		return 0, err
+	}
+	buf := make([]byte, arg.Size)
+	var start time.Time
+	for i := range arg.N {
+		if err = read(buf); err != nil {
+			break
+		}
+		if i == 0 {
+			start = time.Now()
+		}
+	}
+	d := time.Since(start)
+	if err != nil {
+		cancel()
+	}
+	if werr := p.Wait(); err == nil {
+		err = werr
+	}
+	return rate(arg.N-1, d), err
+}
+
+// queueRate measures the queue with a producer process and this process
+// as the consumer.
+func queueRate(cfg *config, size, capacity int) (float64, error) {
+	q, err := ipcqueue.New(capacity, &ipcqueue.Options{MaxMsg: size})
+	if err != nil {
+		return 0, err
+	}
+	defer q.Detach()
+	ctx := context.Background()
+	return receive(streamArg{N: streamCount(cfg, size), Size: size, Q: q}, nil, func(buf []byte) error {
+		n, err := q.GetInto(ctx, buf)
+		if err == nil && n != len(buf) {
+			err = fmt.Errorf("got %d bytes, want %d", n, len(buf))
+		}
+		return err
+	})
+}
+
+// fileRate measures a pipe or socket whose write end the child gets as an
+// option and whose read end is r.
+func fileRate(cfg *config, r *os.File, opt spawn.Option, socket bool) (float64, error) {
+	arg := streamArg{N: streamCount(cfg, msgSize), Size: msgSize, Socket: socket}
+	return receive(arg, []spawn.Option{opt}, func(buf []byte) error {
+		_, err := io.ReadFull(r, buf)
+		return err
+	})
+}
+
+// socketPair returns the two ends of a Unix SOCK_SEQPACKET socket pair.
+func socketPair() (*os.File, *os.File, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, os.NewSyscallError("socketpair", err)
+	}
+	return os.NewFile(uintptr(fds[0]), "seqpacket"), os.NewFile(uintptr(fds[1]), "seqpacket"), nil
+}
+
+func queueMetrics() []metric {
+	msgs := func(m float64, err error) (float64, error) { return m / 1e6, err }
+	return []metric{
+		{
+			name: "queue_64B_msgs_per_s", unit: "M msgs/s", higher: true,
+			ours: side{"ipcqueue", func(cfg *config) (float64, error) {
+				return msgs(queueRate(cfg, msgSize, 1024*msgSize))
+			}},
+			peers: []side{
+				{"chan_buffered", func(cfg *config) (float64, error) { return msgs(chanRate(cfg)) }},
+				{"pipe", func(cfg *config) (float64, error) {
+					r, w, err := os.Pipe()
+					if err != nil {
+						return 0, err
+					}
+					defer r.Close()
+					defer w.Close()
+					return msgs(fileRate(cfg, r, spawn.Stdout(w), false))
+				}},
+				{"uds_seqpacket", func(cfg *config) (float64, error) {
+					a, b, err := socketPair()
+					if err != nil {
+						return 0, err
+					}
+					defer a.Close()
+					defer b.Close()
+					return msgs(fileRate(cfg, a, spawn.Stdin(b), true))
+				}},
+			},
+		},
+		rttMetric("queue_rtt_p50_spin", 0.50, 0, chanRTT),
+		rttMetric("queue_rtt_p99_spin", 0.99, 0, chanRTT),
+		rttMetric("queue_rtt_p50_block", 0.50, -1, socketRTT),
+		rttMetric("queue_rtt_p99_block", 0.99, -1, socketRTT),
+		{
+			name: "queue_64KiB_MB_per_s", unit: "MB/s", higher: true,
+			ours: side{"ipcqueue", func(cfg *config) (float64, error) {
+				const size = 64 << 10
+				m, err := queueRate(cfg, size, 16*size)
+				return m * size / 1e6, err
+			}},
+			peers: []side{{"memcpy", memcpyRate}},
+		},
+	}
+}
+
+// chanRate is the in-process peer: two goroutines and a buffered channel of
+// 1024 [64]byte.
+func chanRate(cfg *config) (float64, error) {
+	n := streamCount(cfg, msgSize)
+	ch := make(chan [msgSize]byte, 1024)
+	go func() {
+		var m [msgSize]byte
+		for i := range n {
+			m[0] = byte(i)
+			ch <- m
+		}
+	}()
+	var sink byte
+	<-ch
+	start := time.Now()
+	for range n - 1 {
+		m := <-ch
+		sink ^= m[0]
+	}
+	_ = sink
+	return rate(n-1, time.Since(start)), nil
+}
+
+// memcpyRate is single-core copy bandwidth of 64 KiB blocks, in MB/s.
+func memcpyRate(cfg *config) (float64, error) {
+	src, dst := make([]byte, 64<<10), make([]byte, 64<<10)
+	ns, err := timeOps(cfg, func(n int) error {
+		for range n {
+			copy(dst, src)
+		}
+		return nil
+	})
+	return float64(len(src)) / ns * 1e3, err
+}
