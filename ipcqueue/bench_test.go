@@ -26,10 +26,15 @@ func spinArg(d time.Duration) string { return strconv.Itoa(int(d)) }
 func BenchmarkThroughput(b *testing.B) {
 	for _, c := range []struct {
 		name string
+		size int
 		spin time.Duration
-	}{{"ipcqueue/spin", 0}, {"ipcqueue/nospin", -1}} {
+	}{
+		// 64 KiB: the channel's 1024 x 64 bytes; 256 KiB for comparison.
+		{"ipcqueue/64KiB/spin", 64 << 10, 0}, {"ipcqueue/64KiB/nospin", 64 << 10, -1},
+		{"ipcqueue/256KiB/spin", 256 << 10, 0}, {"ipcqueue/256KiB/nospin", 256 << 10, -1},
+	} {
 		b.Run(c.name, func(b *testing.B) {
-			q := namedQueue(b, 256<<10, &Options{Spin: c.spin})
+			q := namedQueue(b, c.size, &Options{Spin: c.spin})
 			cmd := command(b, "sink", q.Segment().Name(), spinArg(c.spin))
 			if err := cmd.Start(); err != nil {
 				b.Fatal(err)
@@ -48,6 +53,7 @@ func BenchmarkThroughput(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			b.ReportMetric(float64(q.Stats().Waits)/float64(b.N), "sleeps/msg")
 		})
 	}
 	b.Run("chan", func(b *testing.B) {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"time"
@@ -115,6 +116,13 @@ func registerHelpers() {
 			return err
 		}
 		defer q.Detach()
+		// SINKPROF=file profiles the consumer side of the throughput
+		// benchmark (the benchmark's -cpuprofile sees only the producer).
+		if f := os.Getenv("SINKPROF"); f != "" {
+			pf, _ := os.Create(f)
+			pprof.StartCPUProfile(pf)
+			defer pprof.StopCPUProfile()
+		}
 		buf := make([]byte, q.MaxMsg())
 		for {
 			if _, err := q.GetInto(context.Background(), buf); err != nil {
