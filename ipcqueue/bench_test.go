@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/ipckit/ipckit/internal/helperproc"
 )
 
 // Benchmarks: each group runs ipcqueue and its peers in the same run, so
@@ -28,11 +26,16 @@ func spinArg(d time.Duration) string { return strconv.Itoa(int(d)) }
 func BenchmarkThroughput(b *testing.B) {
 	for _, c := range []struct {
 		name string
+		size int
 		spin time.Duration
-	}{{"ipcqueue/spin", 0}, {"ipcqueue/nospin", -1}} {
+	}{
+		// 64 KiB: the channel's 1024 x 64 bytes; 256 KiB for comparison.
+		{"ipcqueue/64KiB/spin", 64 << 10, 0}, {"ipcqueue/64KiB/nospin", 64 << 10, -1},
+		{"ipcqueue/256KiB/spin", 256 << 10, 0}, {"ipcqueue/256KiB/nospin", 256 << 10, -1},
+	} {
 		b.Run(c.name, func(b *testing.B) {
-			q := namedQueue(b, 256<<10, &Options{Spin: c.spin})
-			cmd := helperproc.Command(b, "sink", q.Segment().Name(), spinArg(c.spin))
+			q := namedQueue(b, c.size, &Options{Spin: c.spin})
+			cmd := command(b, "sink", q.Segment().Name(), spinArg(c.spin))
 			if err := cmd.Start(); err != nil {
 				b.Fatal(err)
 			}
@@ -50,6 +53,7 @@ func BenchmarkThroughput(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			b.ReportMetric(float64(q.Stats().Waits)/float64(b.N), "sleeps/msg")
 		})
 	}
 	b.Run("chan", func(b *testing.B) {
@@ -75,7 +79,7 @@ func BenchmarkThroughput(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		cmd := helperproc.Command(b, "pipesink")
+		cmd := command(b, "pipesink")
 		cmd.Stdin = r
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
@@ -124,7 +128,7 @@ func BenchmarkPingPong(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			ping := namedQueue(b, 4096, &Options{Spin: c.spin})
 			pong := namedQueue(b, 4096, &Options{Spin: c.spin})
-			cmd := helperproc.Command(b, "echo", ping.Segment().Name(), pong.Segment().Name(), spinArg(c.spin))
+			cmd := command(b, "echo", ping.Segment().Name(), pong.Segment().Name(), spinArg(c.spin))
 			if err := cmd.Start(); err != nil {
 				b.Fatal(err)
 			}
@@ -182,7 +186,7 @@ func BenchmarkPingPong(b *testing.B) {
 			b.Fatal(err)
 		}
 		child := os.NewFile(uintptr(fds[1]), "seqpacket")
-		cmd := helperproc.Command(b, "seqecho")
+		cmd := command(b, "seqecho")
 		cmd.ExtraFiles = []*os.File{child}
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
@@ -218,7 +222,7 @@ func BenchmarkBulk(b *testing.B) {
 	const size = 64 << 10
 	b.Run("ipcqueue", func(b *testing.B) {
 		q := namedQueue(b, 1<<20, nil)
-		cmd := helperproc.Command(b, "sink", q.Segment().Name(), "0")
+		cmd := command(b, "sink", q.Segment().Name(), "0")
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}

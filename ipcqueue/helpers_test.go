@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"time"
@@ -115,6 +116,13 @@ func registerHelpers() {
 			return err
 		}
 		defer q.Detach()
+		// SINKPROF=file profiles the consumer side of the throughput
+		// benchmark (the benchmark's -cpuprofile sees only the producer).
+		if f := os.Getenv("SINKPROF"); f != "" {
+			pf, _ := os.Create(f)
+			pprof.StartCPUProfile(pf)
+			defer pprof.StopCPUProfile()
+		}
 		buf := make([]byte, q.MaxMsg())
 		for {
 			if _, err := q.GetInto(context.Background(), buf); err != nil {
@@ -206,9 +214,12 @@ func init() {
 }
 
 func init() {
-	// waitget NAME: say "ready", then Get; exit 0 on io.EOF.
+	// waitget NAME SPIN: say "ready", then Get; on io.EOF say "eof" (the
+	// moment the waiter woke, measured by the parent: under -race the
+	// process's exit takes a second longer, the race runtime's
+	// atexit_sleep_ms) and exit 0.
 	helperproc.Register("waitget", func(a []string) error {
-		q, err := Open(a[0], nil)
+		q, err := openArg(a[0], a[1])
 		if err != nil {
 			return err
 		}
@@ -216,8 +227,34 @@ func init() {
 		fmt.Println("ready")
 		msg, err := q.Get(context.Background())
 		if err == io.EOF {
+			fmt.Println("eof")
 			return nil
 		}
 		return fmt.Errorf("Get = %q, %v", msg, err)
+	})
+	// waitput NAME SPIN: fill the queue, say "ready", then Put; on
+	// ErrClosed say "closed" and exit 0.
+	helperproc.Register("waitput", func(a []string) error {
+		q, err := openArg(a[0], a[1])
+		if err != nil {
+			return err
+		}
+		defer q.Detach()
+		for {
+			ok, err := q.TryPut(make([]byte, 40))
+			if err != nil {
+				return err
+			}
+			if !ok {
+				break
+			}
+		}
+		fmt.Println("ready")
+		err = q.Put(context.Background(), []byte("x"))
+		if errors.Is(err, ErrClosed) {
+			fmt.Println("closed")
+			return nil
+		}
+		return fmt.Errorf("Put = %v", err)
 	})
 }

@@ -11,7 +11,7 @@ import (
 
 // Queue layout and algorithm
 //
-// The segment's payload holds a 512-byte control block, then the ring of
+// The segment's payload holds a 1152-byte control block, then the ring of
 // capacity C bytes (a power of two). Positions are free-running uint64 byte
 // counters (they wrap at 2^64; all arithmetic is modulo 2^64); a position p
 // lives at ring offset p & (C-1).
@@ -82,30 +82,37 @@ import (
 // holder's lock. Waiting is described in wait.go.
 //
 // Control block (offsets in the segment's payload). All cross-process
-// accesses are atomic unless marked "plain".
+// accesses are atomic unless marked "plain". Each group of fields that one
+// side writes sits alone in a 128-byte block (two cache lines: the
+// adjacent-line prefetcher fetches lines in pairs), so that a producer's
+// Put and a consumer's Get each write only blocks the other side does not
+// read on its fast path: per message, the two sides share only the ring.
 //
-//	off  size field      written by                      read by
-//	  0     4 magic      creator, once (plain)           openers
-//	  4     4 version    creator, once (plain)           openers
-//	  8     8 capacity   creator, once (plain)           openers
-//	 16     8 maxMsg     creator, once (plain)           openers
-//	 24     4 crc        creator, once: CRC-32C of 0..24 openers
-//	 28     4 closed     Close (under producer lock)     Put, Get on empty
-//	 64     8 plock      producer lock word              producers, recovery
-//	 72     8 tail       producer lock holder            producers, Len
-//	 80     8 puts       producer lock holder            Stats, Len
-//	 88     8 dropped    whoever recovers a lock         Stats
-//	128     4 plockFx    lock futex (bit 0: sleepers)    producers
-//	192     8 clock      consumer lock word              consumers, recovery
-//	200     8 head       consumer lock holder            consumers; producers when full
-//	208     8 gets       consumer lock holder            Stats, Len
-//	216     8 cdead      whoever recovers consumer lock  Stats
-//	256     4 clockFx    lock futex                      consumers
-//	320     4 dataFx     producers bump on commit        sleeping consumers
-//	384     4 spaceFx    consumers bump on take          sleeping producers
-//	392     8 freed      consumer lock holder, lazily    producers, for space
-//	448     8 waits      every sleeper                   Stats
-//	512     C ring       records as above
+//	 off size field      written by                      read by
+//	   0    4 magic      creator, once (plain)           openers
+//	   4    4 version    creator, once (plain)           openers
+//	   8    8 capacity   creator, once (plain)           openers
+//	  16    8 maxMsg     creator, once (plain)           openers
+//	  24    4 crc        creator, once: CRC-32C of 0..24 openers
+//	  28    4 closed     Close (under producer lock)     Put, Get on empty
+//	 128    8 plock      producer lock word              producers, recovery
+//	 136    8 tail       producer lock holder            producers, repair
+//	 144    8 puts       producer lock holder            Stats, Len
+//	 152    8 dropped    whoever recovers a lock         Stats
+//	 256    4 plockFx    lock futex (bit 0: sleepers)    producers
+//	 384    8 clock      consumer lock word              consumers, recovery
+//	 392    8 head       consumer lock holder            consumers; producers when full
+//	 400    8 gets       consumer lock holder            Stats, Len
+//	 408    8 cdead      whoever recovers consumer lock  Stats
+//	 512    4 clockFx    lock futex                      consumers
+//	 640    4 dataFx     sleeping consumers set bit 0;   producers (load per Put)
+//	                     producers bump it to wake them
+//	 768    4 spaceFx    sleeping producers set bit 0;   consumers (load per Get)
+//	                     consumers bump it to wake them
+//	 896    8 freed      consumer lock holder, lazily    producers, when their
+//	                                                     cached head runs out
+//	1024    8 waits      every sleeper                   Stats
+//	1152    C ring       records as above
 const (
 	offMagic    = 0
 	offVersion  = 4
@@ -113,23 +120,23 @@ const (
 	offMaxMsg   = 16
 	offCRC      = 24
 	offClosed   = 28
-	offPLock    = 64
-	offTail     = 72
-	offPuts     = 80
-	offDropped  = 88
-	offPLockFx  = 128
-	offCLock    = 192
-	offHead     = 200
-	offGets     = 208
-	offCDead    = 216
-	offCLockFx  = 256
-	offDataFx   = 320
-	offSpaceFx  = 384
-	offFreed    = 392
-	offWaits    = 448
-	ctlSize     = 512
+	offPLock    = 128
+	offTail     = 136
+	offPuts     = 144
+	offDropped  = 152
+	offPLockFx  = 256
+	offCLock    = 384
+	offHead     = 392
+	offGets     = 400
+	offCDead    = 408
+	offCLockFx  = 512
+	offDataFx   = 640
+	offSpaceFx  = 768
+	offFreed    = 896
+	offWaits    = 1024
+	ctlSize     = 1152
 	qMagic      = 0x51435049 // "IPCQ"
-	qVersion    = 1
+	qVersion    = 2
 	hdrSize     = 8
 	minCapacity = 64
 	maxCapacity = 1 << 40

@@ -3,19 +3,34 @@
 package ipcqueue
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/gob"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
+	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/ipckit/ipckit/internal/helperproc"
 	"github.com/ipckit/ipckit/shm"
 )
+
+// command is helperproc.Command without the race runtime's one-second
+// sleep at a successful exit (GORACE atexit_sleep_ms), which would
+// otherwise add a second to every helper of a -race run.
+func command(t testing.TB, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := helperproc.Command(t, name, args...)
+	cmd.Env = append(cmd.Env, "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	return cmd
+}
 
 func namedQueue(t testing.TB, size int, opts *Options) *Queue {
 	t.Helper()
@@ -38,7 +53,7 @@ func TestProcessMPMC(t *testing.T) {
 	var outs []*bytes.Buffer
 	var cons []*exec.Cmd
 	for range consumers {
-		cmd := helperproc.Command(t, "consume", name, strconv.Itoa(producers), strconv.Itoa(per), spin)
+		cmd := command(t, "consume", name, strconv.Itoa(producers), strconv.Itoa(per), spin)
 		var out bytes.Buffer
 		cmd.Stdout = &out
 		if err := cmd.Start(); err != nil {
@@ -49,7 +64,7 @@ func TestProcessMPMC(t *testing.T) {
 	}
 	var prods []*exec.Cmd
 	for p := range producers {
-		cmd := helperproc.Command(t, "produce", name, strconv.Itoa(p), strconv.Itoa(per), spin)
+		cmd := command(t, "produce", name, strconv.Itoa(p), strconv.Itoa(per), spin)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -91,7 +106,7 @@ func TestProcessMPMC(t *testing.T) {
 // counts the loss within a second.
 func TestProducerCrash(t *testing.T) {
 	q := namedQueue(t, 4096, nil)
-	cmd := helperproc.Command(t, "crashput", q.Segment().Name())
+	cmd := command(t, "crashput", q.Segment().Name())
 	if err := cmd.Run(); err == nil || cmd.ProcessState.Sys().(interface{ Signaled() bool }).Signaled() == false {
 		t.Fatalf("crashput: %v", err)
 	}
@@ -129,7 +144,7 @@ func TestProducerCrash(t *testing.T) {
 // TestProducerCrashStats: with nobody waiting, Stats alone notices.
 func TestProducerCrashStats(t *testing.T) {
 	q := namedQueue(t, 4096, nil)
-	cmd := helperproc.Command(t, "crashput", q.Segment().Name())
+	cmd := command(t, "crashput", q.Segment().Name())
 	cmd.Run()
 	if st := q.Stats(); st.Dropped != 1 || st.Puts != 1 {
 		t.Fatalf("stats after crash: %+v", st)
@@ -147,7 +162,7 @@ func TestConsumerCrash(t *testing.T) {
 	ctx := t.Context()
 	q.Put(ctx, []byte("one"))
 	q.Put(ctx, []byte("two"))
-	cmd := helperproc.Command(t, "crashget", q.Segment().Name())
+	cmd := command(t, "crashget", q.Segment().Name())
 	cmd.Run()
 	start := time.Now()
 	got, err := q.Get(ctx)
@@ -178,7 +193,7 @@ func TestHandle(t *testing.T) {
 	}{p, r}); err != nil {
 		t.Fatal(err)
 	}
-	cmd := helperproc.Command(t, "typedput", hex.EncodeToString(buf.Bytes()))
+	cmd := command(t, "typedput", hex.EncodeToString(buf.Bytes()))
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("child: %v", err)
 	}
@@ -195,35 +210,93 @@ func TestHandle(t *testing.T) {
 	}
 }
 
-// startWaiter starts a child blocked in Get on q (it holds the consumer
-// lock while it waits).
-func startWaiter(t *testing.T, q *Queue) *exec.Cmd {
-	cmd := helperproc.Command(t, "waitget", q.Segment().Name())
-	out, err := cmd.StdoutPipe()
+// waiter is a child process blocked in Get or Put on a queue.
+type waiter struct {
+	cmd *exec.Cmd
+	out *bufio.Reader
+}
+
+// startWaiter starts helper (waitget or waitput) on q with spin budget
+// spin, and returns once the child has said "ready" and is asleep on the
+// futex: its sleep is counted in Stats.Waits and its sleeper bit is set.
+// (The count and the bit come just before the futex call; a wake that
+// lands before the call finds the futex word changed and does not sleep.)
+func startWaiter(t *testing.T, q *Queue, helper string, spin time.Duration) *waiter {
+	t.Helper()
+	cmd := command(t, helper, q.Segment().Name(), spinArg(spin))
+	pipe, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
+	waits := q.Stats().Waits
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := out.Read(make([]byte, 6)); err != nil {
-		t.Fatal(err)
+	w := &waiter{cmd, bufio.NewReader(pipe)}
+	w.expect(t, "ready")
+	fx := q.dataFx
+	if helper == "waitput" {
+		fx = q.spaceFx
 	}
-	time.Sleep(20 * time.Millisecond) // let it reach the wait
-	return cmd
+	deadline := time.Now().Add(10 * time.Second)
+	for q.waits.Load() == waits || fx.Load()&1 == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never went to sleep", helper)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return w
 }
 
-// TestCloseWakesProcess: Close wakes a consumer blocked in another process.
-func TestCloseWakesProcess(t *testing.T) {
-	q := namedQueue(t, 4096, &Options{Spin: -1})
-	cmd := startWaiter(t, q)
-	start := time.Now()
-	q.Close()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("waiter: %v", err)
+// expect reads the child's next line and fails unless it is want.
+func (w *waiter) expect(t *testing.T, want string) {
+	t.Helper()
+	line, err := w.out.ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != want {
+		t.Fatalf("child said %q, %v; want %q", line, err, want)
 	}
-	if el := time.Since(start); el > time.Second {
-		t.Fatalf("waiter woke after %v", el)
+}
+
+// TestCloseWakesProcess: Close wakes a consumer blocked in Get and a
+// producer blocked in Put in other processes within a second, spinning or
+// not; a Get or Put that starts after Close returns at once.
+func TestCloseWakesProcess(t *testing.T) {
+	for _, spin := range []time.Duration{-1, 0} {
+		for _, c := range []struct{ helper, said string }{{"waitget", "eof"}, {"waitput", "closed"}} {
+			t.Run(fmt.Sprintf("%s/spin=%v", c.helper, spin), func(t *testing.T) {
+				q := namedQueue(t, 4096, &Options{Spin: spin})
+				w := startWaiter(t, q, c.helper, spin)
+				start := time.Now()
+				q.Close()
+				w.expect(t, c.said)
+				el := time.Since(start)
+				if el > time.Second {
+					t.Fatalf("waiter woke after %v", el)
+				}
+				t.Logf("waiter woke after %v", el)
+				if err := w.cmd.Wait(); err != nil {
+					t.Fatalf("waiter: %v", err)
+				}
+				// After Close: no waiting at all.
+				waits := q.Stats().Waits
+				if c.helper == "waitget" {
+					for {
+						_, err := q.Get(t.Context())
+						if err == io.EOF {
+							break
+						}
+						if err != nil {
+							t.Fatal(err)
+						}
+					}
+				} else if err := q.Put(t.Context(), []byte("y")); !errors.Is(err, ErrClosed) {
+					t.Fatalf("Put after Close = %v", err)
+				}
+				if st := q.Stats(); st.Waits != waits {
+					t.Fatalf("a call after Close slept: %+v", st)
+				}
+			})
+		}
 	}
 }
 
@@ -231,9 +304,9 @@ func TestCloseWakesProcess(t *testing.T) {
 // holding the consumer lock) costs the others at most a lock take-over.
 func TestWaitingConsumerKilled(t *testing.T) {
 	q := namedQueue(t, 4096, nil)
-	cmd := startWaiter(t, q)
-	cmd.Process.Kill()
-	cmd.Wait()
+	w := startWaiter(t, q, "waitget", 0)
+	w.cmd.Process.Kill()
+	w.cmd.Wait()
 	ctx := t.Context()
 	q.Put(ctx, []byte("x"))
 	start := time.Now()

@@ -511,28 +511,22 @@ func (q *Queue) get(ctx context.Context, buf []byte, out *[]byte, block bool) (i
 			q.fault("get")
 		}
 		// Take the message (head), publish freed if due, unlock, then
-		// fence (the add) before looking at the futex words.
+		// fence (the add) before looking at the futex words. The sleeper
+		// bit of spaceFx must be loaded after the fence, never before: a
+		// load before it may pass the head store still in this CPU's
+		// store buffer, while a producer sets the bit and re-reads the
+		// old head, and then nobody wakes it (a lost wake-up).
 		h += recLen(n)
 		storeRel(q.head, h)
-		pub := q.publishDue(h)
-		if pub {
+		if h-q.freed.Load() >= q.pubEvery {
 			storeRel(q.freed, h)
 		}
 		q.clock.unlockRel()
 		q.gets.Add(1)
 		q.clock.wakeWaiters()
-		if pub {
-			wake(q.spaceFx)
-		}
+		wake(q.spaceFx)
 		return n, true, nil
 	}
-}
-
-// publishDue reports whether the consumer that moved head to h should
-// publish it in freed: when freed lags by pubEvery bytes, or a producer
-// sleeps for space. Under the consumer lock.
-func (q *Queue) publishDue(h uint64) bool {
-	return h-q.freed.Load() >= q.pubEvery || q.spaceFx.Load()&1 != 0
 }
 
 // publish stores h in freed now and wakes sleeping producers (the consumer
