@@ -16,7 +16,8 @@ type Elem interface {
 // out of range panics, as it does for a Go slice.
 //
 // An *Array is safe for concurrent use and may be passed to a child process
-// (see the package doc). It must not be copied.
+// (see the package doc). It must not be copied. The zero Array is not
+// usable: get one from [NewArray], [CreateArray], [OpenArray] or [ArrayAt].
 type Array[T Elem] struct {
 	elems []T // in shared memory; every access is atomic
 	ref
@@ -46,7 +47,7 @@ func elemKind[T Elem]() (kind Kind, size int) {
 // ArrayAt places an array of n elements at off (a multiple of the element
 // size) in seg.Bytes(). The elements are seg's memory as it is: not zeroed.
 func ArrayAt[T Elem](seg *Segment, off, n int) (*Array[T], error) {
-	_, size := elemKind[T]()
+	kind, size := elemKind[T]()
 	if n < 0 || n > seg.Size()/size {
 		return nil, fmt.Errorf("%w: %d elements of %d bytes in a %d-byte segment", ErrRange, n, size, seg.Size())
 	}
@@ -54,7 +55,7 @@ func ArrayAt[T Elem](seg *Segment, off, n int) (*Array[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Array[T]{elems: sliceAt[T](seg.mem, at, n), ref: ref{seg: seg, off: off, n: n}}, nil
+	return &Array[T]{elems: sliceAt[T](seg.mem, at, n), ref: ref{seg: seg, off: off, n: n, typ: kind}}, nil
 }
 
 // ownArray places an array filling seg, which it then owns.

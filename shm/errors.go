@@ -1,6 +1,10 @@
 package shm
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/ipckit/ipckit/internal/shmfile"
+)
 
 // Errors returned when a segment's header is invalid, in the order [Open]
 // checks for them.
@@ -32,4 +36,14 @@ var (
 	ErrFault = errors.New("shm: memory fault")
 	// ErrHeap means a heap segment was asked to travel to another process.
 	ErrHeap = errors.New("shm: a heap segment cannot be shared with another process")
+)
+
+// Errors returned by [Open] when the name is taken by something unfit.
+var (
+	// ErrSymlink means the name is a symbolic link, which Open never follows.
+	ErrSymlink = shmfile.ErrSymlink
+	// ErrNotRegular means the name is a directory, FIFO, device or socket.
+	ErrNotRegular = shmfile.ErrNotRegular
+	// ErrOwner means the file belongs to another user.
+	ErrOwner = shmfile.ErrOwner
 )

@@ -5,6 +5,7 @@ package shm_test
 import (
 	"fmt"
 	"log"
+	"os"
 
 	"github.com/ipckit/ipckit/shm"
 )
@@ -12,14 +13,15 @@ import (
 // A named segment holding a counter that any process of the same user can
 // open by name.
 func ExampleCreateInt64() {
-	v, err := shm.CreateInt64("example-counter", nil)
+	name := fmt.Sprintf("example-counter-%d", os.Getpid())
+	v, err := shm.CreateInt64(name, nil)
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer shm.Remove("example-counter")
+	defer shm.Remove(name)
 	defer v.Close()
 
-	other, err := shm.OpenInt64("example-counter", nil) // as another process would
+	other, err := shm.OpenInt64(name, nil) // as another process would
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/gob"
 	"fmt"
+	"os"
 
 	"github.com/ipckit/ipckit/internal/handoff"
 	"github.com/ipckit/ipckit/internal/shmfile"
@@ -22,39 +23,51 @@ import (
 type wireSegment struct {
 	Name string // named segments
 	FD   int    // anonymous segments: handoff index + 1
+	Kind Kind   // the segment's kind, checked again on the other side
 }
 
 type wireRef struct {
 	Seg    wireSegment
 	Off, N int
+	Type   Kind // the value's own kind, so it decodes only into its own type
 }
 
 func (s *Segment) wire() (wireSegment, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	switch {
+	case s.closed:
+		return wireSegment{}, fmt.Errorf("shm: encode a handle: %w", os.ErrClosed)
 	case s.file == nil:
 		return wireSegment{}, ErrHeap
 	case s.name != "":
-		return wireSegment{Name: s.name}, nil
+		return wireSegment{Name: s.name, Kind: s.kind}, nil
 	}
 	i, err := handoff.Add(s.file)
 	if err != nil {
 		return wireSegment{}, fmt.Errorf("shm: %w", err)
 	}
-	return wireSegment{FD: i + 1}, nil
+	return wireSegment{FD: i + 1, Kind: s.kind}, nil
 }
 
 func (w wireSegment) open() (*Segment, error) {
+	if !w.Kind.valid() {
+		return nil, fmt.Errorf("%w: handle names kind %d", ErrKind, uint16(w.Kind))
+	}
 	if w.Name != "" {
-		return Open(w.Name, nil)
+		return Open(w.Name, &Options{Kind: w.Kind})
 	}
 	f, err := handoff.File(w.FD - 1)
 	if err != nil {
 		return nil, fmt.Errorf("shm: %w", err)
 	}
+	if !shmfile.Regular(f) {
+		return nil, fmt.Errorf("shm: inherited descriptor %d is not a segment", w.FD-1)
+	}
 	if f, err = shmfile.Dup(f); err != nil {
 		return nil, fmt.Errorf("shm: %w", err)
 	}
-	s, err := openFile(f, KindAny)
+	s, err := openFile(f, w.Kind)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("shm: inherited segment: %w", err)
@@ -99,15 +112,18 @@ func (r *ref) GobEncode() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return encode(wireRef{Seg: w, Off: r.off, N: r.n})
+	return encode(wireRef{Seg: w, Off: r.off, N: r.n, Type: r.typ})
 }
 
 // decodeRef opens the segment a value's handle names and calls place to put
 // the value there; r then owns the segment.
-func decodeRef(b []byte, r *ref, place func(seg *Segment, off, n int) error) error {
+func decodeRef(b []byte, r *ref, typ Kind, place func(seg *Segment, off, n int) error) error {
 	var w wireRef
 	if err := decode(b, &w); err != nil {
 		return err
+	}
+	if w.Type != typ {
+		return fmt.Errorf("%w: a handle to a shared %v decoded as a %v", ErrKind, w.Type, typ)
 	}
 	seg, err := w.Seg.open()
 	if err != nil {
@@ -117,13 +133,13 @@ func decodeRef(b []byte, r *ref, place func(seg *Segment, off, n int) error) err
 		seg.Close()
 		return err
 	}
-	r.seg, r.off, r.n, r.owned = seg, w.Off, w.N, true
+	r.seg, r.off, r.n, r.typ, r.owned = seg, w.Off, w.N, typ, true
 	return nil
 }
 
 // GobDecode attaches v, which must be new, to the value a handle names.
 func (v *Int32) GobDecode(b []byte) error {
-	return decodeRef(b, &v.ref, func(seg *Segment, off, _ int) (err error) {
+	return decodeRef(b, &v.ref, KindInt32, func(seg *Segment, off, _ int) (err error) {
 		v.atomicInt32, err = valueAt[atomicInt32](seg, off, 4)
 		return err
 	})
@@ -131,7 +147,7 @@ func (v *Int32) GobDecode(b []byte) error {
 
 // GobDecode attaches v, which must be new, to the value a handle names.
 func (v *Int64) GobDecode(b []byte) error {
-	return decodeRef(b, &v.ref, func(seg *Segment, off, _ int) (err error) {
+	return decodeRef(b, &v.ref, KindInt64, func(seg *Segment, off, _ int) (err error) {
 		v.atomicInt64, err = valueAt[atomicInt64](seg, off, 8)
 		return err
 	})
@@ -139,23 +155,24 @@ func (v *Int64) GobDecode(b []byte) error {
 
 // GobDecode attaches v, which must be new, to the value a handle names.
 func (v *Uint64) GobDecode(b []byte) error {
-	return decodeRef(b, &v.ref, func(seg *Segment, off, _ int) (err error) {
+	return decodeRef(b, &v.ref, KindUint64, func(seg *Segment, off, _ int) (err error) {
 		v.atomicUint64, err = valueAt[atomicUint64](seg, off, 8)
 		return err
 	})
 }
 
 // GobDecode attaches v, which must be new, to the value a handle names.
-func (v *Float64) GobDecode(b []byte) error {
-	return decodeRef(b, &v.ref, func(seg *Segment, off, _ int) (err error) {
-		v.bits, err = valueAt[atomicUint64](seg, off, 8)
+func (f *Float64) GobDecode(b []byte) error {
+	return decodeRef(b, &f.ref, KindFloat64, func(seg *Segment, off, _ int) (err error) {
+		f.bits, err = valueAt[atomicUint64](seg, off, 8)
 		return err
 	})
 }
 
 // GobDecode attaches a, which must be new, to the array a handle names.
 func (a *Array[T]) GobDecode(b []byte) error {
-	return decodeRef(b, &a.ref, func(seg *Segment, off, n int) error {
+	kind, _ := elemKind[T]()
+	return decodeRef(b, &a.ref, kind, func(seg *Segment, off, n int) error {
 		x, err := ArrayAt[T](seg, off, n)
 		if err == nil {
 			a.elems = x.elems

@@ -161,6 +161,8 @@ func validate(b []byte, want Kind) (header, error) {
 		return h, fmt.Errorf("%w: segment holds %v, want %v", ErrKind, h.Kind, want)
 	case h.Checksum != checksum(b):
 		return h, ErrChecksum
+	case h.Size > MaxSize+headerSize:
+		return h, fmt.Errorf("%w: header says %d bytes, over the limit", ErrSize, h.Size)
 	case h.Size != uint64(len(b)):
 		return h, fmt.Errorf("%w: header says %d bytes, segment has %d", ErrSize, h.Size, len(b))
 	case h.Payload != headerSize:

@@ -6,7 +6,6 @@ import (
 	"regexp"
 	"runtime/debug"
 	"sync"
-	"time"
 
 	"github.com/ipckit/ipckit/internal/proc"
 	"github.com/ipckit/ipckit/internal/shmfile"
@@ -60,9 +59,6 @@ func (o *Options) kind(def Kind) Kind {
 // MaxSize is the largest payload a segment may hold.
 const MaxSize = 1 << 40
 
-// openTimeout bounds how long Open waits for a segment's creator to finish.
-const openTimeout = time.Second
-
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,200}$`)
 
 // namePrefix is put before a segment's name to make its file name in
@@ -91,7 +87,9 @@ func checkSize(size int) error {
 // It fails with an error wrapping [os.ErrExist] if the name is taken: create
 // is exclusive and never follows a symbolic link. The file is created with
 // mode 0600 unless opts says otherwise, and its memory is reserved now, so
-// a full /dev/shm is an error here rather than a SIGBUS later.
+// a full /dev/shm is an error here rather than a SIGBUS later. The segment
+// is built in an unnamed file and given its name only when complete, so
+// [Open] never sees it half made.
 func Create(name string, size int, opts *Options) (*Segment, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
@@ -110,8 +108,12 @@ func Create(name string, size int, opts *Options) (*Segment, error) {
 	}
 	s, err := initMapped(f, headerSize+size, kind)
 	if err != nil {
-		shmfile.Remove(path)
 		return nil, err
+	}
+	// Only a complete segment gets its name: Open never sees one half made.
+	if err := shmfile.Publish(f, path); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("shm: %w", err)
 	}
 	s.name = name
 	return s, nil
@@ -176,11 +178,10 @@ func (s *Segment) writeHeader(kind Kind) {
 }
 
 // Open maps the existing named segment name after validating its header. It
-// refuses a symbolic link, a non-regular file and a file owned by another
-// user, and a header that is invalid with one of [ErrBadMagic], [ErrVersion],
-// [ErrKind], [ErrChecksum] or [ErrSize]. If the segment is still being
-// created, Open waits up to a second for its creator, then returns
-// [ErrNotReady].
+// refuses a symbolic link ([ErrSymlink]), a non-regular file
+// ([ErrNotRegular]), a file owned by another user ([ErrOwner]), a sparse
+// file, and a header that is invalid, with one of [ErrBadMagic],
+// [ErrVersion], [ErrKind], [ErrChecksum], [ErrSize] or [ErrNotReady].
 func Open(name string, opts *Options) (*Segment, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
@@ -198,40 +199,34 @@ func Open(name string, opts *Options) (*Segment, error) {
 	return s, nil
 }
 
-// openFile maps f and validates its header, waiting for a creator that is
-// still at work.
+// openFile maps f and validates its header. f is complete: [Create] names a
+// segment only once it is built, and an anonymous one travels only after.
 func openFile(f *os.File, want Kind) (*Segment, error) {
-	deadline := time.Now().Add(openTimeout)
-	for {
-		size, err := shmfile.Size(f)
-		if err != nil {
-			return nil, err
-		}
-		creating := size == 0
-		if size >= headerSize {
-			mem, err := mapFile(f, int(size))
-			if err != nil {
-				return nil, err
-			}
-			var h header
-			if stateWord(mem).Load() == stateReady {
-				h, err = validate(mem, want)
-				if err == nil {
-					return &Segment{file: f, mem: mem, kind: h.Kind}, nil
-				}
-			} else {
-				h, err = validate(mem, want)
-			}
-			unmap(mem)
-			creating = err == ErrNotReady || h.Magic == 0
-			if !creating || time.Now().After(deadline) {
-				return nil, err
-			}
-		} else if !creating || time.Now().After(deadline) {
-			return nil, fmt.Errorf("%w: %d bytes cannot hold a %d-byte header", ErrSize, size, headerSize)
-		}
-		time.Sleep(time.Millisecond)
+	size, allocated, err := shmfile.Size(f)
+	switch {
+	case err != nil:
+		return nil, err
+	case size < headerSize:
+		return nil, fmt.Errorf("%w: %d bytes cannot hold a %d-byte header", ErrSize, size, headerSize)
+	case size > MaxSize+headerSize:
+		return nil, fmt.Errorf("%w: %d bytes is over the limit", ErrSize, size)
+	case allocated < size:
+		// A sparse file would SIGBUS on a full tmpfs: ipckit reserves its own.
+		return nil, fmt.Errorf("%w: only %d of %d bytes allocated", ErrSize, allocated, size)
 	}
+	mem, err := mapFile(f, int(size))
+	if err != nil {
+		return nil, err
+	}
+	// This load pairs with the store in writeHeader: after it, the fixed
+	// fields are complete.
+	stateWord(mem).Load()
+	h, err := validate(mem, want)
+	if err != nil {
+		unmap(mem)
+		return nil, err
+	}
+	return &Segment{file: f, mem: mem, kind: h.Kind}, nil
 }
 
 // Remove deletes the named segment. Processes that have it open keep their
@@ -247,7 +242,7 @@ func Remove(name string) error {
 }
 
 // Bytes returns the caller's part of the segment. The slice stays valid until
-// [Segment.Close]; using it after that faults.
+// [Segment.Close]; using it after that faults (see [Guard]).
 func (s *Segment) Bytes() []byte { return s.mem[headerSize:] }
 
 // Size returns len(s.Bytes()).
@@ -260,7 +255,9 @@ func (s *Segment) Name() string { return s.name }
 func (s *Segment) Kind() Kind { return s.kind }
 
 // Close unmaps the segment. It is safe to call twice; the second call does
-// nothing. Close does not remove a named segment: see [Remove].
+// nothing. Its addresses stay reserved, so a stale use of its bytes or of a
+// value in it faults (see [Guard]) rather than touching other memory. Close
+// does not remove a named segment: see [Remove].
 func (s *Segment) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -271,7 +268,9 @@ func (s *Segment) Close() error {
 	if s.file == nil {
 		return nil
 	}
-	err := unmap(s.mem)
+	// Keep the addresses reserved: a value still pointing here then faults
+	// rather than reaching a segment mapped later at the same place.
+	err := shmfile.Retire(s.mem)
 	if cerr := s.file.Close(); err == nil {
 		err = cerr
 	}
@@ -289,7 +288,7 @@ func (s *Segment) Check() error {
 		return os.ErrClosed
 	}
 	if s.file != nil {
-		size, err := shmfile.Size(s.file)
+		size, _, err := shmfile.Size(s.file)
 		if err != nil {
 			return err
 		}

@@ -12,8 +12,7 @@ import (
 	"testing"
 
 	"github.com/ipckit/ipckit/internal/helperproc"
-	"github.com/ipckit/ipckit/internal/shmfile"
-)
+	)
 
 func create(t *testing.T, size int, opts *Options) *Segment {
 	t.Helper()
@@ -80,14 +79,24 @@ func TestOpenRefuses(t *testing.T) {
 		plant func(path string) error
 		want  error
 	}{
-		{"symlink", func(p string) error { return os.Symlink(Path(target.Name()), p) }, shmfile.ErrSymlink},
-		{"fifo", func(p string) error { return syscall.Mkfifo(p, 0o600) }, shmfile.ErrNotRegular},
-		{"directory", func(p string) error { return os.Mkdir(p, 0o700) }, shmfile.ErrNotRegular},
+		{"symlink", func(p string) error { return os.Symlink(Path(target.Name()), p) }, ErrSymlink},
+		{"fifo", func(p string) error { return syscall.Mkfifo(p, 0o600) }, ErrNotRegular},
+		{"directory", func(p string) error { return os.Mkdir(p, 0o700) }, ErrNotRegular},
 		{"missing", func(string) error { return nil }, os.ErrNotExist},
+		{"other owner", func(p string) error {
+			// A valid segment, given to another user (the suite may run as root).
+			if err := os.Link(Path(target.Name()), p); err != nil {
+				return err
+			}
+			return os.Lchown(p, 65534, 65534)
+		}, ErrOwner},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			name := helperproc.Name(t)
 			if err := c.plant(Path(name)); err != nil {
+				if c.name == "other owner" && os.Geteuid() != 0 {
+					t.Skip("giving a file away needs root:", err)
+				}
 				t.Fatal(err)
 			}
 			defer os.Remove(Path(name))
@@ -227,4 +236,75 @@ func BenchmarkInt64Add(b *testing.B) {
 			a.Add(1)
 		}
 	})
+}
+
+// Open racing Create and Remove sees a whole segment or none, never a half
+// made one.
+func TestCreateOpenRace(t *testing.T) {
+	name := helperproc.Name(t)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if s, err := Create(name, 4096, nil); err == nil {
+				s.Close()
+				Remove(name)
+			}
+		}
+	})
+	opened := 0
+	for range 3000 {
+		s, err := Open(name, nil)
+		if err == nil {
+			opened++
+			s.Close()
+			continue
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("Open during Create = %v", err)
+			break
+		}
+	}
+	close(stop)
+	wg.Wait()
+	Remove(name)
+	t.Logf("opened %d of 3000", opened)
+}
+
+// A hostile file claims a size it has not allocated.
+func TestOpenSparse(t *testing.T) {
+	s := create(t, 64, nil)
+	path := Path(s.Name())
+	for _, size := range []int64{1 << 20, 1 << 42} {
+		if err := os.Truncate(path, size); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Open(s.Name(), nil); !errors.Is(err, ErrSize) {
+			t.Errorf("Open of a sparse %d-byte file = %v, want ErrSize", size, err)
+		}
+	}
+}
+
+func TestUseAfterClose(t *testing.T) {
+	v, err := NewInt64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	other, err := NewInt64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := Guard(func() { v.Store(0x4141) }); !errors.Is(err, ErrFault) {
+		t.Fatalf("Store after Close = %v, want ErrFault", err)
+	}
+	if other.Load() != 0 {
+		t.Fatal("a stale value wrote into another segment")
+	}
 }

@@ -21,6 +21,7 @@ type ref struct {
 	seg   *Segment
 	off   int  // offset of the value in seg.Bytes()
 	n     int  // element count, arrays only
+	typ   Kind // the value's kind: KindInt64, KindInt64Array, ...
 	owned bool // the value made seg and closes it
 }
 
@@ -66,7 +67,8 @@ func valueAt[W any](seg *Segment, off, size int) (*W, error) {
 // CompareAndSwap, And and Or, each atomic across processes.
 //
 // An *Int32 is safe for concurrent use and may be passed to a child process
-// (see the package doc). It must not be copied.
+// (see the package doc). It must not be copied. The zero Int32 is not
+// usable: get one from NewInt32, CreateInt32, OpenInt32 or Int32At.
 type Int32 struct {
 	*atomicInt32
 	ref
@@ -77,7 +79,8 @@ type Int32 struct {
 // CompareAndSwap, And and Or, each atomic across processes.
 //
 // An *Int64 is safe for concurrent use and may be passed to a child process
-// (see the package doc). It must not be copied.
+// (see the package doc). It must not be copied. The zero Int64 is not
+// usable: get one from NewInt64, CreateInt64, OpenInt64 or Int64At.
 type Int64 struct {
 	*atomicInt64
 	ref
@@ -88,7 +91,8 @@ type Int64 struct {
 // Or, each atomic across processes.
 //
 // A *Uint64 is safe for concurrent use and may be passed to a child process
-// (see the package doc). It must not be copied.
+// (see the package doc). It must not be copied. The zero Uint64 is not
+// usable: get one from NewUint64, CreateUint64, OpenUint64 or Uint64At.
 type Uint64 struct {
 	*atomicUint64
 	ref
@@ -99,7 +103,8 @@ type Uint64 struct {
 // equals itself and -0 differs from +0.
 //
 // A *Float64 is safe for concurrent use and may be passed to a child process
-// (see the package doc). It must not be copied.
+// (see the package doc). It must not be copied. The zero Float64 is not
+// usable: get one from NewFloat64, CreateFloat64, OpenFloat64 or Float64At.
 type Float64 struct {
 	bits *atomic.Uint64
 	ref
@@ -112,7 +117,7 @@ func Int32At(seg *Segment, off int) (*Int32, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Int32{atomicInt32: p, ref: ref{seg: seg, off: off}}, nil
+	return &Int32{atomicInt32: p, ref: ref{seg: seg, off: off, typ: KindInt32}}, nil
 }
 
 // Int64At places an Int64 at off (a multiple of 8) in seg.Bytes(). The value
@@ -122,7 +127,7 @@ func Int64At(seg *Segment, off int) (*Int64, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Int64{atomicInt64: p, ref: ref{seg: seg, off: off}}, nil
+	return &Int64{atomicInt64: p, ref: ref{seg: seg, off: off, typ: KindInt64}}, nil
 }
 
 // Uint64At places a Uint64 at off (a multiple of 8) in seg.Bytes(). The value
@@ -132,7 +137,7 @@ func Uint64At(seg *Segment, off int) (*Uint64, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Uint64{atomicUint64: p, ref: ref{seg: seg, off: off}}, nil
+	return &Uint64{atomicUint64: p, ref: ref{seg: seg, off: off, typ: KindUint64}}, nil
 }
 
 // Float64At places a Float64 at off (a multiple of 8) in seg.Bytes(). The
@@ -142,7 +147,7 @@ func Float64At(seg *Segment, off int) (*Float64, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Float64{bits: p, ref: ref{seg: seg, off: off}}, nil
+	return &Float64{bits: p, ref: ref{seg: seg, off: off, typ: KindFloat64}}, nil
 }
 
 // Load returns the value.

@@ -7,6 +7,7 @@ import (
 	"encoding/gob"
 	"errors"
 	"math"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -212,5 +213,53 @@ func TestHandleErrors(t *testing.T) {
 	seg, _ := NewHeap(8, nil)
 	if err := gob.NewEncoder(&bytes.Buffer{}).Encode(arg{Raw: seg}); !errors.Is(err, ErrHeap) {
 		t.Fatalf("encoding a heap segment = %v, want ErrHeap", err)
+	}
+}
+
+func TestHandleKinds(t *testing.T) {
+	name := helperproc.Name(t)
+	v, err := CreateInt64(name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Remove(name)
+	defer v.Close()
+	b, err := v.GobEncode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var u Uint64
+	if err := u.GobDecode(b); !errors.Is(err, ErrKind) {
+		t.Fatalf("an Int64 handle decoded as a Uint64: %v, want ErrKind", err)
+	}
+	var w Int64
+	if err := w.GobDecode(b); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	// The name now holds another kind of segment.
+	v.Close()
+	Remove(name)
+	f, err := CreateFloat64(name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var x Int64
+	if err := x.GobDecode(b); !errors.Is(err, ErrKind) {
+		t.Fatalf("a handle to a replaced segment: %v, want ErrKind", err)
+	}
+}
+
+func TestHandleClosed(t *testing.T) {
+	name := helperproc.Name(t)
+	v, err := CreateInt64(name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Remove(name)
+	v.Close()
+	if _, err := v.GobEncode(); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("GobEncode after Close = %v, want ErrClosed", err)
 	}
 }

@@ -30,25 +30,26 @@ var (
 	collectMu sync.Mutex // held for the whole of one Collect
 
 	mu        sync.Mutex
-	collected []*os.File // non-nil only inside Collect
-	active    bool
+	collected []*os.File // the files added inside Collect
+	collector uint64     // the goroutine inside Collect, or 0
 
 	inheritMu sync.Mutex
 	inherited []*os.File // in a child: the files the parent passed
 )
 
-// Collect runs encode and returns the files that [Add] received meanwhile,
-// in index order. Calls of Collect run one at a time.
+// Collect runs encode and returns the files that [Add] received meanwhile
+// from encode's goroutine, in index order. Calls of Collect run one at a
+// time; encode must not call Collect (through spawn.Start, say).
 func Collect(encode func() error) ([]*os.File, error) {
 	collectMu.Lock()
 	defer collectMu.Unlock()
 	mu.Lock()
-	collected, active = nil, true
+	collected, collector = nil, goid()
 	mu.Unlock()
 	err := encode()
 	mu.Lock()
 	files := collected
-	collected, active = nil, false
+	collected, collector = nil, 0
 	mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -57,11 +58,16 @@ func Collect(encode func() error) ([]*os.File, error) {
 }
 
 // Add registers f to be passed to the child being encoded and returns its
-// index. Adding the same file twice returns the same index.
+// index. Adding the same file twice returns the same index. Only the
+// goroutine inside [Collect] may add: anywhere else, Add fails with
+// [ErrNoTransport], even while another goroutine collects.
 func Add(f *os.File) (int, error) {
+	if f == nil || f.Fd() == ^uintptr(0) {
+		return 0, os.ErrClosed
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	if !active {
+	if collector == 0 || collector != goid() {
 		return 0, ErrNoTransport
 	}
 	for i, g := range collected {

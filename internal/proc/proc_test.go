@@ -23,17 +23,24 @@ func TestAlive(t *testing.T) {
 		t.Fatal("the zero ID is alive")
 	}
 
-	cmd := exec.Command("true")
+	// A child that stays alive until killed, so Lookup finds it running.
+	cmd := exec.Command("sleep", "60")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	id, err := Lookup(cmd.Process.Pid)
 	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
 		t.Fatal(err)
 	}
+	if !Alive(id) {
+		t.Error("a running child is not alive")
+	}
+	cmd.Process.Kill()
 	cmd.Wait()
 	if Alive(id) {
-		t.Fatal("an exited and reaped child is alive")
+		t.Fatal("a killed and reaped child is alive")
 	}
 }
 

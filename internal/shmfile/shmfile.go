@@ -13,9 +13,9 @@ const Dir = "/dev/shm"
 
 // Errors returned when an existing name is unfit to open.
 var (
-	ErrSymlink    = errors.New("is a symbolic link")
-	ErrNotRegular = errors.New("is not a regular file")
-	ErrOwner      = errors.New("is owned by another user")
+	ErrSymlink    = errors.New("shm: is a symbolic link")
+	ErrNotRegular = errors.New("shm: is not a regular file")
+	ErrOwner      = errors.New("shm: is owned by another user")
 )
 
 // Path returns the file that backs the named segment name.

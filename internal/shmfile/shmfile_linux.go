@@ -4,26 +4,43 @@ package shmfile
 
 import (
 	"os"
+	"path/filepath"
+	"strconv"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// Create makes the named file exclusively (O_EXCL, O_NOFOLLOW, O_CLOEXEC),
-// sets its mode with fchmod so the umask cannot change it, and reserves size
+// Create makes an unnamed file in the directory of path (O_TMPFILE), sets
+// its mode with fchmod so the umask cannot change it, and reserves size
 // bytes with fallocate so a full tmpfs fails here rather than with SIGBUS on
-// first touch. On error nothing is left behind.
+// first touch. The caller fills the file, then gives it its name with
+// [Publish]: nobody can open a half-made file. On error nothing is left
+// behind.
 func Create(path string, size int64, mode os.FileMode) (*os.File, error) {
-	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode.Perm()))
+	fd, err := unix.Open(filepath.Dir(path), unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, uint32(mode.Perm()))
 	if err != nil {
 		return nil, pathErr("create", path, err)
 	}
 	f := os.NewFile(uintptr(fd), path)
 	if err := setup(f, size, mode); err != nil {
 		f.Close()
-		unix.Unlink(path)
 		return nil, pathErr("create", path, err)
 	}
 	return f, nil
+}
+
+// Publish gives f, made by [Create], the name path, exclusively: it fails
+// with an error wrapping [os.ErrExist] if anything (a file, a symbolic
+// link, ...) already has that name, and never follows a link there.
+func Publish(f *os.File, path string) error {
+	// linkat with AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the /proc link
+	// of the descriptor does not.
+	proc := "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
+	if err := unix.Linkat(unix.AT_FDCWD, proc, unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW); err != nil {
+		return pathErr("create", path, err)
+	}
+	return nil
 }
 
 func setup(f *os.File, size int64, mode os.FileMode) error {
@@ -112,13 +129,35 @@ func CreateAnonymous(name string, size int64) (*os.File, error) {
 	return f, nil
 }
 
-// Size returns the current size of the file.
-func Size(f *os.File) (int64, error) {
+// Size returns the current size of the file and how many of its bytes have
+// memory allocated (less than size for a sparse file).
+func Size(f *os.File) (size, allocated int64, err error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return 0, os.NewSyscallError("fstat", err)
+		return 0, 0, os.NewSyscallError("fstat", err)
 	}
-	return st.Size, nil
+	return st.Size, st.Blocks * 512, nil
+}
+
+// Retire replaces the mapping b with an inaccessible reservation of the same
+// addresses, so that a stale use of b faults instead of reaching whatever
+// the kernel would map there next. The reservation holds no memory.
+func Retire(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	_, err := unix.MmapPtr(-1, 0, unsafe.Pointer(unsafe.SliceData(b)), uintptr(len(b)), unix.PROT_NONE,
+		unix.MAP_FIXED|unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return os.NewSyscallError("mmap", err)
+	}
+	return nil
+}
+
+// Regular reports whether f is a regular file (a memfd is one).
+func Regular(f *os.File) bool {
+	var st unix.Stat_t
+	return unix.Fstat(int(f.Fd()), &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG
 }
 
 // Inherit returns the file for descriptor fd, inherited from the parent, after

@@ -24,7 +24,16 @@ func CreateAnonymous(name string, size int64) (*os.File, error) {
 }
 
 // Size is not supported on this platform.
-func Size(f *os.File) (int64, error) { return 0, errors.ErrUnsupported }
+func Size(f *os.File) (size, allocated int64, err error) { return 0, 0, errors.ErrUnsupported }
+
+// Publish is not supported on this platform.
+func Publish(f *os.File, path string) error { return errors.ErrUnsupported }
+
+// Retire is not supported on this platform.
+func Retire(b []byte) error { return errors.ErrUnsupported }
+
+// Regular is not supported on this platform.
+func Regular(f *os.File) bool { return false }
 
 // Inherit is not supported on this platform.
 func Inherit(fd int, name string) (*os.File, error) { return nil, errors.ErrUnsupported }
