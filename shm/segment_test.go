@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/ipckit/ipckit/internal/helperproc"
-	)
+)
 
 func create(t *testing.T, size int, opts *Options) *Segment {
 	t.Helper()
