@@ -339,9 +339,9 @@ func (p *Pool[In, Out]) ImapUnordered(ctx context.Context, xs []In) iter.Seq2[in
 // Future is the pending result of [Pool.Go]: Python's AsyncResult. It is
 // safe for concurrent use.
 type Future[Out any] struct {
-	fin  <-chan struct{}
-	get  func() (Out, error)
-	err  error // submit failed
+	fin <-chan struct{}
+	get func() (Out, error)
+	err error // submit failed
 }
 
 // Go submits the task on x and returns at once: Python's apply_async.
