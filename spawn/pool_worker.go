@@ -188,10 +188,9 @@ func workerEntry[In, Out any](name string, fn func(context.Context, In) (Out, er
 // workerLoop runs in the worker process: initializer, then chunks until the
 // task queue is closed or the worker has run its MaxTasks.
 func workerLoop[In, Out any](ctx context.Context, fn func(context.Context, In) (Out, error), s *workerSetup, dec *gob.Decoder) error {
-	if s.Spin != 0 {
-		s.Tasks.SetSpin(time.Duration(s.Spin))
-		s.Results.SetSpin(time.Duration(s.Spin))
-	}
+	spin := time.Duration(s.Spin)
+	s.Tasks.SetSpin(spin)
+	s.Results.SetSpin(spin)
 	if s.Init != "" {
 		e := lookup(s.Init)
 		if e == nil {
@@ -242,6 +241,8 @@ func workerLoop[In, Out any](ctx context.Context, fn func(context.Context, In) (
 		if err := send(&res); err != nil {
 			return err
 		}
+		// Restore the full spin budget for the next task (see spinReset).
+		s.Tasks.SetSpin(spin)
 		done += len(tm.Items)
 		if s.MaxTasks > 0 && done >= s.MaxTasks {
 			return nil
