@@ -335,8 +335,12 @@ func TestPoolWorkerKilled(t *testing.T) {
 					t.Fatalf("item %d = %+v", i, o)
 				}
 			}
-			// The pool replaced the worker and goes on.
+			// The pool replaced the worker (within a second: the start is
+			// asynchronous) and goes on.
 			after := p.Pids()
+			for deadline := time.Now().Add(time.Second); len(after) < 3 && time.Now().Before(deadline); after = p.Pids() {
+				time.Sleep(5 * time.Millisecond)
+			}
 			if len(after) != 3 || slices.Contains(after, we.Pid) {
 				t.Fatalf("workers after the death: %v (dead: %d)", after, we.Pid)
 			}
