@@ -63,6 +63,33 @@
 // context; the environment variable spawn uses to recognise a child is
 // removed before it runs, so it can spawn children of its own.
 //
+// # Pool
+//
+// A [Pool] runs a [Task] (a function registered with [RegisterTask]) in
+// worker processes: Python's multiprocessing.Pool.
+//
+//	var square = spawn.RegisterTask("square", func(ctx context.Context, x int) (int, error) {
+//		return x * x, nil
+//	})
+//
+//	p, err := spawn.NewPool(ctx, square, nil) // runtime.NumCPU() workers
+//	out, err := p.Map(ctx, []int{1, 2, 3})      // [1 4 9], in order
+//	y, err := p.Go(ctx, 4).Get(ctx)             // apply_async
+//	p.Close()
+//	p.Wait()
+//
+// Inputs travel to each worker on its own ipcqueue (anonymous segment),
+// in chunks, as a gob stream; results come back on one shared queue. Unlike
+// Python's pool, a worker that dies (SIGKILL, the OOM killer, os.Exit)
+// fails only the item it was running, with a [*WorkerError] naming the
+// item, the pid, the signal or exit code and the tail of its stderr; a
+// fresh worker takes over and the call finishes the rest. An error or a
+// panic in a task fails that item with a [*TaskError], and the worker goes
+// on. [Pool.Map] returns every result and a [*MapError] naming each failed
+// item. Items that a dying worker had run but not yet reported are run
+// again elsewhere, so a task may run more than once (never the one that
+// killed its worker).
+//
 // spawn works on Linux; elsewhere [Start] returns an error wrapping
 // errors.ErrUnsupported.
 package spawn

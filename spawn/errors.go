@@ -3,6 +3,9 @@ package spawn
 import (
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"strings"
 )
 
 var (
@@ -43,3 +46,88 @@ type PanicError struct {
 func (e *PanicError) Error() string {
 	return fmt.Sprintf("spawn: %s (pid %d) panicked: %s", e.Name, e.Pid, e.Value)
 }
+
+// Pool errors.
+var (
+	// ErrPoolClosed means work was submitted to a pool after [Pool.Close].
+	ErrPoolClosed = errors.New("spawn: pool is closed")
+	// ErrTerminated means the pool was terminated before the work was done.
+	ErrTerminated = errors.New("spawn: pool terminated")
+	// ErrBroken means the pool gave up: its workers kept dying before
+	// running anything (a failing initializer, say), a worker could not be
+	// started, or its result queue failed. Every call then returns it.
+	ErrBroken = errors.New("spawn: pool broken")
+	// ErrNotClosed means [Pool.Wait] was called before Close or Terminate.
+	ErrNotClosed = errors.New("spawn: Wait on a pool that is neither closed nor terminated")
+)
+
+// TaskError is one item's failure in a [Pool]: the task returned an error
+// or panicked. The worker went on. Only the error's text crosses the
+// process boundary.
+type TaskError struct {
+	Task  int    // the item's index in the call's input (0 for Go and Apply)
+	Pid   int    // the worker's process ID (0 if the item never reached one)
+	Msg   string // the error's text, or the panic value formatted with fmt.Sprint
+	Panic bool   // the task panicked
+	Stack string // the panicking goroutine's stack (panics only)
+}
+
+func (e *TaskError) Error() string {
+	if e.Panic {
+		return fmt.Sprintf("spawn: task %d panicked (pid %d): %s", e.Task, e.Pid, e.Msg)
+	}
+	return fmt.Sprintf("spawn: task %d (pid %d): %s", e.Task, e.Pid, e.Msg)
+}
+
+// WorkerError is one item's failure in a [Pool] because its worker process
+// died while running it (a signal such as SIGKILL from the OOM killer, or
+// os.Exit). The pool started a fresh worker for the rest.
+type WorkerError struct {
+	Task     int       // the item's index in the call's input (0 for Go and Apply; -1 for none)
+	Pid      int       // the dead worker's process ID
+	Signal   os.Signal // the signal that killed it, or nil
+	ExitCode int       // its exit code, or -1 if a signal killed it
+	Stderr   string    // the last bytes (up to 4 KiB) it wrote to stderr
+	Err      error     // what [Process.Wait] returned (often an *exec.ExitError)
+}
+
+func (e *WorkerError) Error() string {
+	how := fmt.Sprintf("exited with code %d", e.ExitCode)
+	if e.Signal != nil {
+		how = "killed by signal " + e.Signal.String()
+	}
+	var ee *exec.ExitError
+	if e.Err != nil && !errors.As(e.Err, &ee) {
+		how += ": " + e.Err.Error() // the worker reported why (an initializer's error, say)
+	}
+	if e.Task < 0 {
+		return fmt.Sprintf("spawn: pool worker (pid %d) %s", e.Pid, how)
+	}
+	return fmt.Sprintf("spawn: task %d: pool worker (pid %d) %s", e.Task, e.Pid, how)
+}
+
+func (e *WorkerError) Unwrap() error { return e.Err }
+
+// MapError is returned by [Pool.Map] when some items failed; Map's results
+// are still returned. Errs holds one error per failed item, in input order.
+type MapError struct {
+	Total int     // items in the call
+	Errs  []error // *TaskError or *WorkerError, in input order
+}
+
+func (e *MapError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "spawn: %d of %d tasks failed", len(e.Errs), e.Total)
+	for i, err := range e.Errs {
+		if i == 3 {
+			fmt.Fprintf(&b, "; and %d more", len(e.Errs)-3)
+			break
+		}
+		b.WriteString("; ")
+		b.WriteString(err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the items' errors, for errors.Is and errors.As.
+func (e *MapError) Unwrap() []error { return e.Errs }

@@ -67,3 +67,36 @@ func ExampleProcess_Wait() {
 	// child returned: negative input -1
 	// exit code: 1
 }
+
+// Registered at package level, like every spawn function.
+var cube = spawn.RegisterTask("example-cube", func(ctx context.Context, x int) (int, error) {
+	if x < 0 {
+		return 0, fmt.Errorf("negative input %d", x)
+	}
+	return x * x * x, nil
+})
+
+func ExamplePool() {
+	ctx := context.Background()
+	p, err := spawn.NewPool(ctx, cube, &spawn.PoolOptions{Workers: 2})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Wait()
+	defer p.Close()
+
+	out, err := p.Map(ctx, []int{1, 2, 3, -4, 5})
+	fmt.Println(out)
+	var te *spawn.TaskError
+	if errors.As(err, &te) {
+		fmt.Println("item", te.Task, "failed:", te.Msg)
+	}
+
+	y, err := p.Go(ctx, 10).Get(ctx)
+	fmt.Println(y, err)
+	// Output:
+	// [1 8 27 0 125]
+	// item 3 failed: negative input -4
+	// 1000 <nil>
+}

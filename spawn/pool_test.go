@@ -1,0 +1,607 @@
+//go:build linux
+
+package spawn_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ipckit/ipckit/spawn"
+)
+
+// poolIn tells the test task what to do with X.
+type poolIn struct {
+	X  int
+	Op string // "", "kill", "exit", "panic", "fail", "sleep", "init"
+}
+
+type poolOut struct {
+	Y   int
+	Pid int
+	S   string
+}
+
+var initValue string // set by the initializer, in the worker
+
+var (
+	sq = spawn.RegisterTask("pool-sq", func(ctx context.Context, x int) (int, error) { return x * x, nil })
+
+	work = spawn.RegisterTask("pool-work", func(ctx context.Context, in poolIn) (poolOut, error) {
+		out := poolOut{Y: in.X * in.X, Pid: os.Getpid()}
+		switch in.Op {
+		case "kill":
+			fmt.Fprintf(os.Stderr, "task %d: killing myself\n", in.X)
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			time.Sleep(time.Minute)
+		case "exit":
+			fmt.Fprintf(os.Stderr, "task %d: exiting\n", in.X)
+			os.Exit(7)
+		case "panic":
+			panic(fmt.Sprintf("boom %d", in.X))
+		case "fail":
+			return out, fmt.Errorf("failed %d", in.X)
+		case "sleep":
+			time.Sleep(time.Duration(in.X) * time.Millisecond)
+		case "init":
+			out.S = initValue
+		}
+		return out, nil
+	})
+
+	setInit = spawn.Register("pool-init", func(ctx context.Context, v string) error {
+		if v == "bad" {
+			return errors.New("bad initializer")
+		}
+		initValue = v
+		return nil
+	})
+)
+
+// children returns the pids of this process's live children (zombies
+// included: they are not reaped yet).
+func children(t *testing.T) []int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	me := strconv.Itoa(os.Getpid())
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) > 1 && f[1] == me {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// noChildren fails unless this process has no children, allowing a moment
+// for exits in flight.
+func noChildren(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c := children(t)
+		if len(c) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("child processes left: %v", c)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func newPool[In, Out any](t *testing.T, task *spawn.Task[In, Out], opts *spawn.PoolOptions) *spawn.Pool[In, Out] {
+	t.Helper()
+	p, err := spawn.NewPool(t.Context(), task, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Terminate()
+		p.Wait()
+	})
+	return p
+}
+
+func closeWait[In, Out any](t *testing.T, p *spawn.Pool[In, Out]) {
+	t.Helper()
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	noChildren(t)
+}
+
+func ints(n int) []int {
+	xs := make([]int, n)
+	for i := range xs {
+		xs[i] = i
+	}
+	return xs
+}
+
+func TestPoolMapOrder(t *testing.T) {
+	p := newPool(t, sq, &spawn.PoolOptions{Workers: 3})
+	for _, n := range []int{0, 1, 7, 1000, 10007} {
+		out, err := p.Map(t.Context(), ints(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out) != n {
+			t.Fatalf("Map(%d) returned %d results", n, len(out))
+		}
+		for i, y := range out {
+			if y != i*i {
+				t.Fatalf("Map(%d)[%d] = %d", n, i, y)
+			}
+		}
+	}
+	closeWait(t, p)
+	// Explicit chunk sizes, including 1 and more than the input.
+	for _, cs := range []int{1, 3, 5000} {
+		q := newPool(t, sq, &spawn.PoolOptions{Workers: 2, ChunkSize: cs})
+		out, err := q.Map(t.Context(), ints(999))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, y := range out {
+			if y != i*i {
+				t.Fatalf("chunk %d: [%d] = %d", cs, i, y)
+			}
+		}
+		closeWait(t, q)
+	}
+}
+
+func TestPoolImap(t *testing.T) {
+	p := newPool(t, work, &spawn.PoolOptions{Workers: 3, ChunkSize: 2})
+	// Early items sleep longest, so they finish last; Imap must still yield
+	// in input order.
+	xs := make([]poolIn, 60)
+	for i := range xs {
+		xs[i] = poolIn{X: i % 5, Op: "sleep"}
+		if i < 6 {
+			xs[i].X = 40 - i
+		}
+	}
+	i := 0
+	for out, err := range p.Imap(t.Context(), xs) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Y != xs[i].X*xs[i].X {
+			t.Fatalf("Imap item %d: %d, want %d", i, out.Y, xs[i].X*xs[i].X)
+		}
+		i++
+	}
+	if i != len(xs) {
+		t.Fatalf("Imap yielded %d items, want %d", i, len(xs))
+	}
+
+	seen := make([]bool, len(xs))
+	var order []int
+	for i, r := range p.ImapUnordered(t.Context(), xs) {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		if seen[i] || r.Value.Y != xs[i].X*xs[i].X {
+			t.Fatalf("ImapUnordered: index %d twice or wrong value %d", i, r.Value.Y)
+		}
+		seen[i] = true
+		order = append(order, i)
+	}
+	if len(order) != len(xs) {
+		t.Fatalf("ImapUnordered yielded %d items", len(order))
+	}
+	if slices.IsSorted(order) {
+		t.Errorf("ImapUnordered yielded in input order although the first items sleep longest")
+	}
+
+	// Breaking out early leaves the pool usable.
+	n := 0
+	for range p.Imap(t.Context(), xs) {
+		n++
+		if n == 3 {
+			break
+		}
+	}
+	if out, err := p.Apply(t.Context(), poolIn{X: 9}); err != nil || out.Y != 81 {
+		t.Fatalf("Apply after a break = %v, %v", out, err)
+	}
+
+	// An error is yielded in place, and iteration goes on.
+	ys := []poolIn{{X: 1}, {X: 2, Op: "fail"}, {X: 3}}
+	var errs []error
+	for _, err := range p.Imap(t.Context(), ys) {
+		errs = append(errs, err)
+	}
+	var te *spawn.TaskError
+	if len(errs) != 3 || errs[0] != nil || !errors.As(errs[1], &te) || te.Task != 1 || errs[2] != nil {
+		t.Fatalf("Imap errors = %v", errs)
+	}
+	closeWait(t, p)
+}
+
+func TestPoolGo(t *testing.T) {
+	p := newPool(t, sq, &spawn.PoolOptions{Workers: 2})
+	fs := make([]*spawn.Future[int], 200)
+	for i := range fs {
+		fs[i] = p.Go(t.Context(), i)
+	}
+	for i, f := range fs {
+		y, err := f.Get(t.Context())
+		if err != nil || y != i*i {
+			t.Fatalf("Go(%d).Get = %d, %v", i, y, err)
+		}
+		select {
+		case <-f.Done():
+		default:
+			t.Fatal("Done not closed after Get")
+		}
+	}
+	y, err := p.Apply(t.Context(), 12)
+	if err != nil || y != 144 {
+		t.Fatalf("Apply = %d, %v", y, err)
+	}
+	// Get with a cancelled context returns at once; the task goes on.
+	f := p.Go(t.Context(), 5)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	<-f.Done()
+	if y, err := f.Get(t.Context()); err != nil || y != 25 {
+		t.Fatalf("Get = %d, %v", y, err)
+	}
+	if _, err := p.Go(t.Context(), 6).Get(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("Get(cancelled) = %v", err)
+	}
+	closeWait(t, p)
+	if _, err := p.Apply(t.Context(), 1); !errors.Is(err, spawn.ErrPoolClosed) {
+		t.Fatalf("Apply after Close = %v, want ErrPoolClosed", err)
+	}
+	if _, err := p.Map(t.Context(), ints(3)); !errors.Is(err, spawn.ErrPoolClosed) {
+		t.Fatalf("Map after Close = %v, want ErrPoolClosed", err)
+	}
+}
+
+// TestPoolWorkerKilled: a task that SIGKILLs its own worker amid 1,000
+// others fails alone, with a *WorkerError naming it, the pid and the signal;
+// the rest succeed. Likewise for a task that calls os.Exit.
+func TestPoolWorkerKilled(t *testing.T) {
+	for _, tc := range []struct {
+		op   string
+		sig  os.Signal
+		code int
+	}{
+		{"kill", syscall.SIGKILL, -1},
+		{"exit", nil, 7},
+	} {
+		t.Run(tc.op, func(t *testing.T) {
+			p := newPool(t, work, &spawn.PoolOptions{Workers: 3})
+			before := p.Pids()
+			const bad = 537
+			xs := make([]poolIn, 1000)
+			for i := range xs {
+				xs[i].X = i
+			}
+			xs[bad].Op = tc.op
+			t0 := time.Now()
+			out, err := p.Map(t.Context(), xs)
+			t.Logf("Map with one dying worker: %v", time.Since(t0))
+			var me *spawn.MapError
+			if !errors.As(err, &me) || len(me.Errs) != 1 || me.Total != 1000 {
+				t.Fatalf("Map error = %v, want a MapError with one item", err)
+			}
+			var we *spawn.WorkerError
+			if !errors.As(err, &we) {
+				t.Fatalf("Map error = %v, want a *WorkerError", err)
+			}
+			if we.Task != bad || we.Signal != tc.sig || we.ExitCode != tc.code {
+				t.Fatalf("WorkerError = %+v, want task %d, signal %v, code %d", we, bad, tc.sig, tc.code)
+			}
+			if !slices.Contains(before, we.Pid) {
+				t.Fatalf("WorkerError pid %d is not one of the workers %v", we.Pid, before)
+			}
+			if !strings.Contains(we.Stderr, fmt.Sprintf("task %d:", bad)) {
+				t.Fatalf("WorkerError stderr tail %q lacks the task's last words", we.Stderr)
+			}
+			for i, o := range out {
+				if i != bad && o.Y != i*i {
+					t.Fatalf("item %d = %+v", i, o)
+				}
+			}
+			// The pool replaced the worker (within a second: the start is
+			// asynchronous) and goes on.
+			after := p.Pids()
+			for deadline := time.Now().Add(time.Second); len(after) < 3 && time.Now().Before(deadline); after = p.Pids() {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if len(after) != 3 || slices.Contains(after, we.Pid) {
+				t.Fatalf("workers after the death: %v (dead: %d)", after, we.Pid)
+			}
+			if _, err := p.Map(t.Context(), xs[:bad]); err != nil {
+				t.Fatal(err)
+			}
+			closeWait(t, p)
+		})
+	}
+}
+
+// TestPoolWorkerKilledGo: Go of a task that kills its worker fails only
+// that future.
+func TestPoolWorkerKilledGo(t *testing.T) {
+	p := newPool(t, work, &spawn.PoolOptions{Workers: 2})
+	fs := make([]*spawn.Future[poolOut], 50)
+	for i := range fs {
+		in := poolIn{X: i}
+		if i == 20 {
+			in.Op = "kill"
+		}
+		fs[i] = p.Go(t.Context(), in)
+	}
+	for i, f := range fs {
+		out, err := f.Get(t.Context())
+		var we *spawn.WorkerError
+		if i == 20 {
+			if !errors.As(err, &we) || we.Task != 0 || we.Signal != syscall.SIGKILL {
+				t.Fatalf("Go(kill).Get = %v", err)
+			}
+			continue
+		}
+		if err != nil || out.Y != i*i {
+			t.Fatalf("Go(%d).Get = %+v, %v", i, out, err)
+		}
+	}
+	closeWait(t, p)
+}
+
+func TestPoolPanic(t *testing.T) {
+	p := newPool(t, work, &spawn.PoolOptions{Workers: 2})
+	before := p.Pids()
+	xs := make([]poolIn, 100)
+	for i := range xs {
+		xs[i].X = i
+	}
+	xs[10].Op, xs[70].Op = "panic", "fail"
+	out, err := p.Map(t.Context(), xs)
+	var me *spawn.MapError
+	if !errors.As(err, &me) || len(me.Errs) != 2 {
+		t.Fatalf("Map error = %v", err)
+	}
+	var te *spawn.TaskError
+	if !errors.As(me.Errs[0], &te) || te.Task != 10 || !te.Panic || te.Msg != "boom 10" || !strings.Contains(te.Stack, "panic") {
+		t.Fatalf("first error = %#v", me.Errs[0])
+	}
+	if !errors.As(me.Errs[1], &te) || te.Task != 70 || te.Panic || te.Msg != "failed 70" {
+		t.Fatalf("second error = %#v", me.Errs[1])
+	}
+	for i, o := range out {
+		if i != 10 && i != 70 && o.Y != i*i {
+			t.Fatalf("item %d = %+v", i, o)
+		}
+		// The workers lived: every item ran on one of the first workers.
+		if i != 10 && i != 70 && !slices.Contains(before, o.Pid) {
+			t.Fatalf("item %d ran on pid %d, not one of %v", i, o.Pid, before)
+		}
+	}
+	_, err = p.Apply(t.Context(), poolIn{X: 1, Op: "panic"})
+	if !errors.As(err, &te) || !te.Panic {
+		t.Fatalf("Apply(panic) = %v", err)
+	}
+	closeWait(t, p)
+}
+
+func TestPoolMaxTasksPerWorker(t *testing.T) {
+	p := newPool(t, work, &spawn.PoolOptions{Workers: 2, MaxTasksPerWorker: 10})
+	xs := make([]poolIn, 100)
+	for i := range xs {
+		xs[i].X = i
+	}
+	out, err := p.Map(t.Context(), xs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perPid := map[int]int{}
+	for i, o := range out {
+		if o.Y != i*i {
+			t.Fatalf("item %d = %+v", i, o)
+		}
+		perPid[o.Pid]++
+	}
+	if len(perPid) < 10 {
+		t.Fatalf("100 items with 10 per worker ran on %d workers", len(perPid))
+	}
+	for pid, n := range perPid {
+		if n > 10 {
+			t.Fatalf("worker %d ran %d items", pid, n)
+		}
+	}
+	closeWait(t, p)
+}
+
+func TestPoolInitializer(t *testing.T) {
+	p := newPool(t, work, &spawn.PoolOptions{Workers: 2, Initializer: spawn.Init(setInit, "ready"), MaxTasksPerWorker: 3})
+	out, err := p.Map(t.Context(), []poolIn{{Op: "init"}, {Op: "init"}, {Op: "init"}, {Op: "init"}, {Op: "init"}, {Op: "init"}, {Op: "init"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range out {
+		if o.S != "ready" {
+			t.Fatalf("initializer did not run: %+v", out)
+		}
+	}
+	closeWait(t, p)
+
+	// An initializer that fails breaks the pool instead of respawning
+	// workers forever.
+	q, err := spawn.NewPool(t.Context(), work, &spawn.PoolOptions{Workers: 2, Initializer: spawn.Init(setInit, "bad"), Stderr: new(strings.Builder)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = q.Map(t.Context(), []poolIn{{X: 1}})
+	if !errors.Is(err, spawn.ErrBroken) || !strings.Contains(err.Error(), "bad initializer") {
+		t.Fatalf("Map on a pool whose initializer fails = %v", err)
+	}
+	q.Close()
+	if err := q.Wait(); !errors.Is(err, spawn.ErrBroken) {
+		t.Fatalf("Wait = %v", err)
+	}
+	noChildren(t)
+}
+
+func TestPoolCancelMap(t *testing.T) {
+	p := newPool(t, work, &spawn.PoolOptions{Workers: 2, ChunkSize: 1})
+	xs := make([]poolIn, 100)
+	for i := range xs {
+		xs[i] = poolIn{X: 2000, Op: "sleep"} // 2 s each
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	t0 := time.Now()
+	_, err := p.Map(ctx, xs)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Map = %v, want DeadlineExceeded", err)
+	}
+	if d := time.Since(t0); d > time.Second {
+		t.Fatalf("Map returned %v after its deadline", d)
+	}
+	// The workers running its items were killed and replaced: the pool is
+	// free at once.
+	t0 = time.Now()
+	if out, err := p.Apply(t.Context(), poolIn{X: 3}); err != nil || out.Y != 9 {
+		t.Fatalf("Apply after cancel = %+v, %v", out, err)
+	}
+	if d := time.Since(t0); d > time.Second {
+		t.Fatalf("Apply after a cancelled Map took %v", d)
+	}
+	closeWait(t, p)
+}
+
+func TestPoolCancelGo(t *testing.T) {
+	p := newPool(t, work, &spawn.PoolOptions{Workers: 1})
+	ctx, cancel := context.WithCancel(t.Context())
+	f := p.Go(ctx, poolIn{X: 5000, Op: "sleep"})
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case <-f.Done():
+	case <-time.After(time.Second):
+		t.Fatal("future not done 1 s after its ctx was cancelled")
+	}
+	if _, err := f.Get(t.Context()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Get = %v", err)
+	}
+	closeWait(t, p)
+}
+
+func TestPoolTerminate(t *testing.T) {
+	p, err := spawn.NewPool(t.Context(), work, &spawn.PoolOptions{Workers: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(); !errors.Is(err, spawn.ErrNotClosed) {
+		t.Fatalf("Wait before Close = %v", err)
+	}
+	pids := p.Pids()
+	if len(children(t)) != 3 {
+		t.Fatalf("children = %v, want the 3 workers %v", children(t), pids)
+	}
+	xs := make([]poolIn, 30)
+	for i := range xs {
+		xs[i] = poolIn{X: 5000, Op: "sleep"}
+	}
+	done := make(chan error)
+	go func() {
+		_, err := p.Map(t.Context(), xs)
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	t0 := time.Now()
+	p.Terminate()
+	if err := <-done; !errors.Is(err, spawn.ErrTerminated) {
+		t.Fatalf("Map = %v, want ErrTerminated", err)
+	}
+	if err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(t0); d > time.Second {
+		t.Fatalf("Terminate+Wait took %v", d)
+	}
+	for _, pid := range pids {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("worker %d still exists after Terminate+Wait", pid)
+		}
+	}
+	noChildren(t)
+	p.Terminate() // twice is fine
+	p.Close()
+}
+
+// TestPoolCloseFinishes: Close lets submitted work finish, then the
+// workers exit.
+func TestPoolCloseFinishes(t *testing.T) {
+	p := newPool(t, work, &spawn.PoolOptions{Workers: 2})
+	fs := make([]*spawn.Future[poolOut], 6)
+	for i := range fs {
+		fs[i] = p.Go(t.Context(), poolIn{X: 20, Op: "sleep"})
+	}
+	pids := p.Pids()
+	closeWait(t, p)
+	for _, f := range fs {
+		select {
+		case <-f.Done():
+		default:
+			t.Fatal("Wait returned before the submitted work was done")
+		}
+		if out, err := f.Get(t.Context()); err != nil || out.Y != 400 {
+			t.Fatalf("Get = %+v, %v", out, err)
+		}
+	}
+	for _, pid := range pids {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("worker %d still exists after Close+Wait", pid)
+		}
+	}
+}
+
+// TestPoolParentCtx: cancelling NewPool's ctx terminates the pool.
+func TestPoolParentCtx(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	p, err := spawn.NewPool(ctx, sq, &spawn.PoolOptions{Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	noChildren(t)
+	if _, err := p.Apply(t.Context(), 2); !errors.Is(err, spawn.ErrTerminated) {
+		t.Fatalf("Apply after ctx cancel = %v", err)
+	}
+}

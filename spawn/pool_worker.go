@@ -1,0 +1,311 @@
+package spawn
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"runtime/debug"
+	"time"
+
+	"github.com/ipckit/ipckit/ipcqueue"
+	"github.com/ipckit/ipckit/shm"
+)
+
+// Pool wire protocol
+//
+// Every worker has its own task queue (parent -> worker, one producer, one
+// consumer) and all workers share one result queue (workers -> parent).
+// Both directions are gob streams kept across messages, so that a type's
+// description is sent once per stream, not once per message:
+//
+//	task message:   flag byte, gob(taskMsg[In])
+//	result message: worker serial (8 bytes, little endian), flag byte,
+//	                gob(resultMsg[Out])
+//
+// flag is msgCont (the message continues the stream) or msgReset (the
+// sender started a new gob stream with this message: it threw away an
+// encoded message that was too large for the queue, and with it type
+// descriptions the receiver never saw). The parent posts a result message
+// with flag msgDead and no body when a worker has exited: the queue orders
+// it after every result the worker committed, so the parent's reader sees
+// all of a worker's results before it handles its death.
+//
+// A chunk's results are normally one message; if that is too large, the
+// worker sends it in halves, in order, so the parent always holds a reported
+// prefix of every chunk (resultMsg.Lo). Before running the item at position
+// i of a chunk, the worker stores i+1 in its in-flight record (an shm.Int64
+// that only this worker writes and the parent reads after the worker has
+// been reaped); after the item it stores 0. A worker found dead with a
+// non-zero record was killed by that item, and only that item fails.
+
+const (
+	msgCont  byte = 0
+	msgReset byte = 1
+	msgDead  byte = 2
+
+	serialLen = 8
+)
+
+// taskMsg is one chunk of inputs.
+type taskMsg[In any] struct {
+	ID    uint64
+	Items []In
+}
+
+// resultMsg reports the results of the items at positions Lo .. Lo+N-1 of
+// chunk ID. Errs lists the items that failed (their Outs are zero). Fail,
+// if set, fails every unreported item of the chunk (the worker could not
+// decode it).
+type resultMsg[Out any] struct {
+	ID   uint64
+	Lo   int
+	N    int
+	Outs []Out
+	Errs []itemErr
+	Fail string
+}
+
+type itemErr struct {
+	Pos   int
+	Msg   string
+	Panic bool
+	Stack string
+}
+
+// workerSetup is a worker's argument. If Init is set, the initializer's
+// argument follows it on the argument stream.
+type workerSetup struct {
+	Tasks    *ipcqueue.Queue
+	Results  *ipcqueue.Queue
+	Rec      *shm.Int64
+	Serial   uint64
+	MaxTasks int
+	Spin     int64
+	Init     string
+	InitTyp  string
+}
+
+// msgReader feeds one message at a time to a gob.Decoder that lives across
+// messages. It is an io.ByteReader, so gob does not buffer ahead.
+type msgReader struct{ b []byte }
+
+func (r *msgReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	return n, nil
+}
+
+func (r *msgReader) ReadByte() (byte, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c, nil
+}
+
+// streamDec decodes a stream of messages whose first byte is the flag.
+type streamDec struct {
+	r   msgReader
+	dec *gob.Decoder
+}
+
+func (s *streamDec) decode(flag byte, body []byte, v any) error {
+	if s.dec == nil || flag == msgReset {
+		s.dec = gob.NewDecoder(&s.r)
+	}
+	s.r.b = body
+	if err := s.dec.Decode(v); err != nil {
+		s.dec = nil // the stream is lost; only a reset can resume it
+		return err
+	}
+	if len(s.r.b) != 0 {
+		s.dec = nil
+		return fmt.Errorf("%d bytes after the message", len(s.r.b))
+	}
+	return nil
+}
+
+// streamEnc encodes a stream of messages into buf after a fixed prefix
+// (the result messages' serial) and the flag byte.
+type streamEnc struct {
+	prefix []byte
+	buf    bytes.Buffer
+	enc    *gob.Encoder
+	reset  bool
+}
+
+// encode returns the message for v; it stays valid until the next call.
+func (s *streamEnc) encode(v any) ([]byte, error) {
+	s.buf.Reset()
+	s.buf.Write(s.prefix)
+	if s.enc == nil {
+		s.enc = gob.NewEncoder(&s.buf)
+		s.reset = true
+	}
+	if s.reset {
+		s.buf.WriteByte(msgReset)
+	} else {
+		s.buf.WriteByte(msgCont)
+	}
+	if err := s.enc.Encode(v); err != nil {
+		s.enc = nil
+		return nil, err
+	}
+	s.reset = false
+	return s.buf.Bytes(), nil
+}
+
+// drop forgets the message just encoded: the next one starts a new stream.
+func (s *streamEnc) drop() { s.enc = nil }
+
+// workerEntry returns the registry entry of the worker loop for task fn.
+func workerEntry[In, Out any](name string, fn func(context.Context, In) (Out, error)) *entry {
+	return &entry{
+		name: name,
+		typ:  "spawn.Task[" + reflect.TypeFor[In]().String() + "," + reflect.TypeFor[Out]().String() + "]",
+		run: func(ctx context.Context, dec *gob.Decoder) error {
+			var s workerSetup
+			if err := dec.Decode(&s); err != nil {
+				return &argError{err}
+			}
+			if s.Tasks == nil || s.Results == nil || s.Rec == nil {
+				return &argError{errors.New("incomplete worker setup")}
+			}
+			return workerLoop(ctx, fn, &s, dec)
+		},
+	}
+}
+
+// workerLoop runs in the worker process: initializer, then chunks until the
+// task queue is closed or the worker has run its MaxTasks.
+func workerLoop[In, Out any](ctx context.Context, fn func(context.Context, In) (Out, error), s *workerSetup, dec *gob.Decoder) error {
+	spin := time.Duration(s.Spin)
+	s.Tasks.SetSpin(spin)
+	s.Results.SetSpin(spin)
+	if s.Init != "" {
+		e := lookup(s.Init)
+		if e == nil {
+			return fmt.Errorf("spawn: pool initializer %q: %w", s.Init, ErrUnregistered)
+		}
+		if e.typ != s.InitTyp {
+			return fmt.Errorf("spawn: pool initializer %q: %w", s.Init, ErrMismatch)
+		}
+		if err := e.run(ctx, dec); err != nil {
+			return fmt.Errorf("spawn: pool initializer %s: %w", s.Init, err)
+		}
+	}
+	var (
+		in   streamDec
+		out  = streamEnc{prefix: binary.LittleEndian.AppendUint64(nil, s.Serial)}
+		done int
+	)
+	send := func(m *resultMsg[Out]) error { return sendResults(ctx, s.Results, &out, m) }
+	for {
+		msg, err := s.Tasks.Get(ctx)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("spawn: pool worker: %w", err)
+		}
+		var tm taskMsg[In]
+		if len(msg) == 0 {
+			return errors.New("spawn: pool worker: empty task message")
+		}
+		if err := in.decode(msg[0], msg[1:], &tm); err != nil {
+			// Fail the chunk (its ID is the first field, so it may have
+			// been decoded) and exit: the stream is lost.
+			send(&resultMsg[Out]{ID: tm.ID, Fail: "spawn: pool worker cannot decode its task: " + err.Error()})
+			return fmt.Errorf("spawn: pool worker: decode task: %w", err)
+		}
+		res := resultMsg[Out]{ID: tm.ID, N: len(tm.Items), Outs: make([]Out, len(tm.Items))}
+		for i, x := range tm.Items {
+			s.Rec.Store(int64(i + 1))
+			o, ierr := callTask(ctx, fn, x, i)
+			s.Rec.Store(0)
+			if ierr != nil {
+				res.Errs = append(res.Errs, *ierr)
+			} else {
+				res.Outs[i] = o
+			}
+		}
+		if err := send(&res); err != nil {
+			return err
+		}
+		// Restore the full spin budget for the next task (see spinReset).
+		s.Tasks.SetSpin(spin)
+		done += len(tm.Items)
+		if s.MaxTasks > 0 && done >= s.MaxTasks {
+			return nil
+		}
+	}
+}
+
+// callTask runs one item, turning an error or a panic into an itemErr.
+func callTask[In, Out any](ctx context.Context, fn func(context.Context, In) (Out, error), x In, pos int) (o Out, ie *itemErr) {
+	defer func() {
+		if r := recover(); r != nil {
+			ie = &itemErr{Pos: pos, Msg: fmt.Sprint(r), Panic: true, Stack: string(debug.Stack())}
+		}
+	}()
+	o, err := fn(ctx, x)
+	if err != nil {
+		return o, &itemErr{Pos: pos, Msg: err.Error()}
+	}
+	return o, nil
+}
+
+// sendResults puts m on the result queue, in halves if it is too large
+// for one message; a single result that is still too large becomes that
+// item's error.
+func sendResults[Out any](ctx context.Context, q *ipcqueue.Queue, s *streamEnc, m *resultMsg[Out]) error {
+	b, err := s.encode(m)
+	if err == nil && len(b) <= q.MaxMsg() {
+		return q.Put(ctx, b)
+	}
+	s.drop()
+	if err == nil && m.N > 1 {
+		h := m.N / 2
+		a, c := splitResults(m, h)
+		if err := sendResults(ctx, q, s, a); err != nil {
+			return err
+		}
+		return sendResults(ctx, q, s, c)
+	}
+	msg := fmt.Sprintf("spawn: result of %d bytes exceeds the result queue's maximum message (%d)", len(b), q.MaxMsg())
+	if err != nil {
+		msg = "spawn: encode result: " + err.Error()
+	}
+	f := &resultMsg[Out]{ID: m.ID, Lo: m.Lo, N: m.N, Outs: make([]Out, m.N)}
+	for i := range m.N {
+		f.Errs = append(f.Errs, itemErr{Pos: m.Lo + i, Msg: msg})
+	}
+	b, err = s.encode(f)
+	if err != nil {
+		return fmt.Errorf("spawn: pool worker: %w", err)
+	}
+	return q.Put(ctx, b)
+}
+
+// splitResults splits m at h items (positions are absolute in the chunk).
+func splitResults[Out any](m *resultMsg[Out], h int) (a, c *resultMsg[Out]) {
+	a = &resultMsg[Out]{ID: m.ID, Lo: m.Lo, N: h, Outs: m.Outs[:h]}
+	c = &resultMsg[Out]{ID: m.ID, Lo: m.Lo + h, N: m.N - h, Outs: m.Outs[h:]}
+	for _, e := range m.Errs {
+		if e.Pos < m.Lo+h {
+			a.Errs = append(a.Errs, e)
+		} else {
+			c.Errs = append(c.Errs, e)
+		}
+	}
+	return a, c
+}
