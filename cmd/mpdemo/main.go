@@ -1,0 +1,100 @@
+// Command mpdemo replays, in Go, the programs of a well-known Chinese
+// tutorial on Python's multiprocessing, and prints what they print.
+//
+// Usage:
+//
+//	go run ./cmd/mpdemo            # all six demos, in the tutorial's order
+//	go run ./cmd/mpdemo NAME ...   # only these
+//	go run ./cmd/mpdemo -h         # the names, a line each
+//
+// Each demo is short and uses only ipckit's public API, so it doubles as an
+// example to copy.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+
+	"github.com/ipckit/ipckit/spawn"
+)
+
+// demo is one of the tutorial's programs.
+type demo struct {
+	name, about string
+	run         func(ctx context.Context) error
+}
+
+// demos lists the programs in the tutorial's order.
+var demos = []demo{
+	{"basic", "a goroutine and a child process side by side (Thread vs Process)", basic},
+	{"queue", "two child processes put their results on a shared queue", queueDemo},
+	{"costtime", "the same job serially, in two goroutines and in two processes, timed", costTime},
+	{"pool", "a pool of 3 processes: Map, then Go (apply_async)", poolDemo},
+	{"race", "two processes add to a shared int32 without a lock: updates get lost", race},
+	{"lock", "the same with a process lock around each process's loop", lockDemo},
+}
+
+func main() {
+	spawn.Main() // first: in a child process, this runs the registered function and exits
+	flag.Usage = usage
+	flag.IntVar(&costN, "n", costN, "costtime: the job's range (the work scales with it)")
+	flag.Parse()
+
+	selected, err := choose(flag.Args())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mpdemo:", err)
+		usage()
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	for i, d := range selected {
+		if len(selected) > 1 {
+			if i > 0 {
+				fmt.Println()
+			}
+			fmt.Printf("== %s: %s\n", d.name, d.about)
+		}
+		if err := d.run(ctx); err != nil {
+			fmt.Fprintf(os.Stderr, "mpdemo: %s: %v\n", d.name, err)
+			os.Exit(1)
+		}
+	}
+}
+
+func choose(names []string) ([]demo, error) {
+	if len(names) == 0 {
+		return demos, nil
+	}
+	var out []demo
+	for _, n := range names {
+		i := indexOf(n)
+		if i < 0 {
+			return nil, fmt.Errorf("no demo named %q", n)
+		}
+		out = append(out, demos[i])
+	}
+	return out, nil
+}
+
+func indexOf(name string) int {
+	for i, d := range demos {
+		if d.name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func usage() {
+	w := flag.CommandLine.Output()
+	fmt.Fprintln(w, "usage: mpdemo [-n N] [NAME ...]\n\nThe demos, run in this order when no NAME is given:")
+	for _, d := range demos {
+		fmt.Fprintf(w, "  %-9s %s\n", d.name, d.about)
+	}
+	fmt.Fprintln(w, "\nFlags:")
+	flag.PrintDefaults()
+}
