@@ -1,0 +1,65 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipckit/ipckit/spawn"
+)
+
+func TestMain(m *testing.M) {
+	spawn.Main()
+	m.Run()
+}
+
+func TestMetricNames(t *testing.T) {
+	want := []string{
+		"queue_64B_msgs_per_s", "queue_rtt_p50_spin", "queue_rtt_p99_spin", "queue_rtt_p50_block",
+		"queue_rtt_p99_block", "queue_64KiB_MB_per_s", "mutex_uncontended_ns", "mutex_handoff_2proc_ns",
+		"filemutex_uncontended_ns", "value_add_ns", "spawn_start_wait_ms", "pool_go_us_per_task",
+		"pool_map_us_per_item", "pool_map_cpu_speedup",
+	}
+	var got []string
+	for _, m := range metrics() {
+		got = append(got, m.name)
+		if m.ours.run == nil || len(m.peers) == 0 {
+			t.Errorf("%s has nothing to measure", m.name)
+		}
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("metrics %v, want %v", got, want)
+	}
+}
+
+// One cheap metric end to end: measured, ratio oriented, JSON keys.
+func TestMeasure(t *testing.T) {
+	cfg := &config{rounds: 1, target: time.Millisecond}
+	for _, m := range metrics() {
+		if m.name != "value_add_ns" && m.name != "mutex_uncontended_ns" {
+			continue
+		}
+		rows, err := measureMetric(cfg, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != len(m.peers) {
+			t.Fatalf("%s: %d rows for %d peers", m.name, len(rows), len(m.peers))
+		}
+		for _, r := range rows {
+			if r.Ours <= 0 || r.PeerValue <= 0 || math.Abs(r.Ratio-r.PeerValue/r.Ours) > 0.01*r.Ratio {
+				t.Errorf("row %+v: a lower-is-better ratio must be peer/ours", r)
+			}
+			b, _ := json.Marshal(r)
+			var keys map[string]any
+			json.Unmarshal(b, &keys)
+			for _, k := range []string{"metric", "unit", "ours", "peer", "peer_value", "ratio"} {
+				if _, ok := keys[k]; !ok {
+					t.Errorf("JSON %s lacks %q", b, k)
+				}
+			}
+		}
+	}
+}

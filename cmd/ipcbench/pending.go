@@ -1,5 +1,0 @@
-package main
-
-// Sections whose packages have not landed yet measure nothing.
-
-func poolMetrics() []metric { return nil }

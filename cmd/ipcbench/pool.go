@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"runtime"
+	"sync"
+
+	"github.com/ipckit/ipckit/spawn"
+)
+
+// identity is the trivial task: the pool's own cost, nothing else.
+var identity = spawn.RegisterTask("ipcbench.identity", func(_ context.Context, x int) (int, error) {
+	return x, nil
+})
+
+// cpuJob is the tutorial's CPU-bound job: the sum over i < n of
+// i + i² + i³ (modulo 2⁶⁴).
+func cpuJob(n int) uint64 {
+	var s uint64
+	for i := range uint64(n) {
+		s += i + i*i + i*i*i
+	}
+	return s
+}
+
+// cpuSink keeps the serial peer's results alive, so the compiler cannot
+// drop the work.
+var cpuSink uint64
+
+var cpuTask = spawn.RegisterTask("ipcbench.cpujob", func(_ context.Context, n int) (uint64, error) {
+	return cpuJob(n), nil
+})
+
+// withPool runs f with a pool of NumCPU workers for task, all started.
+func withPool[In, Out any](task *spawn.Task[In, Out], warm In, f func(*spawn.Pool[In, Out]) (float64, error)) (float64, error) {
+	ctx := context.Background()
+	p, err := spawn.NewPool(ctx, task, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		p.Close()
+		p.Wait()
+	}()
+	warmUp := make([]In, runtime.NumCPU())
+	for i := range warmUp {
+		warmUp[i] = warm
+	}
+	if _, err := p.Map(ctx, warmUp); err != nil {
+		return 0, err
+	}
+	return f(p)
+}
+
+// goroutinePool is the peer of the process pool: NumCPU goroutines taking
+// tasks from a channel, each task answering on a channel of its own.
+type goroutinePool struct {
+	tasks chan func()
+	wg    sync.WaitGroup
+}
+
+func newGoroutinePool() *goroutinePool {
+	g := &goroutinePool{tasks: make(chan func())}
+	for range runtime.NumCPU() {
+		g.wg.Go(func() {
+			for t := range g.tasks {
+				t()
+			}
+		})
+	}
+	return g
+}
+
+func (g *goroutinePool) close() { close(g.tasks); g.wg.Wait() }
+
+// apply runs f(x) on the pool, like Pool.Go followed by Get.
+func (g *goroutinePool) apply(f func(int) int, x int) int {
+	done := make(chan int, 1)
+	g.tasks <- func() { done <- f(x) }
+	return <-done
+}
+
+// mapInts is the peer's Map: every item a task, the results in order.
+func (g *goroutinePool) mapInts(f func(int) int, xs []int) []int {
+	out := make([]int, len(xs))
+	var wg sync.WaitGroup
+	for i, x := range xs {
+		wg.Add(1)
+		g.tasks <- func() { out[i] = f(x); wg.Done() }
+	}
+	wg.Wait()
+	return out
+}
+
+func ident(x int) int { return x }
+
+// mapItems is how many items the pool_map_us_per_item figure maps.
+const mapItems = 100_000
+
+func poolMetrics() []metric {
+	ctx := context.Background()
+	items := rangeInts(mapItems)
+	cpuItems := func() []int {
+		xs := make([]int, 4*runtime.NumCPU())
+		for i := range xs {
+			xs[i] = 1_000_000
+		}
+		return xs
+	}
+	perItem := func(ns float64, err error) (float64, error) { return ns / mapItems / 1e3, err }
+	jobsPerSecond := func(ns float64, err error) (float64, error) {
+		return float64(len(cpuItems())) / ns * 1e9, err
+	}
+	return []metric{
+		{
+			name: "pool_go_us_per_task", unit: "us",
+			ours: side{"spawn.Pool", func(cfg *config) (float64, error) {
+				return withPool(identity, 0, func(p *spawn.Pool[int, int]) (float64, error) {
+					ns, err := timeOps(cfg, func(n int) error {
+						for i := range n {
+							if _, err := p.Go(ctx, i).Get(ctx); err != nil {
+								return err
+							}
+						}
+						return nil
+					})
+					return ns / 1e3, err
+				})
+			}},
+			peers: []side{{"goroutine_chan", func(cfg *config) (float64, error) {
+				g := newGoroutinePool()
+				defer g.close()
+				ns, err := timeOps(cfg, func(n int) error {
+					for i := range n {
+						g.apply(ident, i)
+					}
+					return nil
+				})
+				return ns / 1e3, err
+			}}},
+		},
+		{
+			name: "pool_map_us_per_item", unit: "us",
+			ours: side{"spawn.Pool", func(cfg *config) (float64, error) {
+				return withPool(identity, 0, func(p *spawn.Pool[int, int]) (float64, error) {
+					return perItem(timeOps(cfg, func(n int) error {
+						for range n {
+							if _, err := p.Map(ctx, items); err != nil {
+								return err
+							}
+						}
+						return nil
+					}))
+				})
+			}},
+			peers: []side{{"goroutine_chan", func(cfg *config) (float64, error) {
+				g := newGoroutinePool()
+				defer g.close()
+				return perItem(timeOps(cfg, func(n int) error {
+					for range n {
+						g.mapInts(ident, items)
+					}
+					return nil
+				}))
+			}}},
+		},
+		{
+			// Jobs per second on NumCPU worker processes and in one goroutine:
+			// the ratio is the pool's speed-up.
+			name: "pool_map_cpu_speedup", unit: "jobs/s", higher: true,
+			ours: side{"spawn.Pool", func(cfg *config) (float64, error) {
+				return withPool(cpuTask, 1, func(p *spawn.Pool[int, uint64]) (float64, error) {
+					return jobsPerSecond(timeOps(cfg, func(n int) error {
+						for range n {
+							if _, err := p.Map(ctx, cpuItems()); err != nil {
+								return err
+							}
+						}
+						return nil
+					}))
+				})
+			}},
+			peers: []side{{"serial", func(cfg *config) (float64, error) {
+				return jobsPerSecond(timeOps(cfg, func(n int) error {
+					for range n {
+						for _, x := range cpuItems() {
+							cpuSink += cpuJob(x)
+						}
+					}
+					return nil
+				}))
+			}}},
+		},
+	}
+}
+
+func rangeInts(n int) []int {
+	xs := make([]int, n)
+	for i := range xs {
+		xs[i] = i
+	}
+	return xs
+}
