@@ -23,10 +23,6 @@ func cpuJob(n int) uint64 {
 	return s
 }
 
-// cpuSink keeps the serial peer's results alive, so the compiler cannot
-// drop the work.
-var cpuSink uint64
-
 var cpuTask = spawn.RegisterTask("ipcbench.cpujob", func(_ context.Context, n int) (uint64, error) {
 	return cpuJob(n), nil
 })
@@ -181,10 +177,12 @@ func poolMetrics() []metric {
 				})
 			}},
 			peers: []side{{"serial", func(cfg *config) (float64, error) {
+				var sink uint64
+				defer runtime.KeepAlive(&sink) // the results stay live: the work cannot be dropped
 				return jobsPerSecond(timeOps(cfg, func(n int) error {
 					for range n {
 						for _, x := range cpuItems() {
-							cpuSink += cpuJob(x)
+							sink += cpuJob(x)
 						}
 					}
 					return nil
