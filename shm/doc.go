@@ -15,6 +15,9 @@
 // its argument: they are encoded as small handles (names, or inherited
 // descriptors for anonymous segments) and arrive attached to the same memory.
 //
+// A [Catalog] holds many named values in one segment, found or made by name
+// from any process, like Boost's find_or_construct.
+//
 // A segment can also live on the Go heap ([NewHeap]). Nothing else can see
 // it, but the race detector can, so the concurrent structures built on
 // segments are tested there too.

@@ -46,3 +46,17 @@ func ExampleInt64At() {
 	fmt.Println(hits.Load(), misses.Load())
 	// Output: 3 1
 }
+
+// Values found by name, made by whichever process asks first.
+func ExampleCatalog() {
+	c, err := shm.NewCatalog(1024) // or CreateCatalog(name, ...) for unrelated programs
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	hits, _ := c.Int64("hits") // made here, zeroed
+	hits.Add(2)
+	again, _ := c.Int64("hits") // found: the same memory
+	fmt.Println(again.Load())
+	// Output: 2
+}

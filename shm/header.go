@@ -71,6 +71,7 @@ const (
 	KindInt64Array   Kind = 7
 	KindUint64Array  Kind = 8
 	KindFloat64Array Kind = 9
+	KindCatalog      Kind = 10 // named values found by name: Catalog
 	KindQueue        Kind = 16 // ipcqueue
 	KindMutex        Kind = 17 // semaphore.Mutex
 	KindSemaphore    Kind = 18 // semaphore.Semaphore
@@ -84,7 +85,7 @@ var kindNames = map[Kind]string{
 	KindAny: "any", KindBytes: "bytes", KindInt32: "int32", KindInt64: "int64",
 	KindUint64: "uint64", KindFloat64: "float64", KindInt32Array: "int32 array",
 	KindInt64Array: "int64 array", KindUint64Array: "uint64 array",
-	KindFloat64Array: "float64 array", KindQueue: "queue", KindMutex: "mutex",
+	KindFloat64Array: "float64 array", KindCatalog: "catalog", KindQueue: "queue", KindMutex: "mutex",
 	KindSemaphore: "semaphore", KindEvent: "event", KindBarrier: "barrier",
 	KindFileMutex: "file mutex",
 }

@@ -1,0 +1,384 @@
+package shm
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipckit/ipckit/internal/proc"
+)
+
+// Catalog
+//
+// A Catalog is a segment of values that any process finds by name, like
+// Boost's managed_shared_memory::find_or_construct: the first process to ask
+// for "hits" makes it (zeroed), and every later request, from any process,
+// gets the same memory. It is lock-free, so a process killed at any point
+// leaves nothing locked.
+//
+// The payload starts with a small header and a fixed table of entries; the
+// values follow, allocated by an atomic bump pointer and never freed.
+//
+//	off size field    written by              read by
+//	  0    4 magic    creator, once           attach
+//	  4    4 entries  creator, once           attach (then a local)
+//	  8    8 bump     allocators (CAS)        allocators: next free offset
+//	 16   48 _
+//	 64  128*entries  the table, entry i at 64+128*i:
+//	   0    4 state   claimer (CAS from free, then stores), atomic; all read:
+//	                  the state in bits 0-2, the claimer's pid above
+//	   8    8 start   claimer's start time, before state=named
+//	  16    8 off     claimer, before state=ready
+//	  24    8 size    claimer, before state=named
+//	  32    2 kind    claimer, before state=named
+//	  34    2 namelen claimer, before state=named
+//	  40   88 name    claimer, before state=named
+//
+// An entry goes free -> claiming -> named -> ready, or to abandoned from
+// claiming or named. To find or make a name, a process scans the table in
+// order: a ready or named entry of that name is the answer (it waits for
+// named to become ready); the first free entry it claims with a CAS, writes
+// the name, and then looks below it for the same name again, because two
+// processes may claim entries for one name at once: the lower entry wins,
+// the higher is abandoned and its claimer takes the lower's answer. Entries
+// below a claimed one were all taken before it (entries are never freed),
+// so the lowest entry of a name is the same for everyone. A claimer that
+// died before finishing is seen by its waiters (pid plus start time) and its
+// entry abandoned; they then search again. The claimer's pid is in the
+// state word from the claiming CAS on, so no instant exists at which an
+// entry is claimed by nobody known; its start time follows at once, and
+// until then only the pid's existence is checked.
+
+const (
+	catMagic    = 0x4c544143 // "CATL"
+	catHeader   = 64
+	entrySize   = 128
+	maxNameLen  = 88
+	catEntries  = 64
+	catPoll     = 50 * time.Microsecond
+	entryOffOff = 16
+)
+
+const (
+	entryFree uint32 = iota
+	entryClaiming
+	entryNamed
+	entryReady
+	entryAbandoned
+)
+
+// ErrCatalogFull means a Catalog has no free entry or no room for a value.
+var ErrCatalogFull = errors.New("shm: catalog full")
+
+// errRetry asks find to search again: the entry it waited on was abandoned.
+var errRetry = errors.New("shm: retry")
+
+// Catalog is a segment of named shared values that every process finds by
+// name; see [Catalog.Int64] and [CatalogArray]. A Catalog is safe for
+// concurrent use, from any number of processes; it must not be copied. The
+// zero Catalog is not usable: get one from [NewCatalog], [CreateCatalog] or
+// [OpenCatalog]. The values it returns live until the Catalog is closed.
+type Catalog struct {
+	seg     *Segment
+	entries int
+	bump    *atomic.Uint64
+	data    int // offset in seg.Bytes() where values start
+}
+
+// catalogSize is the payload a catalog of size bytes for values takes.
+func catalogSize(size int) int { return catHeader + entrySize*catEntries + size }
+
+// NewCatalog returns an empty catalog with room for 64 names and size bytes
+// of values, in an anonymous segment.
+func NewCatalog(size int) (*Catalog, error) {
+	if err := checkSize(size); err != nil {
+		return nil, err
+	}
+	return initCatalog(CreateAnonymous(catalogSize(size), &Options{Kind: KindCatalog}))
+}
+
+// CreateCatalog returns an empty catalog with room for 64 names and size
+// bytes of values, in a new named segment; see [Create].
+func CreateCatalog(name string, size int, opts *Options) (*Catalog, error) {
+	if err := checkSize(size); err != nil {
+		return nil, err
+	}
+	return initCatalog(Create(name, catalogSize(size), &Options{Kind: KindCatalog, Mode: opts.mode()}))
+}
+
+// OpenCatalog opens the catalog in the named segment made by [CreateCatalog].
+func OpenCatalog(name string, opts *Options) (*Catalog, error) {
+	seg, err := Open(name, &Options{Kind: KindCatalog})
+	if err != nil {
+		return nil, err
+	}
+	c, err := CatalogAt(seg)
+	if err != nil {
+		seg.Close()
+	}
+	return c, err
+}
+
+func initCatalog(seg *Segment, err error) (*Catalog, error) {
+	if err != nil {
+		return nil, err
+	}
+	b := seg.Bytes()
+	ptrAt[atomic.Uint32](b, 4).Store(catEntries)
+	ptrAt[atomic.Uint64](b, 8).Store(uint64(catHeader + entrySize*catEntries))
+	ptrAt[atomic.Uint32](b, 0).Store(catMagic)
+	return CatalogAt(seg)
+}
+
+// CatalogAt attaches to the catalog that fills seg, after checking its
+// layout. Closing the Catalog closes seg.
+func CatalogAt(seg *Segment) (*Catalog, error) {
+	b := seg.Bytes()
+	if len(b) < catHeader {
+		return nil, fmt.Errorf("%w: %d bytes cannot hold a catalog", ErrSize, len(b))
+	}
+	if m := ptrAt[atomic.Uint32](b, 0).Load(); m != catMagic {
+		return nil, fmt.Errorf("%w: catalog magic %#x", ErrBadMagic, m)
+	}
+	n := int(ptrAt[atomic.Uint32](b, 4).Load())
+	data := catHeader + entrySize*n
+	if n < 1 || n > 1<<16 || data > len(b) {
+		return nil, fmt.Errorf("%w: catalog of %d entries in %d bytes", ErrSize, n, len(b))
+	}
+	return &Catalog{seg: seg, entries: n, bump: ptrAt[atomic.Uint64](b, 8), data: data}, nil
+}
+
+// Segment returns the catalog's segment.
+func (c *Catalog) Segment() *Segment { return c.seg }
+
+// Close closes the catalog's segment; the values it returned die with it.
+// It is safe to call twice.
+func (c *Catalog) Close() error { return c.seg.Close() }
+
+// GobEncode encodes a handle to the catalog; see the package doc.
+func (c *Catalog) GobEncode() ([]byte, error) { return c.seg.GobEncode() }
+
+// GobDecode attaches c, which must be new, to the catalog a handle names.
+func (c *Catalog) GobDecode(b []byte) error {
+	var seg Segment
+	if err := seg.GobDecode(b); err != nil {
+		return err
+	}
+	o, err := CatalogAt(&seg)
+	if err != nil {
+		seg.Close()
+		return err
+	}
+	*c = *o
+	return nil
+}
+
+// entry is a view of table entry i.
+type entry struct {
+	b     []byte // the entry's 128 bytes
+	state *atomic.Uint32
+}
+
+func (c *Catalog) entry(i int) entry {
+	b := c.seg.Bytes()[catHeader+entrySize*i : catHeader+entrySize*(i+1)]
+	return entry{b, ptrAt[atomic.Uint32](b, 0)}
+}
+
+// stateOf splits a state word into the state and the claimer's pid.
+func stateOf(word uint32) (state, pid uint32) { return word & 7, word >> 3 }
+
+func (e entry) load() uint32 { st, _ := stateOf(e.state.Load()); return st }
+
+// set moves e, claimed by this process, to state st.
+func (e entry) set(st uint32) { e.state.Store(st | proc.Self().Pid<<3) }
+
+func (e entry) owner() proc.ID {
+	_, pid := stateOf(e.state.Load())
+	return proc.ID{Pid: pid, Start: ptrAt[atomic.Uint64](e.b, 8).Load()}
+}
+
+func (e entry) name() string {
+	n := min(int(ptrAt[atomic.Uint32](e.b, 32).Load()>>16), maxNameLen)
+	return string(e.b[40 : 40+n])
+}
+
+// place finds the value called name, or makes it: size bytes aligned to
+// align, of kind kind. It returns the value's offset in the segment.
+func (c *Catalog) place(name string, kind Kind, size, align int) (int, error) {
+	if name == "" || len(name) > maxNameLen {
+		return 0, fmt.Errorf("%w %q: a catalog name has 1 to %d bytes", ErrName, name, maxNameLen)
+	}
+	if size < 0 || size > MaxSize {
+		return 0, fmt.Errorf("%w: size %d", ErrRange, size)
+	}
+	for {
+		off, err := c.find(name, kind, size, align)
+		if err != errRetry {
+			return off, err
+		}
+	}
+}
+
+func (c *Catalog) find(name string, kind Kind, size, align int) (int, error) {
+	for i := 0; i < c.entries; i++ {
+		e := c.entry(i)
+		switch e.load() {
+		case entryFree:
+			if !e.state.CompareAndSwap(entryFree, entryClaiming|proc.Self().Pid<<3) {
+				i-- // someone else claimed it: look at it again
+				continue
+			}
+			return c.claim(i, e, name, kind, size, align)
+		case entryClaiming:
+			c.settle(e)
+			i-- // its name is written now (or it was abandoned): look again
+		case entryNamed, entryReady:
+			if e.name() == name {
+				return c.answer(e, kind, size)
+			}
+		}
+	}
+	return 0, fmt.Errorf("%w: all %d names are taken", ErrCatalogFull, c.entries)
+}
+
+// claim fills entry i, just claimed, for name.
+func (c *Catalog) claim(i int, e entry, name string, kind Kind, size, align int) (int, error) {
+	ptrAt[atomic.Uint64](e.b, 8).Store(proc.Self().Start)
+	ptrAt[atomic.Uint64](e.b, 24).Store(uint64(size))
+	copy(e.b[40:], name)
+	ptrAt[atomic.Uint32](e.b, 32).Store(uint32(len(name))<<16 | uint32(kind))
+	e.set(entryNamed) // pairs with the state loads in find and below
+	// The same name below us was claimed first, and wins.
+	for j := range i {
+		d := c.entry(j)
+		c.settle(d)
+		if st := d.load(); (st == entryNamed || st == entryReady) && d.name() == name {
+			e.set(entryAbandoned)
+			return c.answer(d, kind, size)
+		}
+	}
+	off, err := c.alloc(size, align)
+	if err != nil {
+		e.set(entryAbandoned)
+		return 0, err
+	}
+	ptrAt[atomic.Uint64](e.b, entryOffOff).Store(uint64(off))
+	e.set(entryReady)
+	return off, nil
+}
+
+// settle waits while e is claiming, and abandons it if its claimer died.
+// A claimer holds an entry in this state for a few stores only; one that is
+// stopped (SIGSTOP) but alive makes others wait, as a held lock would.
+func (c *Catalog) settle(e entry) {
+	for {
+		word := e.state.Load()
+		if st, _ := stateOf(word); st != entryClaiming {
+			return
+		}
+		if !proc.Alive(e.owner()) {
+			e.state.CompareAndSwap(word, entryAbandoned)
+			return
+		}
+		time.Sleep(catPoll)
+	}
+}
+
+// answer waits for e, named as asked, to be ready, and checks that it holds
+// what the caller asks for.
+func (c *Catalog) answer(e entry, kind Kind, size int) (int, error) {
+	for {
+		word := e.state.Load()
+		switch st, _ := stateOf(word); st {
+		case entryReady:
+			word := ptrAt[atomic.Uint32](e.b, 32).Load()
+			got, gotSize := Kind(word&0xffff), ptrAt[atomic.Uint64](e.b, 24).Load()
+			if got != kind || gotSize != uint64(size) {
+				return 0, fmt.Errorf("%w: %q holds a %v of %d bytes, not a %v of %d", ErrKind, e.name(), got, gotSize, kind, size)
+			}
+			off := ptrAt[atomic.Uint64](e.b, entryOffOff).Load()
+			if off < uint64(c.data) || off > uint64(c.seg.Size()) || gotSize > uint64(c.seg.Size())-off {
+				return 0, fmt.Errorf("%w: catalog entry at %d+%d outside the segment", ErrRange, off, gotSize)
+			}
+			return int(off), nil
+		case entryNamed:
+			if !proc.Alive(e.owner()) {
+				e.state.CompareAndSwap(word, entryAbandoned)
+				return 0, errRetry
+			}
+			time.Sleep(catPoll)
+		default:
+			return 0, errRetry
+		}
+	}
+}
+
+// alloc takes size bytes aligned to align from the value area.
+func (c *Catalog) alloc(size, align int) (int, error) {
+	for {
+		cur := c.bump.Load()
+		off := (cur + uint64(align) - 1) &^ (uint64(align) - 1)
+		if cur < uint64(c.data) || off > uint64(c.seg.Size()) || uint64(size) > uint64(c.seg.Size())-off {
+			return 0, fmt.Errorf("%w: no room for %d bytes", ErrCatalogFull, size)
+		}
+		if c.bump.CompareAndSwap(cur, off+uint64(size)) {
+			return int(off), nil
+		}
+	}
+}
+
+// Int32 returns the Int32 called name in the catalog, made zero by the
+// first process to ask for it.
+func (c *Catalog) Int32(name string) (*Int32, error) {
+	off, err := c.place(name, KindInt32, 4, 4)
+	if err != nil {
+		return nil, err
+	}
+	return Int32At(c.seg, off)
+}
+
+// Int64 returns the Int64 called name in the catalog, made zero by the
+// first process to ask for it.
+func (c *Catalog) Int64(name string) (*Int64, error) {
+	off, err := c.place(name, KindInt64, 8, 8)
+	if err != nil {
+		return nil, err
+	}
+	return Int64At(c.seg, off)
+}
+
+// Uint64 returns the Uint64 called name in the catalog, made zero by the
+// first process to ask for it.
+func (c *Catalog) Uint64(name string) (*Uint64, error) {
+	off, err := c.place(name, KindUint64, 8, 8)
+	if err != nil {
+		return nil, err
+	}
+	return Uint64At(c.seg, off)
+}
+
+// Float64 returns the Float64 called name in the catalog, made zero by the
+// first process to ask for it.
+func (c *Catalog) Float64(name string) (*Float64, error) {
+	off, err := c.place(name, KindFloat64, 8, 8)
+	if err != nil {
+		return nil, err
+	}
+	return Float64At(c.seg, off)
+}
+
+// CatalogArray returns the array of n elements called name in c, made of
+// zeros by the first process to ask for it. Asking again with another n or
+// element type is an [ErrKind] error.
+func CatalogArray[T Elem](c *Catalog, name string, n int) (*Array[T], error) {
+	kind, size := elemKind[T]()
+	if n < 0 || n > MaxSize/size {
+		return nil, fmt.Errorf("%w: array length %d", ErrRange, n)
+	}
+	off, err := c.place(name, kind, n*size, size)
+	if err != nil {
+		return nil, err
+	}
+	return ArrayAt[T](c.seg, off, n)
+}
