@@ -135,3 +135,31 @@ func exited(pid int) bool {
 	i := bytes.LastIndexByte(b, ')')
 	return err == nil && i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
 }
+
+// seesFile fails if the child holds a descriptor for path.
+var seesFile = spawn.Register("sees-file", func(ctx context.Context, path string) error {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if l, _ := os.Readlink("/proc/self/fd/" + e.Name()); l == path {
+			return fmt.Errorf("descriptor %s is %s", e.Name(), l)
+		}
+	}
+	return nil
+})
+
+// TestStrayDescriptorsClosed: a descriptor the parent opened without
+// O_CLOEXEC is closed in the child before its function runs.
+func TestStrayDescriptorsClosed(t *testing.T) {
+	path := t.TempDir() + "/stray"
+	fd, err := syscall.Open(path, syscall.O_CREAT|syscall.O_RDWR, 0o600) // no O_CLOEXEC
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if err := spawn.Run(t.Context(), seesFile, path); err != nil {
+		t.Fatalf("child: %v", err)
+	}
+}
