@@ -42,14 +42,6 @@ import (
 // closed with nothing left to do. Workers that die before ever reporting a
 // result, without an item to blame, are start failures; maxStartFails in a
 // row break the pool (Python's pool would respawn them forever).
-//
-// spinReset: ipcqueue's adaptive spin halves its budget after every spin
-// that ends in a futex sleep and doubles it only after a spin that
-// succeeds, so after one idle period it stays at its 2 us floor for waits
-// of 5-50 us, exactly the Go+Get round trip. The worker (before waiting for
-// its next task) and the reader (before waiting for the next result)
-// therefore restore the full budget with SetSpin: each idle wait costs at
-// most one full spin before it sleeps.
 
 const (
 	maxOutstanding = 2       // chunks at a worker at once
@@ -351,7 +343,6 @@ func (p *Pool[In, Out]) read() {
 	defer close(p.readerDone)
 	decs := map[uint64]*streamDec{}
 	for {
-		p.results.SetSpin(p.opts.Spin) // see spinReset
 		msg, err := p.results.Get(p.readCtx)
 		if err != nil {
 			if p.readCtx.Err() != nil {

@@ -241,8 +241,6 @@ func workerLoop[In, Out any](ctx context.Context, fn func(context.Context, In) (
 		if err := send(&res); err != nil {
 			return err
 		}
-		// Restore the full spin budget for the next task (see spinReset).
-		s.Tasks.SetSpin(spin)
 		done += len(tm.Items)
 		if s.MaxTasks > 0 && done >= s.MaxTasks {
 			return nil
