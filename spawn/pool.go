@@ -152,7 +152,8 @@ type Pool[In, Out any] struct {
 	stopping   bool  // no more workers: terminated or broken
 	broken     error // why the pool broke
 	startFails int
-	gone       bool // allGone closed
+	reports    uint64 // results received, to order workers by recency
+	gone       bool   // allGone closed
 	readerDead bool
 }
 
@@ -166,11 +167,12 @@ type worker[In, Out any] struct {
 	tail   *tailBuffer
 	enc    streamEnc
 
-	out      []*chunk[In, Out] // sent, not fully reported, oldest first
-	killed   bool              // killed by the pool: blame no item
-	drained  bool              // task queue closed: the worker exits when done
-	stuck    bool              // a put failed: send nothing more
-	reported bool              // sent at least one result
+	out        []*chunk[In, Out] // sent, not fully reported, oldest first
+	killed     bool              // killed by the pool: blame no item
+	drained    bool              // task queue closed: the worker exits when done
+	stuck      bool              // a put failed: send nothing more
+	reported   bool              // sent at least one result
+	lastReport uint64            // Pool.reports when it last reported
 }
 
 // chunk is items lo .. lo+n-1 of a job; got of them are reported.
@@ -420,6 +422,8 @@ func (p *Pool[In, Out]) onResult(w *worker[In, Out], m *resultMsg[Out]) {
 	}
 	c := w.out[0]
 	w.reported = true
+	p.reports++
+	w.lastReport = p.reports
 	p.startFails = 0
 	j := c.job
 	switch {
@@ -544,7 +548,13 @@ func (p *Pool[In, Out]) dispatch() {
 			if w.killed || w.drained || w.stuck || len(w.out) >= maxOutstanding {
 				continue
 			}
-			if best == nil || len(w.out) < len(best.out) {
+			// Fewest chunks first; among equals, the worker that reported
+			// last: it is the one most likely still spinning on its task
+			// queue (an idle one's budget decays and it sleeps), so a
+			// trickle of tasks keeps one worker hot instead of waking
+			// each in turn from a futex sleep.
+			if best == nil || len(w.out) < len(best.out) ||
+				(len(w.out) == len(best.out) && w.lastReport > best.lastReport) {
 				best = w
 			}
 		}
