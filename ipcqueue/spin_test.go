@@ -58,3 +58,34 @@ func TestSpinRecoversAfterIdle(t *testing.T) {
 		t.Fatalf("%d of %d waits of about 30 us slept on the futex: the spin budget did not recover", sleeps, n)
 	}
 }
+
+// TestSetSpinConcurrent changes a handle's spin budget while other
+// goroutines wait on it (the race detector checks the spinner).
+func TestSetSpinConcurrent(t *testing.T) {
+	q := heapQueue(t, 4096, nil)
+	ctx := t.Context()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 2000 {
+			if _, err := q.Get(ctx); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	setter := make(chan struct{})
+	go func() {
+		defer close(setter)
+		for i := range 2000 {
+			q.SetSpin(time.Duration(i%3-1) * time.Microsecond)
+		}
+	}()
+	for range 2000 {
+		if err := q.Put(ctx, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-done
+	<-setter
+}

@@ -64,13 +64,16 @@ const (
 )
 
 // spinner is one side's adaptive spin budget.
+//
+// Both fields are atomic: a handle is used by many goroutines at once, and
+// SetSpin may change them while others spin.
 type spinner struct {
-	max    time.Duration // 0: never spin
-	budget atomic.Int64  // current budget in ns
+	maxNs  atomic.Int64 // longest budget in ns; 0: never spin
+	budget atomic.Int64 // current budget in ns
 }
 
 func (s *spinner) init(max time.Duration) {
-	s.max = max
+	s.maxNs.Store(int64(max))
 	s.budget.Store(int64(max))
 }
 
@@ -82,6 +85,7 @@ func (s *spinner) spin(ready func() bool) (ok bool, start time.Time) {
 	if b <= 0 {
 		return false, time.Time{}
 	}
+	smax := time.Duration(s.maxNs.Load())
 	// Poll a while before reading the clock: most hand-offs on a busy
 	// queue take well under a microsecond.
 	for range 64 {
@@ -93,8 +97,8 @@ func (s *spinner) spin(ready func() bool) (ok bool, start time.Time) {
 	start = time.Now()
 	for i := 1; ; i++ {
 		if ready() {
-			if b < s.max {
-				s.budget.Store(int64(min(2*b, s.max)))
+			if b < smax {
+				s.budget.Store(int64(min(2*b, smax)))
 			}
 			return true, time.Time{}
 		}
@@ -116,14 +120,15 @@ func (s *spinner) spin(ready func() bool) (ok bool, start time.Time) {
 // most max, a spin of twice that would have caught it, so the budget
 // rises to that (never falls here).
 func (s *spinner) slept(start time.Time) {
-	if start.IsZero() || s.max <= 0 {
+	smax := time.Duration(s.maxNs.Load())
+	if start.IsZero() || smax <= 0 {
 		return
 	}
 	d := time.Since(start)
-	if d > s.max {
+	if d > smax {
 		return
 	}
-	want := int64(min(max(2*d, minSpin), s.max))
+	want := int64(min(max(2*d, minSpin), smax))
 	if b := s.budget.Load(); b < want {
 		s.budget.CompareAndSwap(b, want)
 	}
