@@ -344,8 +344,9 @@ func (p *Pool[In, Out]) watch(w *worker[In, Out]) {
 func (p *Pool[In, Out]) read() {
 	defer close(p.readerDone)
 	decs := map[uint64]*streamDec{}
+	buf := make([]byte, 4<<10)
 	for {
-		msg, err := p.results.Get(p.readCtx)
+		msg, err := getInto(p.readCtx, p.results, &buf)
 		if err != nil {
 			if p.readCtx.Err() != nil {
 				return
