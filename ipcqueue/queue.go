@@ -302,12 +302,16 @@ func (q *Queue) put(ctx context.Context, msg []byte, block bool) (bool, error) {
 			exactReady := func() bool {
 				return end+hdrSize-q.head.Load() <= q.cap || q.closed.Load() != 0
 			}
-			if q.putSpin.spin(lazyReady) {
+			ok, start := q.putSpin.spin(lazyReady)
+			if ok {
 				continue
 			}
 			exact = true
 			if err := sleep(ctx, q.spaceFx, q.waits, exactReady); err != nil {
 				return false, err
+			}
+			if exactReady() {
+				q.putSpin.slept(start)
 			}
 			continue
 		}
@@ -484,12 +488,14 @@ func (q *Queue) get(ctx context.Context, buf []byte, out *[]byte, block bool) (i
 				return 0, false, nil
 			}
 			ready := func() bool { return hw.Load() != 0 || q.closed.Load() != 0 }
-			if !q.getSpin.spin(ready) {
+			if ok, start := q.getSpin.spin(ready); !ok {
 				if err := sleep(ctx, q.dataFx, q.waits, ready); err != nil {
 					q.clock.unlock()
 					return 0, false, err
 				}
-				if !ready() && q.plock.recoverDead(q.me) {
+				if ready() {
+					q.getSpin.slept(start)
+				} else if q.plock.recoverDead(q.me) {
 					// A long sleep, and a producer died inside Put.
 					q.repairProducer()
 					q.plock.unlock()

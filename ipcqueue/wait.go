@@ -28,11 +28,21 @@ import (
 // sleepers also notice dead lock holders; Close bumps both words and wakes
 // everyone; a cancelled context wakes its own sleeper (futex.WaitContext).
 //
-// The spin budget is adaptive, per handle and per side: it starts at the
-// handle's Spin, doubles (up to Spin) each time spinning succeeded, and
-// halves (down to minSpin) each time spinning failed and the caller slept,
-// so a queue that is mostly idle stops burning CPU, and a busy one spins
-// long enough to rarely pay for a futex wake.
+// The spin budget is adaptive, per handle and per side, between minSpin
+// and the handle's Spin (max). It starts at max and doubles (up to max)
+// each time spinning succeeded. A spin that runs out halves it (down to
+// minSpin), and then the caller sleeps; when the sleep ends with the queue
+// ready, the caller reports how long the whole wait took (spin included),
+// and if that was at most max, the budget becomes at least twice that (up
+// to max): a spin that long would have caught it. So a queue that is
+// mostly idle (waits longer than max) decays to minSpin and burns little
+// CPU, while a handle whose waits are steadily shorter than max recovers
+// its budget after a single futex sleep, whatever an idle period did to
+// it. (Halving alone, with doubling only after a successful spin, never
+// recovered: after one idle period the budget sat at minSpin, every wait
+// of 5-50 us missed it and paid a futex wake.) The measured wait includes
+// the futex wake-up latency (a few microseconds here, tens at p99), which
+// errs on the side of spinning a little longer.
 //
 // Measured here (BenchmarkPingPong, 64-byte round trip between two
 // processes on 2 vCPUs): a spin hand-off takes about 0.1 us each way
@@ -54,49 +64,73 @@ const (
 )
 
 // spinner is one side's adaptive spin budget.
+//
+// Both fields are atomic: a handle is used by many goroutines at once, and
+// SetSpin may change them while others spin.
 type spinner struct {
-	max    time.Duration // 0: never spin
-	budget atomic.Int64  // current budget in ns
+	maxNs  atomic.Int64 // longest budget in ns; 0: never spin
+	budget atomic.Int64 // current budget in ns
 }
 
 func (s *spinner) init(max time.Duration) {
-	s.max = max
+	s.maxNs.Store(int64(max))
 	s.budget.Store(int64(max))
 }
 
 // spin calls ready until it returns true or the budget runs out, and
-// reports whether it did.
-func (s *spinner) spin(ready func() bool) bool {
+// reports whether it did. When it did not, start is when the spin began
+// (zero if spinning is off): pass it to slept once the wait is over.
+func (s *spinner) spin(ready func() bool) (ok bool, start time.Time) {
 	b := time.Duration(s.budget.Load())
 	if b <= 0 {
-		return false
+		return false, time.Time{}
 	}
+	smax := time.Duration(s.maxNs.Load())
 	// Poll a while before reading the clock: most hand-offs on a busy
 	// queue take well under a microsecond.
 	for range 64 {
 		if ready() {
-			return true
+			return true, time.Time{}
 		}
 		procyield(spinPause)
 	}
-	start := time.Now()
+	start = time.Now()
 	for i := 1; ; i++ {
 		if ready() {
-			if b < s.max {
-				s.budget.Store(int64(min(2*b, s.max)))
+			if b < smax {
+				s.budget.Store(int64(min(2*b, smax)))
 			}
-			return true
+			return true, time.Time{}
 		}
 		procyield(spinPause)
 		if i&15 == 0 {
 			if time.Since(start) > b {
 				s.budget.Store(int64(max(b/2, minSpin)))
-				return false
+				return false, start
 			}
 			if i&255 == 0 {
 				runtime.Gosched()
 			}
 		}
+	}
+}
+
+// slept reports a wait whose spin (begun at start, see spin) failed and
+// whose sleep then ended with the queue ready: if the whole wait took at
+// most max, a spin of twice that would have caught it, so the budget
+// rises to that (never falls here).
+func (s *spinner) slept(start time.Time) {
+	smax := time.Duration(s.maxNs.Load())
+	if start.IsZero() || smax <= 0 {
+		return
+	}
+	d := time.Since(start)
+	if d > smax {
+		return
+	}
+	want := int64(min(max(2*d, minSpin), smax))
+	if b := s.budget.Load(); b < want {
+		s.budget.CompareAndSwap(b, want)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/gob"
-	"errors"
 	"fmt"
 	"os"
 	"runtime/debug"
@@ -26,8 +25,12 @@ import (
 //
 // Main recognises a child by the variable alone and does nothing else in a
 // parent, so the cost a child adds to the program's own start-up is: parse
-// the variable, mark the descriptors close-on-exec, decode the argument,
-// run, and write the status. The variable is removed before the function
+// the variable, check the descriptors (each must be open and of its kind:
+// regular files or memfds for handoff, pipes for the argument and status;
+// anything else fails the setup), mark them close-on-exec, close every
+// higher descriptor that is not close-on-exec (the parent's stray
+// inheritable descriptors), decode the argument, run, and write the
+// status. The variable is removed before the function
 // runs, so the function's own children are not mistaken for spawn children
 // of the wrong kind; the descriptors are close-on-exec so nothing the
 // function starts inherits them (a grandchild holding the status pipe would
@@ -83,18 +86,46 @@ func runChild(v string) int {
 	if os.Getppid() != cs.ppid {
 		return exitSetup
 	}
-	files := make([]*os.File, cs.nfiles)
-	for i := range files {
-		if files[i], err = shmfile.Inherit(handoff.FirstFD+i, "spawn-inherited"); err != nil {
-			fmt.Fprintln(os.Stderr, "spawn:", err)
-			return exitSetup
-		}
+	// The status pipe first, so that later setup failures reach the
+	// parent's Wait, not only stderr.
+	first := handoff.FirstFD
+	statFD := first + cs.nfiles + 1
+	if err := checkFD(statFD, "status pipe", true); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return exitSetup
 	}
-	argFile, err1 := shmfile.Inherit(handoff.FirstFD+cs.nfiles, "spawn-arg")
-	statFile, err2 := shmfile.Inherit(handoff.FirstFD+cs.nfiles+1, "spawn-status")
-	if err := errors.Join(err1, err2); err != nil {
+	statFile, err := shmfile.Inherit(statFD, "spawn-status")
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "spawn:", err)
 		return exitSetup
+	}
+	setupFailed := func(err error) int {
+		statFile.Write(status{kind: statusArgument, msg: err.Error()}.marshal())
+		statFile.Close()
+		return exitSetup
+	}
+	for i := range cs.nfiles {
+		if err := checkFD(first+i, "inherited file "+strconv.Itoa(i), false); err != nil {
+			return setupFailed(err)
+		}
+	}
+	if err := checkFD(first+cs.nfiles, "argument pipe", true); err != nil {
+		return setupFailed(err)
+	}
+	files := make([]*os.File, cs.nfiles)
+	for i := range files {
+		if files[i], err = shmfile.Inherit(first+i, "spawn-inherited"); err != nil {
+			return setupFailed(err)
+		}
+	}
+	argFile, err := shmfile.Inherit(first+cs.nfiles, "spawn-arg")
+	if err != nil {
+		return setupFailed(err)
+	}
+	// Everything above ours that the parent leaked to us goes now, before
+	// any user code runs (or starts children of its own).
+	if err := closeStray(statFD + 1); err != nil {
+		return setupFailed(err)
 	}
 	handoff.SetInherited(files)
 

@@ -42,14 +42,6 @@ import (
 // closed with nothing left to do. Workers that die before ever reporting a
 // result, without an item to blame, are start failures; maxStartFails in a
 // row break the pool (Python's pool would respawn them forever).
-//
-// spinReset: ipcqueue's adaptive spin halves its budget after every spin
-// that ends in a futex sleep and doubles it only after a spin that
-// succeeds, so after one idle period it stays at its 2 us floor for waits
-// of 5-50 us, exactly the Go+Get round trip. The worker (before waiting for
-// its next task) and the reader (before waiting for the next result)
-// therefore restore the full budget with SetSpin: each idle wait costs at
-// most one full spin before it sleeps.
 
 const (
 	maxOutstanding = 2       // chunks at a worker at once
@@ -160,7 +152,8 @@ type Pool[In, Out any] struct {
 	stopping   bool  // no more workers: terminated or broken
 	broken     error // why the pool broke
 	startFails int
-	gone       bool // allGone closed
+	reports    uint64 // results received, to order workers by recency
+	gone       bool   // allGone closed
 	readerDead bool
 }
 
@@ -174,11 +167,12 @@ type worker[In, Out any] struct {
 	tail   *tailBuffer
 	enc    streamEnc
 
-	out      []*chunk[In, Out] // sent, not fully reported, oldest first
-	killed   bool              // killed by the pool: blame no item
-	drained  bool              // task queue closed: the worker exits when done
-	stuck    bool              // a put failed: send nothing more
-	reported bool              // sent at least one result
+	out        []*chunk[In, Out] // sent, not fully reported, oldest first
+	killed     bool              // killed by the pool: blame no item
+	drained    bool              // task queue closed: the worker exits when done
+	stuck      bool              // a put failed: send nothing more
+	reported   bool              // sent at least one result
+	lastReport uint64            // Pool.reports when it last reported
 }
 
 // chunk is items lo .. lo+n-1 of a job; got of them are reported.
@@ -350,9 +344,9 @@ func (p *Pool[In, Out]) watch(w *worker[In, Out]) {
 func (p *Pool[In, Out]) read() {
 	defer close(p.readerDone)
 	decs := map[uint64]*streamDec{}
+	buf := make([]byte, 4<<10)
 	for {
-		p.results.SetSpin(p.opts.Spin) // see spinReset
-		msg, err := p.results.Get(p.readCtx)
+		msg, err := getInto(p.readCtx, p.results, &buf)
 		if err != nil {
 			if p.readCtx.Err() != nil {
 				return
@@ -429,6 +423,8 @@ func (p *Pool[In, Out]) onResult(w *worker[In, Out], m *resultMsg[Out]) {
 	}
 	c := w.out[0]
 	w.reported = true
+	p.reports++
+	w.lastReport = p.reports
 	p.startFails = 0
 	j := c.job
 	switch {
@@ -553,7 +549,13 @@ func (p *Pool[In, Out]) dispatch() {
 			if w.killed || w.drained || w.stuck || len(w.out) >= maxOutstanding {
 				continue
 			}
-			if best == nil || len(w.out) < len(best.out) {
+			// Fewest chunks first; among equals, the worker that reported
+			// last: it is the one most likely still spinning on its task
+			// queue (an idle one's budget decays and it sleeps), so a
+			// trickle of tasks keeps one worker hot instead of waking
+			// each in turn from a futex sleep.
+			if best == nil || len(w.out) < len(best.out) ||
+				(len(w.out) == len(best.out) && w.lastReport > best.lastReport) {
 				best = w
 			}
 		}

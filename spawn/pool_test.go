@@ -605,3 +605,27 @@ func TestPoolParentCtx(t *testing.T) {
 		t.Fatalf("Apply after ctx cancel = %v", err)
 	}
 }
+
+// TestMapLargeMessages: chunks and result messages far larger than the
+// readers' initial buffers (each side grows its buffer and goes on).
+func TestMapLargeMessages(t *testing.T) {
+	p, err := spawn.NewPool(t.Context(), sq, &spawn.PoolOptions{Workers: 2, ChunkSize: 20_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Wait()
+	defer p.Close()
+	xs := ints(40_000)
+	for i := range xs {
+		xs[i] += 1 << 40 // 8-byte gob ints: chunks of about 160 KB
+	}
+	out, err := p.Map(t.Context(), xs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range xs {
+		if out[i] != x*x {
+			t.Fatalf("item %d: %d, want %d", i, out[i], x*x)
+		}
+	}
+}

@@ -90,6 +90,24 @@ type workerSetup struct {
 	InitTyp  string
 }
 
+// getInto gets the next message from q into *buf, growing it as needed,
+// and returns it; it stays valid until the next call with buf. Decoders
+// copy what they keep, so the pool's readers reuse one buffer rather than
+// allocating every message.
+func getInto(ctx context.Context, q *ipcqueue.Queue, buf *[]byte) ([]byte, error) {
+	for {
+		n, err := q.GetInto(ctx, *buf)
+		if err == io.ErrShortBuffer {
+			*buf = make([]byte, max(n, 2*len(*buf)))
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return (*buf)[:n], nil
+	}
+}
+
 // msgReader feeds one message at a time to a gob.Decoder that lives across
 // messages. It is an io.ByteReader, so gob does not buffer ahead.
 type msgReader struct{ b []byte }
@@ -207,10 +225,11 @@ func workerLoop[In, Out any](ctx context.Context, fn func(context.Context, In) (
 		in   streamDec
 		out  = streamEnc{prefix: binary.LittleEndian.AppendUint64(nil, s.Serial)}
 		done int
+		buf  = make([]byte, 4<<10)
 	)
 	send := func(m *resultMsg[Out]) error { return sendResults(ctx, s.Results, &out, m) }
 	for {
-		msg, err := s.Tasks.Get(ctx)
+		msg, err := getInto(ctx, s.Tasks, &buf)
 		if err == io.EOF {
 			return nil
 		}
@@ -241,8 +260,6 @@ func workerLoop[In, Out any](ctx context.Context, fn func(context.Context, In) (
 		if err := send(&res); err != nil {
 			return err
 		}
-		// Restore the full spin budget for the next task (see spinReset).
-		s.Tasks.SetSpin(spin)
 		done += len(tm.Items)
 		if s.MaxTasks > 0 && done >= s.MaxTasks {
 			return nil

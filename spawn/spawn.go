@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ipckit/ipckit/internal/handoff"
@@ -34,9 +35,13 @@ type config struct {
 func Stdin(r io.Reader) Option { return func(c *config) { c.stdin = r } }
 
 // Stdout sets the child's standard output; by default it is the parent's
-// os.Stdout at the time of Start; nil means the null device. A writer that is not an *os.File is fed by
-// a goroutine, as in os/exec, and Wait returns only after the child and
-// anything it started close their copies of it.
+// os.Stdout at the time of Start; nil means the null device. A writer that
+// is not an *os.File is fed by a goroutine, as in os/exec: Wait waits for
+// the child and anything it started to close their copies of it, but at
+// most one second after the child exits. Then Wait stops copying (output
+// written later by a grandchild is lost) and returns the child's own
+// result: nil if its function returned nil and it exited with code 0,
+// whatever its grandchildren still hold.
 func Stdout(w io.Writer) Option { return func(c *config) { c.stdout = w } }
 
 // Stderr sets the child's standard error; see [Stdout].
@@ -62,6 +67,10 @@ type Process struct {
 	done chan struct{}
 	err  error        // set before done is closed
 	code atomic.Int64 // exit code, -1 until reaped
+
+	// killSent is set when ctx's end sent the child SIGKILL (which may
+	// have come too late to matter: see reap).
+	killSent atomic.Bool
 }
 
 // Start starts fn in a child process with arg and returns at once. The
@@ -153,7 +162,11 @@ func start(ctx context.Context, e *entry, encode func(*gob.Encoder) error, opts 
 	p.code.Store(-1)
 	stop := func() bool { return true }
 	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, func() { cmd.Process.Kill() })
+		stop = context.AfterFunc(ctx, func() {
+			if cmd.Process.Kill() == nil {
+				p.killSent.Store(true)
+			}
+		})
 	}
 	go p.reap(ctx, stop, buf.Bytes(), argW, statR)
 	return p, nil
@@ -171,8 +184,25 @@ func (p *Process) reap(ctx context.Context, stop func() bool, arg []byte, argW, 
 	raw, rerr := io.ReadAll(io.LimitReader(statR, maxStatus))
 	statR.Close()
 	werr := p.cmd.Wait()
-	stopped := stop()
+	stop()
 	released()
+
+	ps := p.cmd.ProcessState
+	// Wait gives up on the stdout and stderr copies one WaitDelay after
+	// the child exits (a grandchild holds them open) and then returns
+	// ErrWaitDelay, but only for a child that exited with code 0: what the
+	// child itself did is known, so report that.
+	if ps != nil && ps.Success() && errors.Is(werr, exec.ErrWaitDelay) {
+		werr = nil
+	}
+	// The child was killed for ctx only if the kill was sent and the child
+	// died of it: a child that exited on its own before ctx ended (while
+	// Wait still drained its output, say) reports its own result.
+	killed := false
+	if p.killSent.Load() && ps != nil {
+		ws, ok := ps.Sys().(syscall.WaitStatus)
+		killed = ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
+	}
 
 	st, ok, perr := parseStatus(raw)
 	var err error
@@ -186,10 +216,10 @@ func (p *Process) reap(ctx context.Context, stop func() bool, arg []byte, argW, 
 	default:
 		err = werr
 	}
-	if err != nil && !stopped {
+	if err != nil && killed {
 		err = fmt.Errorf("spawn: %s (pid %d) killed: %w: %w", p.name, p.Pid, context.Cause(ctx), err)
 	}
-	if ps := p.cmd.ProcessState; ps != nil {
+	if ps != nil {
 		p.code.Store(int64(ps.ExitCode()))
 	}
 	p.err = err
@@ -212,8 +242,9 @@ func (p *Process) statusError(st status) error {
 }
 
 // Wait waits for the child to exit and returns nil if its function returned
-// nil; otherwise a [*ChildError], a [*PanicError], an [*exec.ExitError], or
-// an error wrapping ctx's error if ctx was cancelled. Wait may be called any
+// nil; otherwise a [*ChildError], a [*PanicError], an [*exec.ExitError], or,
+// if the end of Start's ctx killed the child, an error wrapping ctx's error
+// (a child that had exited on its own by then reports its own result). Wait may be called any
 // number of times, from any goroutine; every call returns the same error.
 func (p *Process) Wait() error {
 	<-p.done
