@@ -139,6 +139,14 @@ type Pool[In, Out any] struct {
 	readerDone chan struct{}
 	allGone    chan struct{}
 	cleanup    sync.Once
+	// bg counts the goroutines that may still use the result queue or a
+	// worker's handles after the reader is done (watch, replace, the
+	// fallback watchers of readerFailed): Wait waits for them before it
+	// releases the queue.
+	bg sync.WaitGroup
+	// fault, if set (tests only), is called at named points; it is copied
+	// from poolFault when the pool is made.
+	fault func(point string)
 
 	mu         sync.Mutex
 	workers    map[uint64]*worker[In, Out]
@@ -207,6 +215,7 @@ func NewPool[In, Out any](ctx context.Context, task *Task[In, Out], opts *PoolOp
 	if opts != nil {
 		p.opts = *opts
 	}
+	p.fault = poolFault
 	if p.opts.Workers <= 0 {
 		p.opts.Workers = runtime.NumCPU()
 	}
@@ -242,7 +251,7 @@ func NewPool[In, Out any](ctx context.Context, task *Task[In, Out], opts *PoolOp
 	}
 	for _, w := range ws {
 		p.workers[w.serial] = w
-		go p.watch(w)
+		p.goBG(func() { p.watch(w) })
 	}
 	go p.read()
 	p.parent = ctx
@@ -311,7 +320,7 @@ func (p *Pool[In, Out]) replace() {
 		return
 	}
 	p.workers[serial] = w
-	go p.watch(w)
+	p.goBG(func() { p.watch(w) })
 	if p.stopping {
 		w.killed = true
 		w.proc.Kill()
@@ -331,7 +340,11 @@ func (p *Pool[In, Out]) watch(w *worker[In, Out]) {
 		return // the reader's fallback handles it
 	}
 	msg := binary.LittleEndian.AppendUint64(nil, w.serial)
-	if err := p.results.Put(context.Background(), append(msg, msgDead)); err != nil {
+	err := p.results.Put(context.Background(), append(msg, msgDead))
+	if p.fault != nil {
+		p.fault("watch-posted")
+	}
+	if err != nil {
 		p.mu.Lock()
 		if p.workers[w.serial] == w {
 			p.onDeath(w)
@@ -405,16 +418,28 @@ func (p *Pool[In, Out]) readerFailed(err error) {
 	p.readerDead = true
 	p.breakPool(fmt.Errorf("%w: result queue: %w", ErrBroken, err))
 	for _, w := range p.workers {
-		go func() {
+		p.goBG(func() {
 			<-w.proc.Done()
 			p.mu.Lock()
 			if p.workers[w.serial] == w {
 				p.onDeath(w)
 			}
 			p.mu.Unlock()
-		}()
+		})
 	}
 }
+
+// goBG runs f on a goroutine that Wait waits for.
+func (p *Pool[In, Out]) goBG(f func()) {
+	p.bg.Add(1)
+	go func() {
+		defer p.bg.Done()
+		f()
+	}()
+}
+
+// poolFault is copied into every new pool's fault hook (tests only).
+var poolFault func(point string)
 
 // onResult applies a result message of w. Under mu.
 func (p *Pool[In, Out]) onResult(w *worker[In, Out], m *resultMsg[Out]) {
@@ -496,7 +521,7 @@ func (p *Pool[In, Out]) onDeath(w *worker[In, Out]) {
 	}
 	if !p.stopping && (!p.closed || p.busy()) && len(p.workers)+p.starting < p.opts.Workers {
 		p.starting++
-		go p.replace()
+		p.goBG(p.replace)
 	}
 	p.dispatch()
 	p.maybeDrain()
@@ -696,6 +721,10 @@ func (p *Pool[In, Out]) Wait() error {
 	}
 	<-p.allGone
 	<-p.readerDone
+	// The reader has handled every death, but a watcher may still be
+	// inside Put after committing its message (the reader saw it), and
+	// unmapping the queue under it would fault.
+	p.bg.Wait()
 	p.cleanup.Do(func() {
 		p.stopParent()
 		p.cancel()
