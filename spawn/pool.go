@@ -39,9 +39,10 @@ import (
 // whose result the worker had not yet sent runs again (items are at least
 // once, except the one that killed its worker, which never runs again). A
 // fresh worker replaces the dead one unless the pool is stopping, or is
-// closed with nothing left to do. Workers that die before ever reporting a
-// result, without an item to blame, are start failures; maxStartFails in a
-// row break the pool (Python's pool would respawn them forever).
+// closed with nothing left to do. Workers that die before reporting ready
+// (their initializer done; see the wire protocol) are start failures;
+// maxStartFails in a row break the pool (Python's pool would respawn them
+// forever). A ready worker that dies, even idle, is simply replaced.
 
 const (
 	maxOutstanding = 2       // chunks at a worker at once
@@ -179,7 +180,7 @@ type worker[In, Out any] struct {
 	killed     bool              // killed by the pool: blame no item
 	drained    bool              // task queue closed: the worker exits when done
 	stuck      bool              // a put failed: send nothing more
-	reported   bool              // sent at least one result
+	ready      bool              // its initializer succeeded (msgReady)
 	lastReport uint64            // Pool.reports when it last reported
 }
 
@@ -372,6 +373,15 @@ func (p *Pool[In, Out]) read() {
 		}
 		serial := binary.LittleEndian.Uint64(msg)
 		flag := msg[serialLen]
+		if flag == msgReady {
+			p.mu.Lock()
+			if w := p.workers[serial]; w != nil {
+				w.ready = true
+				p.startFails = 0
+			}
+			p.mu.Unlock()
+			continue
+		}
 		if flag == msgDead {
 			delete(decs, serial)
 			p.mu.Lock()
@@ -447,7 +457,6 @@ func (p *Pool[In, Out]) onResult(w *worker[In, Out], m *resultMsg[Out]) {
 		return // not what w holds: a protocol error; its chunks run again if it dies
 	}
 	c := w.out[0]
-	w.reported = true
 	p.reports++
 	w.lastReport = p.reports
 	p.startFails = 0
@@ -513,7 +522,7 @@ func (p *Pool[In, Out]) onDeath(w *worker[In, Out]) {
 	w.out = nil
 	p.pending = append(again, p.pending...)
 	w.release()
-	if werr != nil && !w.killed && !w.reported && blame < 0 && !p.stopping {
+	if werr != nil && !w.killed && !w.ready && blame < 0 && !p.stopping {
 		p.startFails++
 		if p.startFails >= maxStartFails {
 			p.breakPool(fmt.Errorf("%w: %w", ErrBroken, newWorkerError(w, werr, -1)))

@@ -5,6 +5,7 @@ package spawn
 import (
 	"context"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -47,5 +48,66 @@ func TestPoolWaitAfterWatchers(t *testing.T) {
 	}
 	if !held.Load() || !after.Load() {
 		t.Fatalf("Wait returned while a watcher was still inside its post (held %v, done %v)", held.Load(), after.Load())
+	}
+}
+
+// waitReady waits until p has n workers, all of them ready (initialized)
+// and none of them in old, and returns their pids.
+func waitReady(t *testing.T, p *Pool[int, int], n int, old map[int]bool) []int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p.mu.Lock()
+		var pids []int
+		for _, w := range p.workers {
+			if w.ready && !old[w.proc.Pid] {
+				pids = append(pids, w.proc.Pid)
+			}
+		}
+		broken, all := p.broken, len(p.workers)
+		p.mu.Unlock()
+		if broken != nil {
+			t.Fatalf("the pool broke: %v", broken)
+		}
+		if len(pids) == n && all == n {
+			return pids
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d workers ready after 10 s", len(pids), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestPoolIdleWorkersKilled: workers SIGKILLed while idle (initialized,
+// no task) are replaced; they are not start failures, so killing every
+// worker, round after round, never breaks the pool.
+func TestPoolIdleWorkersKilled(t *testing.T) {
+	const n = 3
+	p, err := NewPool(context.Background(), itask, &PoolOptions{Workers: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		p.Terminate()
+		p.Wait()
+	}()
+	seen := map[int]bool{}
+	for range maxStartFails + 1 {
+		for _, pid := range waitReady(t, p, n, seen) {
+			seen[pid] = true
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	if y, err := p.Apply(context.Background(), 4); err != nil || y != 5 {
+		t.Fatalf("Apply after killing idle workers = %d, %v", y, err)
+	}
+	waitReady(t, p, n, seen)
+	if pids := p.Pids(); len(pids) != n {
+		t.Fatalf("Pids = %v, want %d workers", pids, n)
+	}
+	p.Close()
+	if err := p.Wait(); err != nil {
+		t.Fatalf("Wait = %v", err)
 	}
 }

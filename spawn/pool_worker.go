@@ -33,7 +33,10 @@ import (
 // descriptions the receiver never saw). The parent posts a result message
 // with flag msgDead and no body when a worker has exited: the queue orders
 // it after every result the worker committed, so the parent's reader sees
-// all of a worker's results before it handles its death.
+// all of a worker's results before it handles its death. A worker posts a
+// message with flag msgReady and no body once its initializer has
+// succeeded, before it takes its first task: only a worker that dies
+// before that is a start failure (one killed while idle is not).
 //
 // A chunk's results are normally one message; if that is too large, the
 // worker sends it in halves, in order, so the parent always holds a reported
@@ -47,6 +50,7 @@ const (
 	msgCont  byte = 0
 	msgReset byte = 1
 	msgDead  byte = 2
+	msgReady byte = 3
 
 	serialLen = 8
 )
@@ -220,6 +224,10 @@ func workerLoop[In, Out any](ctx context.Context, fn func(context.Context, In) (
 		if err := e.run(ctx, dec); err != nil {
 			return fmt.Errorf("spawn: pool initializer %s: %w", s.Init, err)
 		}
+	}
+	ready := binary.LittleEndian.AppendUint64(nil, s.Serial)
+	if err := s.Results.Put(ctx, append(ready, msgReady)); err != nil {
+		return fmt.Errorf("spawn: pool worker: %w", err)
 	}
 	var (
 		in   streamDec

@@ -121,6 +121,12 @@ func TestWorkerLoopHeap(t *testing.T) {
 			t.Fatal(err)
 		}
 		serial := binary.LittleEndian.Uint64(msg)
+		if msg[serialLen] == msgReady {
+			if len(msg) != serialLen+1 {
+				t.Fatalf("ready message of %d bytes", len(msg))
+			}
+			continue
+		}
 		d := decs[serial]
 		if d == nil {
 			d = new(streamDec)
