@@ -57,6 +57,10 @@ var (
 	// running anything (a failing initializer, say), a worker could not be
 	// started, or its result queue failed. Every call then returns it.
 	ErrBroken = errors.New("spawn: pool broken")
+	// ErrType means [NewPool] was given a Task whose input or output type
+	// encoding/gob cannot encode at all (a channel or func, a struct with
+	// no exported fields, ...).
+	ErrType = errors.New("spawn: task type cannot be encoded with encoding/gob")
 	// ErrNotClosed means [Pool.Wait] was called before Close or Terminate.
 	ErrNotClosed = errors.New("spawn: Wait on a pool that is neither closed nor terminated")
 )

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"reflect"
 	"runtime"
 	"sync"
 	"syscall"
@@ -206,6 +207,9 @@ func NewPool[In, Out any](ctx context.Context, task *Task[In, Out], opts *PoolOp
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := checkTypes[In, Out](); err != nil {
+		return nil, err
+	}
 	p := &Pool[In, Out]{
 		task:       task,
 		readerDone: make(chan struct{}),
@@ -258,6 +262,18 @@ func NewPool[In, Out any](ctx context.Context, task *Task[In, Out], opts *PoolOp
 	p.parent = ctx
 	p.stopParent = context.AfterFunc(ctx, p.Terminate)
 	return p, nil
+}
+
+// checkTypes refuses In and Out that gob rejects whatever their value:
+// every item would fail.
+func checkTypes[In, Out any]() error {
+	if err := gob.NewEncoder(io.Discard).Encode(&taskMsg[In]{}); err != nil {
+		return fmt.Errorf("%w: input %v: %w", ErrType, reflect.TypeFor[In](), err)
+	}
+	if err := gob.NewEncoder(io.Discard).Encode(&resultMsg[Out]{}); err != nil {
+		return fmt.Errorf("%w: output %v: %w", ErrType, reflect.TypeFor[Out](), err)
+	}
+	return nil
 }
 
 // startWorker starts a worker process with the given serial.
@@ -473,6 +489,7 @@ func (p *Pool[In, Out]) onResult(w *worker[In, Out], m *resultMsg[Out]) {
 		if m.Outs == nil {
 			m.Outs = make([]Out, m.N)
 		}
+		restoreNils(m.Outs, m.Nil)
 		failed := map[int]*itemErr{}
 		for k := range m.Errs {
 			failed[m.Errs[k].Pos] = &m.Errs[k]
@@ -609,25 +626,25 @@ func (p *Pool[In, Out]) popPending() {
 	}
 }
 
-// send puts chunk c on w's task queue (or splits it, or fails it). Under mu.
+// send puts chunk c on w's task queue, or splits it in halves (back to
+// the front of pending) if its message is too large or does not encode (an
+// interface holding an unregistered type, say), or fails it if it is a
+// single item. Under mu.
 func (p *Pool[In, Out]) send(w *worker[In, Out], c *chunk[In, Out]) {
-	msg, err := w.enc.encode(&taskMsg[In]{ID: c.id, Items: c.job.in[c.lo : c.lo+c.n]})
-	if err != nil {
+	items, nils := withoutNils(c.job.in[c.lo : c.lo+c.n])
+	msg, err := w.enc.encode(&taskMsg[In]{ID: c.id, Items: items, Nil: nils})
+	if err != nil || len(msg) > w.tasks.MaxMsg() {
 		w.enc.drop()
-		for i := range c.n {
-			p.deliver(c.job, c.lo+i, *new(Out), &TaskError{Task: c.lo + i, Msg: "spawn: encode task: " + err.Error()})
-		}
-		return
-	}
-	if len(msg) > w.tasks.MaxMsg() {
-		w.enc.drop()
-		if c.n == 1 {
-			p.deliver(c.job, c.lo, *new(Out), &TaskError{Task: c.lo,
-				Msg: fmt.Sprintf("spawn: task of %d bytes exceeds the task queue's maximum message (%d)", len(msg), w.tasks.MaxMsg())})
+		if c.n > 1 {
+			h := c.n / 2
+			p.pending = append(p.appendChunk(p.appendChunk(nil, c.job, c.lo, h), c.job, c.lo+h, c.n-h), p.pending...)
 			return
 		}
-		h := c.n / 2
-		p.pending = append(p.appendChunk(p.appendChunk(nil, c.job, c.lo, h), c.job, c.lo+h, c.n-h), p.pending...)
+		m := fmt.Sprintf("spawn: task of %d bytes exceeds the task queue's maximum message (%d)", len(msg), w.tasks.MaxMsg())
+		if err != nil {
+			m = "spawn: encode task: " + err.Error()
+		}
+		p.deliver(c.job, c.lo, *new(Out), &TaskError{Task: c.lo, Msg: m})
 		return
 	}
 	ok, err := w.tasks.TryPut(msg)

@@ -55,14 +55,58 @@ const (
 	serialLen = 8
 )
 
-// taskMsg is one chunk of inputs.
+// taskMsg is one chunk of inputs. Nil lists the positions of nil pointers
+// in Items (see withoutNils).
 type taskMsg[In any] struct {
 	ID    uint64
 	Items []In
+	Nil   []int
+}
+
+// withoutNils returns xs ready for gob, which refuses a nil pointer as an
+// element of a slice: if T is a pointer type and xs holds nil, a copy of
+// xs with each nil replaced by a pointer to a zero value, and the
+// positions of the nils, which the receiver restores (restoreNils). (A box
+// struct{V T} would not do: gob omits a field whose pointee is zero, so a
+// pointer to a zero value would arrive as nil.) Otherwise xs itself.
+func withoutNils[T any](xs []T) ([]T, []int) {
+	t := reflect.TypeFor[T]()
+	if t.Kind() != reflect.Pointer {
+		return xs, nil
+	}
+	var zero T
+	var cp []T
+	var nils []int
+	for i := range xs {
+		if any(xs[i]) != any(zero) {
+			continue
+		}
+		if cp == nil {
+			cp = append([]T(nil), xs...)
+		}
+		cp[i] = reflect.New(t.Elem()).Interface().(T)
+		nils = append(nils, i)
+	}
+	if cp == nil {
+		return xs, nil
+	}
+	return cp, nils
+}
+
+// restoreNils sets xs[i] to nil (zero) for each position in nils that is
+// in range.
+func restoreNils[T any](xs []T, nils []int) {
+	var zero T
+	for _, i := range nils {
+		if i >= 0 && i < len(xs) {
+			xs[i] = zero
+		}
+	}
 }
 
 // resultMsg reports the results of the items at positions Lo .. Lo+N-1 of
-// chunk ID. Errs lists the items that failed (their Outs are zero). Fail,
+// chunk ID. Errs lists the items that failed (their Outs are zero); Outs
+// is nil if every item failed. Fail,
 // if set, fails every unreported item of the chunk (the worker could not
 // decode it).
 type resultMsg[Out any] struct {
@@ -70,6 +114,7 @@ type resultMsg[Out any] struct {
 	Lo   int
 	N    int
 	Outs []Out
+	Nil  []int // positions in Outs of nil pointers (see withoutNils)
 	Errs []itemErr
 	Fail string
 }
@@ -254,6 +299,7 @@ func workerLoop[In, Out any](ctx context.Context, fn func(context.Context, In) (
 			send(&resultMsg[Out]{ID: tm.ID, Fail: "spawn: pool worker cannot decode its task: " + err.Error()})
 			return fmt.Errorf("spawn: pool worker: decode task: %w", err)
 		}
+		restoreNils(tm.Items, tm.Nil)
 		res := resultMsg[Out]{ID: tm.ID, N: len(tm.Items), Outs: make([]Out, len(tm.Items))}
 		for i, x := range tm.Items {
 			s.Rec.Store(int64(i + 1))
@@ -290,15 +336,18 @@ func callTask[In, Out any](ctx context.Context, fn func(context.Context, In) (Ou
 }
 
 // sendResults puts m on the result queue, in halves if it is too large
-// for one message; a single result that is still too large becomes that
-// item's error.
+// for one message or does not encode (an interface holding an
+// unregistered type, say): halving goes down to the single item, so only
+// an item that is itself too large, or that itself does not encode, fails.
 func sendResults[Out any](ctx context.Context, q *ipcqueue.Queue, s *streamEnc, m *resultMsg[Out]) error {
-	b, err := s.encode(m)
+	wire := *m
+	wire.Outs, wire.Nil = withoutNils(m.Outs)
+	b, err := s.encode(&wire)
 	if err == nil && len(b) <= q.MaxMsg() {
 		return q.Put(ctx, b)
 	}
 	s.drop()
-	if err == nil && m.N > 1 {
+	if m.N > 1 {
 		h := m.N / 2
 		a, c := splitResults(m, h)
 		if err := sendResults(ctx, q, s, a); err != nil {
@@ -310,7 +359,8 @@ func sendResults[Out any](ctx context.Context, q *ipcqueue.Queue, s *streamEnc, 
 	if err != nil {
 		msg = "spawn: encode result: " + err.Error()
 	}
-	f := &resultMsg[Out]{ID: m.ID, Lo: m.Lo, N: m.N, Outs: make([]Out, m.N)}
+	// Outs nil: nothing of the failed values is encoded.
+	f := &resultMsg[Out]{ID: m.ID, Lo: m.Lo, N: m.N}
 	for i := range m.N {
 		f.Errs = append(f.Errs, itemErr{Pos: m.Lo + i, Msg: msg})
 	}
@@ -323,8 +373,11 @@ func sendResults[Out any](ctx context.Context, q *ipcqueue.Queue, s *streamEnc, 
 
 // splitResults splits m at h items (positions are absolute in the chunk).
 func splitResults[Out any](m *resultMsg[Out], h int) (a, c *resultMsg[Out]) {
-	a = &resultMsg[Out]{ID: m.ID, Lo: m.Lo, N: h, Outs: m.Outs[:h]}
-	c = &resultMsg[Out]{ID: m.ID, Lo: m.Lo + h, N: m.N - h, Outs: m.Outs[h:]}
+	a = &resultMsg[Out]{ID: m.ID, Lo: m.Lo, N: h}
+	c = &resultMsg[Out]{ID: m.ID, Lo: m.Lo + h, N: m.N - h}
+	if m.Outs != nil {
+		a.Outs, c.Outs = m.Outs[:h], m.Outs[h:]
+	}
 	for _, e := range m.Errs {
 		if e.Pos < m.Lo+h {
 			a.Errs = append(a.Errs, e)
