@@ -3,6 +3,8 @@ package ipcqueue
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"os/exec"
 	"testing"
 
 	"github.com/ipckit/ipckit/shm"
@@ -69,23 +71,120 @@ func TestCorruptHeader(t *testing.T) {
 	}
 }
 
+// deadWord returns the lock word of a process that has exited (and been
+// reaped): a lock holder that died.
+func deadWord(t testing.TB) uint64 {
+	c := exec.Command("true")
+	if err := c.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return uint64(c.Process.Pid)<<32 | 12345
+}
+
+// noPanic runs f and turns a panic into an error.
+func noPanic(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return f()
+}
+
+// TestCorruptTail: a misaligned tail (a corrupt or hostile segment) is
+// ErrCorrupt from every producer path, never a panic: on Put's fast path
+// (the cached head not stale, so the tail is not otherwise checked), and
+// in the repair of a dead producer's lock reached from TryPut, Put,
+// Stats, Get and Close.
+func TestCorruptTail(t *testing.T) {
+	le := binary.LittleEndian
+	t.Run("fast path", func(t *testing.T) {
+		q := heapQueue(t, 1024, nil)
+		b := q.Segment().Bytes()
+		for _, off := range []int{offTail, offHead, offFreed} {
+			le.PutUint64(b[off:], 1000)
+		}
+		q.cachedHead = 1000
+		le.PutUint64(b[offTail:], 1020)
+		var ok bool
+		err := noPanic(func() (err error) { ok, err = q.TryPut(make([]byte, 24)); return })
+		if ok || !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("TryPut = %v, %v; want ErrCorrupt", ok, err)
+		}
+		if err := noPanic(func() error { return q.Put(t.Context(), make([]byte, 24)) }); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("Put = %v; want ErrCorrupt", err)
+		}
+	})
+	dead := deadWord(t)
+	for _, c := range []struct {
+		name string
+		op   func(q *Queue) error
+	}{
+		{"TryPut", func(q *Queue) error { _, err := q.TryPut([]byte("x")); return err }},
+		{"Put", func(q *Queue) error { return q.Put(t.Context(), []byte("x")) }},
+		{"Stats", func(q *Queue) error { q.Stats(); return ErrCorrupt }},
+		{"Close", func(q *Queue) error { return q.Close() }},
+	} {
+		t.Run("dead producer/"+c.name, func(t *testing.T) {
+			q := heapQueue(t, 1024, nil)
+			b := q.Segment().Bytes()
+			le.PutUint64(b[offTail:], 1020)
+			q.plock.word.Store(dead)
+			if err := noPanic(func() error { return c.op(q) }); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("%s = %v; want ErrCorrupt", c.name, err)
+			}
+			if w := q.plock.word.Load(); w != 0 && w != dead {
+				t.Fatalf("producer lock left held by %#x", w)
+			}
+		})
+	}
+}
+
 // FuzzQueue decodes an arbitrary control block and ring, then runs a few
-// TryGet and TryPut calls: errors are fine, panics and hangs are not.
+// TryGet, TryPut, Stats and Len calls and a Close: errors are fine, panics
+// and hangs are not. mode selects the state the handle starts from, so
+// that the fuzzer reaches the paths a plain image does not: bit 0 gives
+// the producer lock to a dead process (Put, Stats and Close then repair
+// from whatever tail the image holds), bit 1 the consumer lock, bit 2 sets
+// the handle's cached head to cached (Put's fast path trusts it), bit 3
+// keeps the image's lock words as they are (then no Close: a live holder
+// would block it).
 func FuzzQueue(f *testing.F) {
 	q, _ := NewHeap(256, nil)
 	q.Put(f.Context(), []byte("seed"))
 	q.Put(f.Context(), make([]byte, 60))
-	f.Add(append([]byte(nil), q.Segment().Bytes()...))
+	seed := append([]byte(nil), q.Segment().Bytes()...)
 	q.Detach()
-	f.Fuzz(func(t *testing.T, image []byte) {
+	f.Add(seed, uint8(0), uint64(0))
+	f.Add(seed, uint8(1), uint64(0))
+	f.Add(seed, uint8(7), uint64(64))
+	misaligned := append([]byte(nil), seed...)
+	binary.LittleEndian.PutUint64(misaligned[offTail:], 252)
+	f.Add(misaligned, uint8(4), uint64(248))
+	f.Add(misaligned, uint8(1), uint64(0))
+	dead := deadWord(f)
+	f.Fuzz(func(t *testing.T, image []byte, mode uint8, cached uint64) {
+		fuzzOne(t, image, mode, cached, dead)
+	})
+}
+
+func fuzzOne(t *testing.T, image []byte, mode uint8, cached, dead uint64) {
+	{
 		if len(image) < ctlSize+minCapacity {
 			return
 		}
 		le := binary.LittleEndian
-		// Keep the locks free (a held lock would only make Try* report
-		// busy) and repair the checksum often enough to reach the ring.
-		le.PutUint64(image[offPLock:], 0)
-		le.PutUint64(image[offCLock:], 0)
+		if mode&8 == 0 {
+			le.PutUint64(image[offPLock:], 0)
+			le.PutUint64(image[offCLock:], 0)
+			if mode&1 != 0 {
+				le.PutUint64(image[offPLock:], dead)
+			}
+			if mode&2 != 0 {
+				le.PutUint64(image[offCLock:], dead)
+			}
+		}
+		// Repair the checksum often enough to reach the ring.
 		if image[offCRC+3]&1 == 0 {
 			writeConfig(image[:ctlSize], config{le.Uint64(image[offCap:]), le.Uint64(image[offMaxMsg:])})
 		}
@@ -97,14 +196,22 @@ func FuzzQueue(f *testing.F) {
 			return
 		}
 		defer q.Detach()
+		if mode&4 != 0 {
+			q.cachedHead = cached
+		}
 		buf := make([]byte, 64)
 		for i := range 8 {
+			q.Stats()
 			q.TryGet()
 			q.TryGetInto(buf)
 			q.TryPut(buf[:i*9])
 			q.Len()
 		}
-	})
+		if mode&8 == 0 {
+			q.Close()
+			q.TryGet()
+		}
+	}
 }
 
 func TestDecodeHeader(t *testing.T) {

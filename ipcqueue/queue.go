@@ -2,6 +2,7 @@ package ipcqueue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/bits"
@@ -272,6 +273,10 @@ func (q *Queue) put(ctx context.Context, msg []byte, block bool) (bool, error) {
 			return false, ErrClosed
 		}
 		t := q.tail.Load()
+		if t&7 != 0 {
+			q.plock.unlock()
+			return false, fmt.Errorf("%w: tail %d", ErrCorrupt, t)
+		}
 		var pad uint64
 		if off := t & q.mask; off+L > q.cap {
 			pad = q.cap - off
@@ -365,8 +370,7 @@ func (q *Queue) lockProducers(ctx context.Context, block bool) error {
 	}
 	if !block {
 		if q.plock.recoverDead(q.me) {
-			q.repairProducer()
-			return nil
+			return q.repairLocked()
 		}
 		return errBusy
 	}
@@ -375,16 +379,30 @@ func (q *Queue) lockProducers(ctx context.Context, block bool) error {
 		return err
 	}
 	if rec {
-		q.repairProducer()
+		return q.repairLocked()
+	}
+	return nil
+}
+
+// repairLocked runs repairProducer with the lock just taken over, and
+// releases the lock if the queue is corrupt.
+func (q *Queue) repairLocked() error {
+	if err := q.repairProducer(); err != nil {
+		q.plock.unlock()
+		return err
 	}
 	return nil
 }
 
 // repairProducer runs with the producer lock taken over from a dead
 // holder: it advances tail over whatever the holder committed, and counts
-// a dropped message if it committed nothing.
-func (q *Queue) repairProducer() {
+// a dropped message if it committed nothing. An impossible tail is
+// ErrCorrupt (the lock stays held: the caller releases it).
+func (q *Queue) repairProducer() error {
 	t := q.tail.Load()
+	if t&7 != 0 {
+		return fmt.Errorf("%w: tail %d", ErrCorrupt, t)
+	}
 	committed := false
 	for range 2 { // at most a padding record and the record after it
 		w := q.hdr(t).Load()
@@ -407,6 +425,7 @@ func (q *Queue) repairProducer() {
 		q.dropped.Add(1)
 	}
 	wake(q.dataFx)
+	return nil
 }
 
 // Get removes and returns the oldest message, waiting while the queue is
@@ -497,8 +516,12 @@ func (q *Queue) get(ctx context.Context, buf []byte, out *[]byte, block bool) (i
 					q.getSpin.slept(start)
 				} else if q.plock.recoverDead(q.me) {
 					// A long sleep, and a producer died inside Put.
-					q.repairProducer()
+					err := q.repairProducer()
 					q.plock.unlock()
+					if err != nil {
+						q.clock.unlock()
+						return 0, false, err
+					}
 				}
 			}
 			continue
@@ -589,7 +612,8 @@ type Stats struct {
 }
 
 // Stats returns the queue's counters. It also notices a producer that
-// died inside Put (and counts its message in Dropped).
+// died inside Put (and counts its message in Dropped); on a corrupt queue
+// it only reads the counters.
 func (q *Queue) Stats() Stats {
 	if q.check() != nil {
 		return Stats{}
@@ -613,15 +637,19 @@ func (q *Queue) Close() error {
 		return err
 	}
 	// Under the producer lock, so that every Put either committed before
-	// Close or sees closed.
-	if err := q.lockProducers(context.Background(), true); err != nil {
+	// Close or sees closed. A corrupt queue is closed all the same (no Put
+	// can commit on it), and Close reports the corruption.
+	err := q.lockProducers(context.Background(), true)
+	if err != nil && !errors.Is(err, ErrCorrupt) {
 		return err
 	}
 	q.closed.Store(1)
-	q.plock.unlock()
+	if err == nil {
+		q.plock.unlock()
+	}
 	wakeAll(q.dataFx)
 	wakeAll(q.spaceFx)
-	return nil
+	return err
 }
 
 // Closed reports whether the queue has been closed.
