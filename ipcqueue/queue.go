@@ -434,7 +434,7 @@ func (q *Queue) repairProducer() error {
 // the caller's.
 func (q *Queue) Get(ctx context.Context) ([]byte, error) {
 	var out []byte
-	_, _, err := q.get(ctx, nil, &out, true)
+	_, _, err := q.get(ctx, nil, &out, true, false)
 	return out, err
 }
 
@@ -442,7 +442,7 @@ func (q *Queue) Get(ctx context.Context) ([]byte, error) {
 // without allocating. If buf is too short it returns the message's length
 // and [io.ErrShortBuffer], leaving the message in the queue.
 func (q *Queue) GetInto(ctx context.Context, buf []byte) (int, error) {
-	n, _, err := q.get(ctx, buf, nil, true)
+	n, _, err := q.get(ctx, buf, nil, true, false)
 	return n, err
 }
 
@@ -450,22 +450,24 @@ func (q *Queue) GetInto(ctx context.Context, buf []byte) (int, error) {
 // the queue is empty (or another consumer holds the consumer lock a
 // moment). A closed, drained queue returns [io.EOF].
 func (q *Queue) TryGet() (msg []byte, ok bool, err error) {
-	_, ok, err = q.get(context.Background(), nil, &msg, false)
+	_, ok, err = q.get(context.Background(), nil, &msg, false, false)
 	return msg, ok, err
 }
 
 // TryGetInto is TryGet into buf; see [Queue.GetInto].
 func (q *Queue) TryGetInto(buf []byte) (n int, ok bool, err error) {
-	return q.get(context.Background(), buf, nil, false)
+	return q.get(context.Background(), buf, nil, false, false)
 }
 
-// get takes one message into buf, or into a new *out if out != nil.
+// get takes one message into buf, or into a new *out if out != nil. A
+// message longer than buf stays in the queue (io.ErrShortBuffer), or with
+// discard is taken without being copied (its length says so).
 //
 // A consumer waits for data holding the consumer lock: the other consumers
 // could not take anything anyway, and with the lock held, head cannot move
 // under the waiter, so the word it polls is always the next record's header
 // (never payload that a producer is writing a lap later).
-func (q *Queue) get(ctx context.Context, buf []byte, out *[]byte, block bool) (int, bool, error) {
+func (q *Queue) get(ctx context.Context, buf []byte, out *[]byte, block, discard bool) (int, bool, error) {
 	if err := q.check(); err != nil {
 		return 0, false, err
 	}
@@ -531,8 +533,10 @@ func (q *Queue) get(ctx context.Context, buf []byte, out *[]byte, block bool) (i
 		if out != nil {
 			*out = append([]byte(nil), src...)
 		} else if n > len(buf) {
-			q.clock.unlock()
-			return n, false, io.ErrShortBuffer
+			if !discard {
+				q.clock.unlock()
+				return n, false, io.ErrShortBuffer
+			}
 		} else {
 			copy(buf, src)
 		}

@@ -16,7 +16,10 @@ import (
 //     no strings, slices, maps, interfaces, channels, funcs or pointers),
 //     a message is T's memory, byte for byte (unsafe.Sizeof(T) bytes): no
 //     encoding, no allocation. Every process must use the same T, built by
-//     the same compiler for the same architecture.
+//     the same compiler for the same architecture. A message of another
+//     length, or with a byte other than 0 or 1 where T has a bool (Go
+//     assumes a bool's byte is one of those), is [ErrCorrupt] and consumed.
+//     A T with more than maxBools bools uses gob instead.
 //   - Otherwise a message is one self-contained encoding/gob stream holding
 //     the value (type description included, so any consumer can decode any
 //     message), which allocates and costs microseconds.
@@ -27,7 +30,12 @@ type Typed[T any] struct {
 	q     *Queue
 	fixed bool
 	size  int
+	bools []uintptr // offsets of T's bools (fixed codec), checked on Get
 }
+
+// maxBools bounds the bools a fixed-size T may hold (each is checked on
+// every Get).
+const maxBools = 64
 
 // NewTyped returns a typed view of q. It fails with [ErrSize] if T is
 // fixed-size and larger than q's maximum message.
@@ -43,6 +51,11 @@ func (t *Typed[T]) init() error {
 	typ := reflect.TypeFor[T]()
 	t.fixed = pointerFree(typ)
 	t.size = int(typ.Size())
+	if t.fixed {
+		var ok bool
+		t.bools, ok = boolOffsets(typ, 0, nil)
+		t.fixed = ok
+	}
 	if t.fixed && t.size > t.q.MaxMsg() {
 		return fmt.Errorf("%w: %v takes %d bytes, the queue's maximum message is %d", ErrSize, typ, t.size, t.q.MaxMsg())
 	}
@@ -67,6 +80,48 @@ func pointerFree(typ reflect.Type) bool {
 		return true
 	}
 	return false
+}
+
+// boolOffsets appends to offs the offsets (from base) of typ's bools; ok
+// is false if there are more than maxBools.
+func boolOffsets(typ reflect.Type, base uintptr, offs []uintptr) ([]uintptr, bool) {
+	switch typ.Kind() {
+	case reflect.Bool:
+		offs = append(offs, base)
+	case reflect.Array:
+		for i := range typ.Len() {
+			var ok bool
+			if offs, ok = boolOffsets(typ.Elem(), base+uintptr(i)*typ.Elem().Size(), offs); !ok {
+				return nil, false
+			}
+		}
+	case reflect.Struct:
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			var ok bool
+			if offs, ok = boolOffsets(f.Type, base+f.Offset, offs); !ok {
+				return nil, false
+			}
+		}
+	}
+	return offs, len(offs) <= maxBools
+}
+
+// checkFixed returns ErrCorrupt unless a message of n bytes now in v is a
+// valid T.
+func (t *Typed[T]) checkFixed(v *T, n int) error {
+	if n != t.size {
+		return t.sizeErr(n)
+	}
+	if len(t.bools) > 0 {
+		b := bytesOf(v)
+		for _, off := range t.bools {
+			if b[off] > 1 {
+				return fmt.Errorf("%w: byte %d at the offset of a bool of %v", ErrCorrupt, b[off], reflect.TypeFor[T]())
+			}
+		}
+	}
+	return nil
 }
 
 // Queue returns the underlying byte queue.
@@ -134,9 +189,9 @@ func (t *Typed[T]) Get(ctx context.Context) (T, error) {
 		return t.decodeGob(b)
 	}
 	var v T
-	n, err := t.q.GetInto(ctx, bytesOf(&v))
-	if err == nil && n != t.size {
-		err = t.sizeErr(n)
+	n, _, err := t.q.get(ctx, bytesOf(&v), nil, true, true)
+	if err == nil {
+		err = t.checkFixed(&v, n)
 	}
 	if err != nil {
 		var zero T
@@ -156,9 +211,9 @@ func (t *Typed[T]) TryGet() (T, bool, error) {
 		v, err = t.decodeGob(b)
 		return v, true, err
 	}
-	n, ok, err := t.q.TryGetInto(bytesOf(&v))
-	if err == nil && ok && n != t.size {
-		err = t.sizeErr(n)
+	n, ok, err := t.q.get(context.Background(), bytesOf(&v), nil, false, true)
+	if err == nil && ok {
+		err = t.checkFixed(&v, n)
 	}
 	if err != nil || !ok {
 		var zero T
