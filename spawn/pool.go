@@ -519,8 +519,9 @@ func (p *Pool[In, Out]) onDeath(w *worker[In, Out]) {
 	werr := w.proc.Wait() // reaped already: returns at once
 	blame := -1
 	if !w.killed && len(w.out) > 0 {
-		if r := w.rec.Load(); r > 0 && r-1 >= int64(w.out[0].got) && r-1 < int64(w.out[0].n) {
-			blame = int(r - 1)
+		c := w.out[0]
+		if r := w.rec.Load(); recChunk(r) == uint32(c.id) && recPos(r)-1 >= c.got && recPos(r)-1 < c.n {
+			blame = recPos(r) - 1
 		}
 	}
 	var again []*chunk[In, Out]
@@ -574,14 +575,21 @@ func (p *Pool[In, Out]) appendChunk(cs []*chunk[In, Out], j *job[In, Out], lo, n
 	return append(cs, &chunk[In, Out]{id: p.chunkID, job: j, lo: lo, n: n})
 }
 
-// busy reports whether any work is pending or at a worker. Under mu.
+// busy reports whether any work of an unfinished call is pending or at a
+// worker (a chunk of a call that ended, cancelled or abandoned, does not
+// count: maybeDrain kills the workers that hold only such chunks). Under
+// mu.
 func (p *Pool[In, Out]) busy() bool {
-	if len(p.pending) > 0 {
-		return true
+	for _, c := range p.pending {
+		if !c.job.finished {
+			return true
+		}
 	}
 	for _, w := range p.workers {
-		if len(w.out) > 0 {
-			return true
+		for _, c := range w.out {
+			if !c.job.finished {
+				return true
+			}
 		}
 	}
 	return false
@@ -659,12 +667,18 @@ func (p *Pool[In, Out]) send(w *worker[In, Out], c *chunk[In, Out]) {
 }
 
 // maybeDrain closes the task queues once the pool is closed and idle, so
-// that the workers exit. Under mu.
+// that the workers exit; a worker that still holds chunks of calls that
+// ended (an Imap broken out of, say) is killed rather than left to run
+// them, perhaps forever. Under mu.
 func (p *Pool[In, Out]) maybeDrain() {
 	if !p.closed || p.busy() {
 		return
 	}
 	for _, w := range p.workers {
+		if len(w.out) > 0 && !w.killed {
+			w.killed = true
+			w.proc.Kill()
+		}
 		if !w.drained {
 			w.drained = true
 			w.tasks.Close()

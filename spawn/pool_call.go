@@ -88,9 +88,12 @@ func (p *Pool[In, Out]) abort(j *job[In, Out], err error) {
 	}
 }
 
-// cancelJob ends j because its call's context ended: its pending chunks
-// are dropped, and with kill, the workers running one of its chunks are
-// killed (and replaced), so that the pool is free again at once.
+// cancelJob ends j because its call's context ended, or its Imap loop
+// did: its pending chunks are dropped, and with kill, the workers inside
+// one of its chunks (by their in-flight records) are killed (and
+// replaced), so that the pool is free again at once. A worker that holds
+// a chunk of j but runs another call's item is left alone (its results
+// for j are ignored).
 func (p *Pool[In, Out]) cancelJob(j *job[In, Out], err error, kill bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -109,13 +112,28 @@ func (p *Pool[In, Out]) cancelJob(j *job[In, Out], err error, kill bool) {
 	p.pending = kept
 	if kill {
 		for _, w := range p.workers {
-			if len(w.out) > 0 && w.out[0].job == j && !w.killed {
+			if !w.killed && w.inside(j) {
 				w.killed = true
 				w.proc.Kill()
 			}
 		}
 	}
 	p.maybeDrain()
+}
+
+// inside reports whether w's in-flight record says it is inside one of
+// j's chunks (running an item, or between two). Under mu.
+func (w *worker[In, Out]) inside(j *job[In, Out]) bool {
+	r := w.rec.Load()
+	if r == 0 {
+		return false
+	}
+	for _, c := range w.out {
+		if c.job == j && recChunk(r) == uint32(c.id) {
+			return true
+		}
+	}
+	return false
 }
 
 // submit queues j's items in chunks of size and registers ctx's
@@ -219,7 +237,8 @@ func mapError(errs []error) error {
 // Pool.imap. A failed item yields its error (a [*TaskError] or a
 // [*WorkerError]) and the iteration goes on. If ctx is cancelled, or the
 // pool terminated, it yields one last (zero, error) and stops. Breaking out
-// of the loop drops the items not yet started.
+// of the loop drops the items not yet started and kills (and replaces) the
+// workers running its items.
 func (p *Pool[In, Out]) Imap(ctx context.Context, xs []In) iter.Seq2[Out, error] {
 	return func(yield func(Out, error) bool) {
 		var zero Out
@@ -228,7 +247,7 @@ func (p *Pool[In, Out]) Imap(ctx context.Context, xs []In) iter.Seq2[Out, error]
 			yield(zero, err)
 			return
 		}
-		defer p.cancelJob(j, context.Canceled, false)
+		defer p.cancelJob(j, context.Canceled, true)
 		ready := make([]bool, len(xs))
 		var outs []Out
 		var errs []error
@@ -286,7 +305,8 @@ type Result[Out any] struct {
 // Pool.imap_unordered. A failed item yields its index and a Result with the
 // error, and the iteration goes on. If ctx is cancelled, or the pool
 // terminated, it yields one last (-1, Result{Err: err}) and stops. Breaking
-// out of the loop drops the items not yet started.
+// out of the loop drops the items not yet started and kills (and replaces)
+// the workers running its items.
 func (p *Pool[In, Out]) ImapUnordered(ctx context.Context, xs []In) iter.Seq2[int, Result[Out]] {
 	return func(yield func(int, Result[Out]) bool) {
 		j := newJob[In, Out](xs, true)
@@ -294,7 +314,7 @@ func (p *Pool[In, Out]) ImapUnordered(ctx context.Context, xs []In) iter.Seq2[in
 			yield(-1, Result[Out]{Err: err})
 			return
 		}
-		defer p.cancelJob(j, context.Canceled, false)
+		defer p.cancelJob(j, context.Canceled, true)
 		var idx []int
 		var res []Result[Out]
 		for n := 0; n < len(xs); {

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ipckit/ipckit/shm"
 )
 
 // itask is the internal tests' pool task.
@@ -109,5 +111,56 @@ func TestPoolIdleWorkersKilled(t *testing.T) {
 	p.Close()
 	if err := p.Wait(); err != nil {
 		t.Fatalf("Wait = %v", err)
+	}
+}
+
+var isleep = Register("pool-internal-sleep", func(ctx context.Context, d time.Duration) error {
+	time.Sleep(d)
+	return nil
+})
+
+// TestCancelJobKillsOnlyItsWorker: a worker holds a chunk of call A (run,
+// its results not yet read) and runs an item of call B's chunk;
+// cancelling A must not kill it (that would kill B's item), cancelling B
+// must.
+func TestCancelJobKillsOnlyItsWorker(t *testing.T) {
+	proc, err := Start(context.Background(), isleep, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		proc.Kill()
+		proc.Wait()
+	}()
+	rec, err := shm.NewInt64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Close()
+	p := &Pool[int, int]{workers: map[uint64]*worker[int, int]{}, jobs: map[*job[int, int]]struct{}{}}
+	w := &worker[int, int]{serial: 1, proc: proc, rec: rec}
+	p.workers[1] = w
+	a, b := newJob[int, int]([]int{1}, false), newJob[int, int]([]int{2}, false)
+	p.jobs[a], p.jobs[b] = struct{}{}, struct{}{}
+	w.out = []*chunk[int, int]{{id: 7, job: a, n: 1, worker: w}, {id: 8, job: b, n: 1, worker: w}}
+	rec.Store(recWord(8, 1)) // inside B's item
+
+	p.cancelJob(a, context.Canceled, true)
+	select {
+	case <-proc.Done():
+		t.Fatal("cancelling call A killed the worker running call B's item")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if w.killed {
+		t.Fatal("cancelling call A marked B's worker killed")
+	}
+	p.cancelJob(b, context.Canceled, true)
+	select {
+	case <-proc.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("cancelling call B left its worker running")
+	}
+	if !w.killed {
+		t.Fatal("the worker killed for B is not marked killed")
 	}
 }

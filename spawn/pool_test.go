@@ -629,3 +629,54 @@ func TestMapLargeMessages(t *testing.T) {
 		}
 	}
 }
+
+// TestPoolImapBreakThenClose: breaking out of Imap or ImapUnordered while
+// one of its items runs forever (or waits at a worker to run) must not
+// keep Close+Wait waiting for it: the workers inside its items are killed
+// at the break, and Close kills those that still hold only its chunks.
+func TestPoolImapBreakThenClose(t *testing.T) {
+	forever := poolIn{X: 3600_000, Op: "sleep"} // an hour
+	for _, c := range []struct {
+		name    string
+		workers int
+		xs      []poolIn
+		unord   bool
+	}{
+		{"running", 2, []poolIn{{X: 1}, forever, {X: 3}}, false},
+		{"queued", 1, []poolIn{{X: 1}, forever}, false},
+		{"unordered", 2, []poolIn{{X: 1}, forever, {X: 3}}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := newPool(t, work, &spawn.PoolOptions{Workers: c.workers, ChunkSize: 1})
+			if c.unord {
+				for _, r := range p.ImapUnordered(t.Context(), c.xs) {
+					if r.Err != nil {
+						t.Fatal(r.Err)
+					}
+					break
+				}
+			} else {
+				for _, err := range p.Imap(t.Context(), c.xs) {
+					if err != nil {
+						t.Fatal(err)
+					}
+					break
+				}
+			}
+			p.Close()
+			done := make(chan error, 1)
+			go func() { done <- p.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("Wait = %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				p.Terminate()
+				<-done
+				t.Fatalf("Close+Wait still waiting after 10 s for an item of a loop broken out of")
+			}
+			noChildren(t)
+		})
+	}
+}

@@ -40,11 +40,14 @@ import (
 //
 // A chunk's results are normally one message; if that is too large, the
 // worker sends it in halves, in order, so the parent always holds a reported
-// prefix of every chunk (resultMsg.Lo). Before running the item at position
-// i of a chunk, the worker stores i+1 in its in-flight record (an shm.Int64
-// that only this worker writes and the parent reads after the worker has
-// been reaped); after the item it stores 0. A worker found dead with a
-// non-zero record was killed by that item, and only that item fails.
+// prefix of every chunk (resultMsg.Lo). The worker's in-flight record (an
+// shm.Int64 that only this worker writes, atomically) says what it runs:
+// before the item at position i of chunk id it stores recWord(id, i+1),
+// after the item recWord(id, 0), after the chunk 0. The parent reads it
+// after the worker has been reaped (a worker found dead inside an item of
+// the chunk it holds first was killed by that item, and only that item
+// fails) and, while the worker lives, when a call is cancelled (to kill
+// the worker only if it is inside one of that call's chunks).
 
 const (
 	msgCont  byte = 0
@@ -54,6 +57,19 @@ const (
 
 	serialLen = 8
 )
+
+// recWord is the in-flight record for chunk id, position pos1-1 (pos1 = 0:
+// between items). Only the low 32 bits of id are kept.
+func recWord(id uint64, pos1 int) int64 {
+	return int64(uint64(uint32(id))<<32 | uint64(uint32(pos1)))
+}
+
+// recChunk returns the low 32 bits of the chunk ID in record r.
+func recChunk(r int64) uint32 { return uint32(uint64(r) >> 32) }
+
+// recPos returns the position + 1 of the item running in record r (0:
+// none).
+func recPos(r int64) int { return int(uint32(uint64(r))) }
 
 // taskMsg is one chunk of inputs. Nil lists the positions of nil pointers
 // in Items (see withoutNils).
@@ -302,15 +318,16 @@ func workerLoop[In, Out any](ctx context.Context, fn func(context.Context, In) (
 		restoreNils(tm.Items, tm.Nil)
 		res := resultMsg[Out]{ID: tm.ID, N: len(tm.Items), Outs: make([]Out, len(tm.Items))}
 		for i, x := range tm.Items {
-			s.Rec.Store(int64(i + 1))
+			s.Rec.Store(recWord(tm.ID, i+1))
 			o, ierr := callTask(ctx, fn, x, i)
-			s.Rec.Store(0)
+			s.Rec.Store(recWord(tm.ID, 0))
 			if ierr != nil {
 				res.Errs = append(res.Errs, *ierr)
 			} else {
 				res.Outs[i] = o
 			}
 		}
+		s.Rec.Store(0)
 		if err := send(&res); err != nil {
 			return err
 		}

@@ -44,8 +44,8 @@ func TestWorkerLoopHeap(t *testing.T) {
 	// names it (pos+1 within its chunk is carried in the item).
 	fn := func(_ context.Context, x [3]int) (int, error) {
 		w, pos, v := x[0], x[1], x[2]
-		if got := recs[w].Load(); got != int64(pos+1) {
-			return 0, fmt.Errorf("in-flight record %d, want %d", got, pos+1)
+		if got := recs[w].Load(); recPos(got) != pos+1 || recChunk(got) == 0 {
+			return 0, fmt.Errorf("in-flight record %#x, want position %d", got, pos+1)
 		}
 		switch {
 		case v%97 == 13:
