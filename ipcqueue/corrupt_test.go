@@ -237,3 +237,34 @@ func TestDecodeHeader(t *testing.T) {
 		}
 	}
 }
+
+// TestDroppedAfterPublish: a producer that dies after publishing tail but
+// before unlocking has delivered its message: it is not counted as
+// dropped. One that dies after claiming space and before publishing is.
+func TestDroppedAfterPublish(t *testing.T) {
+	dead := deadWord(t)
+	q := heapQueue(t, 1024, nil)
+	if err := q.Put(t.Context(), []byte("delivered")); err != nil {
+		t.Fatal(err)
+	}
+	q.plock.word.Store(dead) // died between publishing tail and unlocking
+	if st := q.Stats(); st.Dropped != 0 {
+		t.Fatalf("Stats = %+v: a delivered message counted as dropped", st)
+	}
+	if m, err := q.Get(t.Context()); err != nil || string(m) != "delivered" {
+		t.Fatalf("Get = %q, %v", m, err)
+	}
+
+	// Died after claiming, before writing anything else.
+	q.claim.Store(q.tail.Load() + 16)
+	q.plock.word.Store(dead)
+	if st := q.Stats(); st.Dropped != 1 {
+		t.Fatalf("Stats = %+v: want one dropped message", st)
+	}
+	if ok, err := q.TryPut([]byte("next")); !ok || err != nil {
+		t.Fatalf("TryPut after the repair = %v, %v", ok, err)
+	}
+	if m, err := q.Get(t.Context()); err != nil || string(m) != "next" {
+		t.Fatalf("Get = %q, %v", m, err)
+	}
+}

@@ -99,6 +99,9 @@ import (
 //	 136    8 tail       producer lock holder            producers, repair
 //	 144    8 puts       producer lock holder            Stats, Len
 //	 152    8 dropped    whoever recovers a lock         Stats
+//	 160    8 claim      producer lock holder: the tail  repair (after the
+//	                     it will publish, before it      holder died)
+//	                     writes its record
 //	 256    4 plockFx    lock futex (bit 0: sleepers)    producers
 //	 384    8 clock      consumer lock word              consumers, recovery
 //	 392    8 head       consumer lock holder            consumers; producers when full
@@ -124,6 +127,7 @@ const (
 	offTail     = 136
 	offPuts     = 144
 	offDropped  = 152
+	offClaim    = 160
 	offPLockFx  = 256
 	offCLock    = 384
 	offHead     = 392
@@ -136,7 +140,7 @@ const (
 	offWaits    = 1024
 	ctlSize     = 1152
 	qMagic      = 0x51435049 // "IPCQ"
-	qVersion    = 2
+	qVersion    = 3          // 3: claim
 	hdrSize     = 8
 	minCapacity = 64
 	maxCapacity = 1 << 40

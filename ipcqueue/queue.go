@@ -62,6 +62,7 @@ type Queue struct {
 	freed        *atomic.Uint64
 	puts, gets   *atomic.Uint64
 	dropped      *atomic.Uint64
+	claim        *atomic.Uint64
 	cdead        *atomic.Uint64
 	waits        *atomic.Uint64
 	closed       *atomic.Uint32
@@ -201,6 +202,7 @@ func (q *Queue) attachTo(seg *shm.Segment, opts *Options) error {
 	q.freed = u64At(q.ctl, offFreed)
 	q.puts, q.gets = u64At(q.ctl, offPuts), u64At(q.ctl, offGets)
 	q.dropped, q.cdead = u64At(q.ctl, offDropped), u64At(q.ctl, offCDead)
+	q.claim = u64At(q.ctl, offClaim)
 	q.waits = u64At(q.ctl, offWaits)
 	q.closed = u32At(q.ctl, offClosed)
 	q.dataFx, q.spaceFx = u32At(q.ctl, offDataFx), u32At(q.ctl, offSpaceFx)
@@ -320,7 +322,11 @@ func (q *Queue) put(ctx context.Context, msg []byte, block bool) (bool, error) {
 			}
 			continue
 		}
-		// Write the record (and the padding before it, committed last).
+		// Claim (for a repairer, should this process die before it
+		// publishes tail), then write the record (and the padding before
+		// it, committed last). A plain store: only a repairer reads claim,
+		// after this process is dead.
+		storeRel(q.claim, end)
 		p := t + pad
 		o := p & q.mask
 		plainZero64(q.ring, int((p+L)&q.mask))
@@ -395,13 +401,21 @@ func (q *Queue) repairLocked() error {
 }
 
 // repairProducer runs with the producer lock taken over from a dead
-// holder: it advances tail over whatever the holder committed, and counts
-// a dropped message if it committed nothing. An impossible tail is
-// ErrCorrupt (the lock stays held: the caller releases it).
+// holder. If the holder's claim is not beyond tail, it had published its
+// record (it died before unlocking; its message is in the queue, though
+// not counted in puts), or it died before it began to write (its message
+// never entered the queue): nothing to do. Otherwise it advances tail over
+// whatever the holder committed, and counts a dropped message if it
+// committed nothing. An impossible tail is ErrCorrupt (the lock stays
+// held: the caller releases it).
 func (q *Queue) repairProducer() error {
 	t := q.tail.Load()
 	if t&7 != 0 {
 		return fmt.Errorf("%w: tail %d", ErrCorrupt, t)
+	}
+	if c := q.claim.Load(); int64(c-t) <= 0 {
+		wake(q.dataFx)
+		return nil
 	}
 	committed := false
 	for range 2 { // at most a padding record and the record after it
