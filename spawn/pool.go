@@ -102,8 +102,11 @@ type PoolOptions struct {
 	Workers int
 	// ChunkSize is the number of items [Pool.Map] and the Imap calls send
 	// to a worker at once. 0 means automatic, as in Python:
-	// ceil(len/(4*Workers)), at most 65536 items (and a chunk whose
-	// encoding is too large for the task queue is split).
+	// ceil(len/(4*Workers)), at most 65536 items. A chunk whose encoding
+	// is too large for the task queue is split, and so is a chunk of
+	// results; but one item's input must encode (gob) in at most 256 KiB,
+	// and one item's result in at most 1 MiB: a larger one fails that item
+	// with a [*TaskError].
 	ChunkSize int
 	// Initializer, if set, runs once in each worker before its first task.
 	Initializer *Initializer
@@ -304,7 +307,7 @@ func (p *Pool[In, Out]) startWorker(serial uint64) (*worker[In, Out], error) {
 			return init.encode(enc)
 		}
 		return nil
-	}, []Option{Stdout(p.opts.Stdout), Stderr(io.MultiWriter(p.opts.Stderr, w.tail))})
+	}, []Option{Stdout(p.opts.Stdout), Stderr(&teeTail{user: p.opts.Stderr, tail: w.tail})})
 	if err != nil {
 		w.release()
 		return nil, err
@@ -785,6 +788,26 @@ func (p *Pool[In, Out]) Pids() []int {
 		pids = append(pids, w.proc.Pid)
 	}
 	return pids
+}
+
+// teeTail copies a worker's stderr to the user's writer and to its tail
+// buffer. The tail always gets everything; after the user's writer fails
+// once it is no longer written to, and its error is not reported (it would
+// stop the copying, and the tail with it).
+type teeTail struct {
+	user   io.Writer
+	tail   *tailBuffer
+	failed bool // written by the one copying goroutine only
+}
+
+func (t *teeTail) Write(b []byte) (int, error) {
+	t.tail.Write(b)
+	if !t.failed {
+		if n, err := t.user.Write(b); err != nil || n != len(b) {
+			t.failed = true
+		}
+	}
+	return len(b), nil
 }
 
 // tailBuffer keeps the last stderrTail bytes written to it.

@@ -680,3 +680,23 @@ func TestPoolImapBreakThenClose(t *testing.T) {
 		})
 	}
 }
+
+// failWriter fails every write.
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, errors.New("no space") }
+
+// TestPoolStderrTailWriterFails: a Stderr writer that fails does not cost
+// the WorkerError its stderr tail.
+func TestPoolStderrTailWriterFails(t *testing.T) {
+	p := newPool(t, work, &spawn.PoolOptions{Workers: 1, Stderr: failWriter{}})
+	_, err := p.Map(t.Context(), []poolIn{{X: 1, Op: "fail"}, {X: 2, Op: "kill"}, {X: 3}})
+	var we *spawn.WorkerError
+	if !errors.As(err, &we) || we.Task != 1 {
+		t.Fatalf("Map = %v, want item 1's WorkerError", err)
+	}
+	if !strings.Contains(we.Stderr, "task 2: killing myself") {
+		t.Fatalf("WorkerError.Stderr = %q, want the task's last words", we.Stderr)
+	}
+	closeWait(t, p)
+}
