@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/ipckit/ipckit/internal/futex"
 	"github.com/ipckit/ipckit/internal/proc"
@@ -63,11 +64,27 @@ func alive(w uint64) bool {
 type rlock struct {
 	word *atomic.Uint64
 	fx   *atomic.Uint32
+	// race is a Go-heap address standing for the lock under the race
+	// detector, which does not see atomics on a mapping as
+	// synchronization: without it, goroutines of one process sharing a
+	// handle would be reported racing on the handle's fields the lock
+	// guards (cachedHead). Unused otherwise.
+	race unsafe.Pointer
+}
+
+func newRlock(word *atomic.Uint64, fx *atomic.Uint32) rlock {
+	return rlock{word: word, fx: fx, race: unsafe.Pointer(new(uint64))}
+}
+
+// taken is called once the lock is held.
+func (l rlock) taken() bool {
+	raceAcquire(l.race)
+	return true
 }
 
 // tryLock takes the lock if it is free.
 func (l rlock) tryLock(me uint64) bool {
-	return l.word.Load() == 0 && l.word.CompareAndSwap(0, me)
+	return l.word.Load() == 0 && l.word.CompareAndSwap(0, me) && l.taken()
 }
 
 // lock takes the lock, waiting as long as a live holder holds it. It
@@ -103,7 +120,7 @@ func (l rlock) lock(ctx context.Context, me uint64, waits *atomic.Uint64) (recov
 			return false, nil
 		}
 		if errors.Is(werr, futex.ErrTimeout) || ctx.Done() != nil {
-			if w := l.word.Load(); w != 0 && w == holder && !alive(w) && l.word.CompareAndSwap(w, me) {
+			if w := l.word.Load(); w != 0 && w == holder && !alive(w) && l.word.CompareAndSwap(w, me) && l.taken() {
 				return true, nil
 			}
 		} else if werr != nil && !errors.Is(werr, futex.ErrTimeout) {
@@ -115,10 +132,11 @@ func (l rlock) lock(ctx context.Context, me uint64, waits *atomic.Uint64) (recov
 // recoverDead takes the lock over if its holder is dead (one /proc look-up).
 func (l rlock) recoverDead(me uint64) bool {
 	w := l.word.Load()
-	return w != 0 && w != me && !alive(w) && l.word.CompareAndSwap(w, me)
+	return w != 0 && w != me && !alive(w) && l.word.CompareAndSwap(w, me) && l.taken()
 }
 
 func (l rlock) unlock() {
+	raceRelease(l.race)
 	l.word.Store(0)
 	l.wakeWaiters()
 }
@@ -126,7 +144,10 @@ func (l rlock) unlock() {
 // unlockRel releases the lock with a release store only: the caller must
 // issue a full fence and then call wakeWaiters (the hot paths, which have
 // a counter to add anyway).
-func (l rlock) unlockRel() { storeRel(l.word, 0) }
+func (l rlock) unlockRel() {
+	raceRelease(l.race)
+	storeRel(l.word, 0)
+}
 
 // wakeWaiters wakes the lock's sleepers, if any.
 func (l rlock) wakeWaiters() {

@@ -196,8 +196,8 @@ func (q *Queue) attachTo(seg *shm.Segment, opts *Options) error {
 	q.seg, q.ctl, q.ring = seg, b[:ctlSize:ctlSize], b[ctlSize:end:end]
 	q.cap, q.mask, q.maxMsg, q.me = c.capacity, c.capacity-1, c.maxMsg, selfWord()
 	q.pubEvery = c.capacity / 8
-	q.plock = rlock{u64At(q.ctl, offPLock), u32At(q.ctl, offPLockFx)}
-	q.clock = rlock{u64At(q.ctl, offCLock), u32At(q.ctl, offCLockFx)}
+	q.plock = newRlock(u64At(q.ctl, offPLock), u32At(q.ctl, offPLockFx))
+	q.clock = newRlock(u64At(q.ctl, offCLock), u32At(q.ctl, offCLockFx))
 	q.tail, q.head = u64At(q.ctl, offTail), u64At(q.ctl, offHead)
 	q.freed = u64At(q.ctl, offFreed)
 	q.puts, q.gets = u64At(q.ctl, offPuts), u64At(q.ctl, offGets)

@@ -229,3 +229,33 @@ func runMPMC(t *testing.T, q *Queue, producers, consumers, per int) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestSharedHandleMapped: goroutines sharing one handle of a mapped
+// (memfd) queue, producers on a ring kept full. The race detector does not
+// see the locks' atomics on the mapping; the handle's fields they guard
+// must not be reported racing (see rlock.race).
+func TestSharedHandleMapped(t *testing.T) {
+	q, err := New(1024, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Detach()
+	const producers, per = 3, 2000
+	var wg sync.WaitGroup
+	for range producers {
+		wg.Go(func() {
+			for range per {
+				if err := q.Put(t.Context(), make([]byte, 100)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for range producers * per {
+		if _, err := q.Get(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+}
