@@ -40,10 +40,12 @@ import (
 // whose result the worker had not yet sent runs again (items are at least
 // once, except the one that killed its worker, which never runs again). A
 // fresh worker replaces the dead one unless the pool is stopping, or is
-// closed with nothing left to do. Workers that die before reporting ready
-// (their initializer done; see the wire protocol) are start failures;
-// maxStartFails in a row break the pool (Python's pool would respawn them
-// forever). A ready worker that dies, even idle, is simply replaced.
+// closed with nothing left to do. Workers that exit by themselves before
+// reporting ready (their initializer done; see the wire protocol) are start
+// failures; maxStartFails in a row break the pool (Python's pool would
+// respawn them forever). A worker killed by a signal (SIGKILL from an
+// operator or the OOM killer) is not a start failure, and a ready worker
+// that dies, even idle, is simply replaced.
 
 const (
 	maxOutstanding = 2       // chunks at a worker at once
@@ -543,7 +545,7 @@ func (p *Pool[In, Out]) onDeath(w *worker[In, Out]) {
 	w.out = nil
 	p.pending = append(again, p.pending...)
 	w.release()
-	if werr != nil && !w.killed && !w.ready && blame < 0 && !p.stopping {
+	if werr != nil && !w.killed && !w.ready && blame < 0 && !p.stopping && signalOf(werr) == nil {
 		p.startFails++
 		if p.startFails >= maxStartFails {
 			p.breakPool(fmt.Errorf("%w: %w", ErrBroken, newWorkerError(w, werr, -1)))
@@ -559,14 +561,20 @@ func (p *Pool[In, Out]) onDeath(w *worker[In, Out]) {
 }
 
 func newWorkerError[In, Out any](w *worker[In, Out], werr error, task int) *WorkerError {
-	e := &WorkerError{Task: task, Pid: w.proc.Pid, ExitCode: w.proc.ExitCode(), Stderr: w.tail.String(), Err: werr}
+	return &WorkerError{Task: task, Pid: w.proc.Pid, ExitCode: w.proc.ExitCode(), Stderr: w.tail.String(),
+		Err: werr, Signal: signalOf(werr)}
+}
+
+// signalOf returns the signal that killed a process, from its Wait error,
+// or nil if it exited by itself.
+func signalOf(werr error) os.Signal {
 	var ee *exec.ExitError
 	if errors.As(werr, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			e.Signal = ws.Signal()
+			return ws.Signal()
 		}
 	}
-	return e
+	return nil
 }
 
 // appendChunk appends a new chunk of n items of j at lo, if n > 0.

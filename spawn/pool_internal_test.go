@@ -164,3 +164,40 @@ func TestCancelJobKillsOnlyItsWorker(t *testing.T) {
 		t.Fatal("the worker killed for B is not marked killed")
 	}
 }
+
+// Workers killed by a signal as soon as they start, before they report
+// ready, are not start failures: the pool goes on replacing them.
+func TestPoolWorkersKilledBeforeReady(t *testing.T) {
+	const n = 2
+	p, err := NewPool(context.Background(), itask, &PoolOptions{Workers: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		p.Terminate()
+		p.Wait()
+	}()
+	seen := map[int]bool{}
+	for range 2*maxStartFails + 1 {
+		deadline := time.Now().Add(5 * time.Second)
+		var fresh []int
+		for len(fresh) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("no fresh worker after %v; Pids = %v", 5*time.Second, p.Pids())
+			}
+			for _, pid := range p.Pids() {
+				if !seen[pid] {
+					fresh = append(fresh, pid)
+				}
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		for _, pid := range fresh {
+			seen[pid] = true
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	if y, err := p.Apply(context.Background(), 4); err != nil || y != 5 {
+		t.Fatalf("Apply after killing starting workers = %d, %v", y, err)
+	}
+}
