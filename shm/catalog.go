@@ -80,6 +80,7 @@ var errRetry = errors.New("shm: retry")
 // zero Catalog is not usable: get one from [NewCatalog], [CreateCatalog] or
 // [OpenCatalog]. The values it returns live until the Catalog is closed.
 type Catalog struct {
+	_       noCopy
 	seg     *Segment
 	entries int
 	bump    *atomic.Uint64
@@ -108,6 +109,7 @@ func CreateCatalog(name string, size int, opts *Options) (*Catalog, error) {
 }
 
 // OpenCatalog opens the catalog in the named segment made by [CreateCatalog].
+// opts is unused: the segment's kind is always checked to be KindCatalog.
 func OpenCatalog(name string, opts *Options) (*Catalog, error) {
 	seg, err := Open(name, &Options{Kind: KindCatalog})
 	if err != nil {
@@ -170,7 +172,7 @@ func (c *Catalog) GobDecode(b []byte) error {
 		seg.Close()
 		return err
 	}
-	*c = *o
+	c.seg, c.entries, c.bump, c.data = o.seg, o.entries, o.bump, o.data
 	return nil
 }
 

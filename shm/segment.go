@@ -255,8 +255,9 @@ func (s *Segment) Name() string { return s.name }
 func (s *Segment) Kind() Kind { return s.kind }
 
 // Close unmaps the segment. It is safe to call twice; the second call does
-// nothing. Its addresses stay reserved, so a stale use of its bytes or of a
-// value in it faults (see [Guard]) rather than touching other memory. Close
+// nothing. A mapped segment's addresses stay reserved, so a stale use of its
+// bytes or of a value in it faults (see [Guard]) rather than touching other
+// memory; a heap segment's memory stays with the garbage collector. Close
 // does not remove a named segment: see [Remove].
 func (s *Segment) Close() error {
 	s.mu.Lock()

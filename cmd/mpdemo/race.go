@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -60,11 +61,7 @@ func addTwice(ctx context.Context, lock *semaphore.Mutex) error {
 		p1.Wait()
 		return err
 	}
-	err1, err2 := p1.Wait(), p2.Wait()
-	if err1 != nil {
-		return err1
-	}
-	return err2
+	return errors.Join(p1.Wait(), p2.Wait())
 }
 
 // race is the tutorial's shared-memory demo without a lock: the running
