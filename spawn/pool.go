@@ -60,8 +60,7 @@ const (
 // worker processes. A Task is made once, at package level, and is safe for
 // concurrent use; the zero Task is not usable.
 type Task[In, Out any] struct {
-	e  *entry
-	fn func(context.Context, In) (Out, error)
+	e *entry
 }
 
 // RegisterTask registers fn under name, which must be unique in the
@@ -73,7 +72,7 @@ type Task[In, Out any] struct {
 // error it returns, or a panic, fails that item only (as a [*TaskError]);
 // the worker goes on.
 func RegisterTask[In, Out any](name string, fn func(ctx context.Context, x In) (Out, error)) *Task[In, Out] {
-	t := &Task[In, Out]{fn: fn, e: workerEntry(name, fn)}
+	t := &Task[In, Out]{e: workerEntry(name, fn)}
 	register(t.e)
 	return t
 }

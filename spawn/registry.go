@@ -62,8 +62,7 @@ type wireArg[A any] struct{ V A }
 // pass it to [Start] or [Run]. A Func is made once, at package level, and is
 // safe for concurrent use. The zero Func is not usable.
 type Func[A any] struct {
-	e  *entry
-	fn func(ctx context.Context, arg A) error
+	e *entry
 }
 
 // Register registers fn under name, which must be unique in the program, and
@@ -76,7 +75,7 @@ type Func[A any] struct {
 // no channels or functions. It may hold shm segments and values and the
 // other ipckit shared objects.
 func Register[A any](name string, fn func(ctx context.Context, arg A) error) *Func[A] {
-	f := &Func[A]{fn: fn}
+	f := &Func[A]{}
 	f.e = &entry{
 		name: name,
 		typ:  reflect.TypeFor[A]().String(),

@@ -244,8 +244,11 @@ func (p *Process) statusError(st status) error {
 // Wait waits for the child to exit and returns nil if its function returned
 // nil; otherwise a [*ChildError], a [*PanicError], an [*exec.ExitError], or,
 // if the end of Start's ctx killed the child, an error wrapping ctx's error
-// (a child that had exited on its own by then reports its own result). Wait may be called any
-// number of times, from any goroutine; every call returns the same error.
+// (a child that had exited on its own by then reports its own result). A
+// child that could not run the function reports an error wrapping
+// [ErrUnregistered], [ErrMismatch], [ErrArgument] or [ErrStatus]. Wait may
+// be called any number of times, from any goroutine; every call returns the
+// same error.
 func (p *Process) Wait() error {
 	<-p.done
 	return p.err
