@@ -154,8 +154,9 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// This file holds every unsafe cast of the package. Callers pass offsets
-// they have bounds-checked and 8-aligned (the payload is 64-aligned).
+// This file and Queue.at hold the unsafe casts of the package. Callers
+// pass offsets they have bounds-checked and 8-aligned (the payload is
+// 64-aligned).
 
 func u64At(b []byte, off int) *atomic.Uint64 {
 	return (*atomic.Uint64)(unsafe.Pointer(&b[off : off+8][0]))
@@ -163,12 +164,6 @@ func u64At(b []byte, off int) *atomic.Uint64 {
 
 func u32At(b []byte, off int) *atomic.Uint32 {
 	return (*atomic.Uint32)(unsafe.Pointer(&b[off : off+4][0]))
-}
-
-// plainZero64 writes 0 to the 8 bytes at off without an atomic: used for
-// terminators, which are published by the commit store that follows.
-func plainZero64(b []byte, off int) {
-	*(*uint64)(unsafe.Pointer(&b[off : off+8][0])) = 0
 }
 
 // bytesOf returns the memory of *p as bytes (pointer-free T only).

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/ipckit/ipckit/shm"
 )
@@ -50,8 +51,9 @@ type Queue struct {
 	_ noCopy
 
 	seg    *shm.Segment
-	ctl    []byte // control block
-	ring   []byte // capacity bytes
+	ctl    []byte         // control block
+	ring   []byte         // capacity bytes
+	base   unsafe.Pointer // &ring[0]
 	cap    uint64
 	mask   uint64
 	maxMsg uint64
@@ -76,6 +78,7 @@ type Queue struct {
 	pubEvery   uint64 // consumers publish freed every pubEvery bytes
 
 	putSpin, getSpin spinner
+	pace             pacer // under the consumer lock
 	detached         atomic.Bool
 
 	// fault, if set (tests only), is called at named points of Put and
@@ -194,6 +197,7 @@ func (q *Queue) attachTo(seg *shm.Segment, opts *Options) error {
 	}
 	end := ctlSize + int(c.capacity)
 	q.seg, q.ctl, q.ring = seg, b[:ctlSize:ctlSize], b[ctlSize:end:end]
+	q.base = unsafe.Pointer(&q.ring[0])
 	q.cap, q.mask, q.maxMsg, q.me = c.capacity, c.capacity-1, c.maxMsg, selfWord()
 	q.pubEvery = c.capacity / 8
 	q.plock = newRlock(u64At(q.ctl, offPLock), u32At(q.ctl, offPLockFx))
@@ -230,7 +234,12 @@ func (q *Queue) MaxMsg() int { return int(q.maxMsg) }
 func (q *Queue) Segment() *shm.Segment { return q.seg }
 
 // hdr returns the header word at position p (8-aligned: in bounds).
-func (q *Queue) hdr(p uint64) *atomic.Uint64 { return u64At(q.ring, int(p&q.mask)) }
+func (q *Queue) hdr(p uint64) *atomic.Uint64 { return (*atomic.Uint64)(q.at(p & q.mask)) }
+
+// at is the address of ring offset off (< capacity), without a bounds
+// check: the hot paths index the ring only at offsets they have masked or
+// validated.
+func (q *Queue) at(off uint64) unsafe.Pointer { return unsafe.Add(q.base, off) }
 
 func (q *Queue) check() error {
 	if q.detached.Load() {
@@ -244,6 +253,9 @@ func (q *Queue) check() error {
 // [ErrClosed] once the queue is closed, and ctx.Err() (nothing written)
 // if ctx is done first. Put does not retain msg.
 func (q *Queue) Put(ctx context.Context, msg []byte) error {
+	if q.putFast(msg) {
+		return nil
+	}
 	_, err := q.put(ctx, msg, true)
 	return err
 }
@@ -251,7 +263,32 @@ func (q *Queue) Put(ctx context.Context, msg []byte) error {
 // TryPut appends msg if there is room now: false, nil means the queue is
 // full (or another producer holds the producer lock a moment).
 func (q *Queue) TryPut(msg []byte) (bool, error) {
+	if q.putFast(msg) {
+		return true, nil
+	}
 	return q.put(context.Background(), msg, false)
+}
+
+// putFast is Put's common case: the producer lock is free, the queue open,
+// and the record fits before the ring's end within the cached free space.
+// In every other case it changes nothing and reports false, and the
+// general path (put) decides. It has no loop and no error to build, and
+// indexes the ring without bounds checks at offsets it has validated:
+// BenchmarkInProcess (Put then GetInto) 27-29 ns against 30-32 ns for the
+// general path, measured side by side.
+func (q *Queue) putFast(msg []byte) bool {
+	n := uint64(len(msg))
+	if n > q.maxMsg || q.detached.Load() || !q.plock.tryLock(q.me) {
+		return false
+	}
+	t := q.tail.Load()
+	end := t + recLen(int(n))
+	if t&7 != 0 || (t&q.mask)+recLen(int(n)) > q.cap || end+hdrSize-q.cachedHead > q.cap || q.closed.Load() != 0 {
+		q.plock.unlock()
+		return false
+	}
+	q.write(t, 0, msg)
+	return true
 }
 
 func (q *Queue) put(ctx context.Context, msg []byte, block bool) (bool, error) {
@@ -322,33 +359,41 @@ func (q *Queue) put(ctx context.Context, msg []byte, block bool) (bool, error) {
 			}
 			continue
 		}
-		// Claim (for a repairer, should this process die before it
-		// publishes tail), then write the record (and the padding before
-		// it, committed last). A plain store: only a repairer reads claim,
-		// after this process is dead.
-		storeRel(q.claim, end)
-		p := t + pad
-		o := p & q.mask
-		plainZero64(q.ring, int((p+L)&q.mask))
-		copy(q.ring[o+hdrSize:], msg)
-		if q.fault != nil {
-			q.fault("put")
-		}
-		// Commit (release stores: the consumer's atomic load of the header
-		// pairs with them), publish tail, unlock; then the atomic add is
-		// the one full fence of Put, which orders those stores before the
-		// loads of the futex words (no lost wake-up, see wait.go).
-		storeRel(q.hdr(p), mkHeader(p, len(msg), false))
-		if pad != 0 {
-			storeRel(q.hdr(t), mkHeader(t, int(pad-hdrSize), true))
-		}
-		storeRel(q.tail, end)
-		q.plock.unlockRel()
-		q.puts.Add(1)
-		q.plock.wakeWaiters()
-		wake(q.dataFx)
+		q.write(t, pad, msg)
 		return true, nil
 	}
+}
+
+// write puts msg at tail t, after pad bytes of padding (0, or the rest of
+// the ring), under the producer lock, which it releases. The caller has
+// checked that the record and the terminator after it fit.
+func (q *Queue) write(t, pad uint64, msg []byte) {
+	// Claim (for a repairer, should this process die before it publishes
+	// tail), then write the record (and the padding before it, committed
+	// last). A plain store: only a repairer reads claim, after this
+	// process is dead.
+	p := t + pad
+	end := p + recLen(len(msg))
+	storeRel(q.claim, end)
+	o := p & q.mask
+	*(*uint64)(q.at(end & q.mask)) = 0 // the terminator
+	copy(unsafe.Slice((*byte)(q.at(o+hdrSize)), len(msg)), msg)
+	if q.fault != nil {
+		q.fault("put")
+	}
+	// Commit (release stores: the consumer's atomic load of the header
+	// pairs with them), publish tail, unlock; then the atomic add is the
+	// one full fence of Put, which orders those stores before the loads
+	// of the futex words (no lost wake-up, see wait.go).
+	storeRel(q.hdr(p), mkHeader(p, len(msg), false))
+	if pad != 0 {
+		storeRel(q.hdr(t), mkHeader(t, int(pad-hdrSize), true))
+	}
+	storeRel(q.tail, end)
+	q.plock.unlockRel()
+	q.puts.Add(1)
+	q.plock.wakeWaiters()
+	wake(q.dataFx)
 }
 
 // refreshHead sets cachedHead from w (freed or head), under the producer
@@ -448,6 +493,9 @@ func (q *Queue) repairProducer() error {
 // the caller's.
 func (q *Queue) Get(ctx context.Context) ([]byte, error) {
 	var out []byte
+	if _, ok := q.getFast(nil, &out); ok {
+		return out, nil
+	}
 	_, _, err := q.get(ctx, nil, &out, true, false)
 	return out, err
 }
@@ -456,6 +504,9 @@ func (q *Queue) Get(ctx context.Context) ([]byte, error) {
 // without allocating. If buf is too short it returns the message's length
 // and [io.ErrShortBuffer], leaving the message in the queue.
 func (q *Queue) GetInto(ctx context.Context, buf []byte) (int, error) {
+	if n, ok := q.getFast(buf, nil); ok {
+		return n, nil
+	}
 	n, _, err := q.get(ctx, buf, nil, true, false)
 	return n, err
 }
@@ -464,13 +515,53 @@ func (q *Queue) GetInto(ctx context.Context, buf []byte) (int, error) {
 // the queue is empty (or another consumer holds the consumer lock a
 // moment). A closed, drained queue returns [io.EOF].
 func (q *Queue) TryGet() (msg []byte, ok bool, err error) {
+	if _, ok := q.getFast(nil, &msg); ok {
+		return msg, true, nil
+	}
 	_, ok, err = q.get(context.Background(), nil, &msg, false, false)
 	return msg, ok, err
 }
 
 // TryGetInto is TryGet into buf; see [Queue.GetInto].
 func (q *Queue) TryGetInto(buf []byte) (n int, ok bool, err error) {
+	if n, ok := q.getFast(buf, nil); ok {
+		return n, true, nil
+	}
 	return q.get(context.Background(), buf, nil, false, false)
+}
+
+// getFixed takes one message into buf, taking a longer one without
+// copying it (its length says so): the fixed-size path of [Typed].
+func (q *Queue) getFixed(ctx context.Context, buf []byte, block bool) (int, bool, error) {
+	if n, ok := q.getFast(buf, nil); ok {
+		return n, true, nil
+	}
+	return q.get(ctx, buf, nil, block, true)
+}
+
+// getFast is Get's common case, short for the reason putFast is: the
+// consumer lock is free and the record at head is a committed message
+// that fits buf (or goes to a new *out). In every other case (empty,
+// padding, a corrupt word, a short buf) it changes nothing and reports
+// false, and the general path (get) decides.
+func (q *Queue) getFast(buf []byte, out *[]byte) (int, bool) {
+	if q.detached.Load() || !q.clock.tryLock(q.me) {
+		return 0, false
+	}
+	h := q.head.Load()
+	if h&7 != 0 {
+		q.clock.unlock()
+		return 0, false
+	}
+	w := q.hdr(h).Load()
+	l := w & lenMask
+	o := h & q.mask
+	if w>>32 != tagOf(h)>>32 || w&(flagCommit|flagPadding) != flagCommit || l > q.maxMsg || o+recLen(int(l)) > q.cap || (out == nil && int(l) > len(buf)) {
+		q.clock.unlock()
+		return 0, false
+	}
+	n := q.take(h, int(l), buf, out)
+	return n, true
 }
 
 // get takes one message into buf, or into a new *out if out != nil. A
@@ -523,6 +614,9 @@ func (q *Queue) get(ctx context.Context, buf []byte, out *[]byte, block, discard
 				return 0, false, nil
 			}
 			ready := func() bool { return hw.Load() != 0 || q.closed.Load() != 0 }
+			if q.getSpin.maxNs.Load() > 0 { // pausing is spinning
+				q.pace.wait()
+			}
 			if ok, start := q.getSpin.spin(ready); !ok {
 				if err := sleep(ctx, q.dataFx, q.waits, ready); err != nil {
 					q.clock.unlock()
@@ -542,38 +636,47 @@ func (q *Queue) get(ctx context.Context, buf []byte, out *[]byte, block, discard
 			}
 			continue
 		}
-		o := int(h&q.mask) + hdrSize
-		src := q.ring[o : o+n]
-		if out != nil {
-			*out = append([]byte(nil), src...)
-		} else if n > len(buf) {
+		if out == nil && n > len(buf) {
 			if !discard {
 				q.clock.unlock()
 				return n, false, io.ErrShortBuffer
 			}
-		} else {
-			copy(buf, src)
+			buf = nil // taken without being copied
 		}
-		if q.fault != nil {
-			q.fault("get")
-		}
-		// Take the message (head), publish freed if due, unlock, then
-		// fence (the add) before looking at the futex words. The sleeper
-		// bit of spaceFx must be loaded after the fence, never before: a
-		// load before it may pass the head store still in this CPU's
-		// store buffer, while a producer sets the bit and re-reads the
-		// old head, and then nobody wakes it (a lost wake-up).
-		h += recLen(n)
-		storeRel(q.head, h)
-		if h-q.freed.Load() >= q.pubEvery {
-			storeRel(q.freed, h)
-		}
-		q.clock.unlockRel()
-		q.gets.Add(1)
-		q.clock.wakeWaiters()
-		wake(q.spaceFx)
-		return n, true, nil
+		return q.take(h, n, buf, out), true, nil
 	}
+}
+
+// take copies the n-byte message at head h into buf (or a new *out, if out
+// is not nil), removes it, and releases the consumer lock. The caller has
+// validated the record; buf may be shorter than n only to discard it.
+func (q *Queue) take(h uint64, n int, buf []byte, out *[]byte) int {
+	src := unsafe.Slice((*byte)(q.at(h&q.mask+hdrSize)), n)
+	if out != nil {
+		*out = append([]byte(nil), src...)
+	} else {
+		copy(buf, src)
+	}
+	if q.fault != nil {
+		q.fault("get")
+	}
+	// Take the message (head), publish freed if due, unlock, then fence
+	// (the add) before looking at the futex words. The sleeper bit of
+	// spaceFx must be loaded after the fence, never before: a load before
+	// it may pass the head store still in this CPU's store buffer, while a
+	// producer sets the bit and re-reads the old head, and then nobody
+	// wakes it (a lost wake-up).
+	h += recLen(n)
+	storeRel(q.head, h)
+	if h-q.freed.Load() >= q.pubEvery {
+		storeRel(q.freed, h)
+	}
+	q.pace.took++
+	q.clock.unlockRel()
+	q.gets.Add(1)
+	q.clock.wakeWaiters()
+	wake(q.spaceFx)
+	return n
 }
 
 // publish stores h in freed now and wakes sleeping producers (the consumer

@@ -169,3 +169,50 @@ func wakeAll(fx *atomic.Uint32) {
 	fx.Add(2)
 	futex.Wake(rawU32(fx), 0)
 }
+
+// pacer keeps a streaming consumer from chasing the producer record by
+// record. A consumer that polls the header a producer is writing pulls
+// that cache line away from the producer while it writes it: profiled
+// here, a producer streaming 64-byte messages to a caught-up consumer
+// spends three quarters of its time stalled in the copy into the ring. So
+// a consumer whose waits are part of a stream first pauses a moment
+// (pacePause PAUSEs, about 0.45 us here: BenchmarkPause) and then takes what arrived
+// meanwhile without waiting. Measured (cmd/ipcbench queue_64B, same
+// runs): 15.5-16 M msgs/s before the pacer and the short fast paths,
+// 17-18 after; the ping-pong round trip is unchanged. Whether it streams
+// is learnt: after a paused wait, at least two messages taken before the
+// next wait mean a stream (keep pausing); one means request-response
+// traffic, whose latency a pause would only add to (stop, and probe again
+// after paceProbe waits, so a stream is found within that many). A
+// handle that never spins never paces. Fields are guarded by the
+// consumer lock.
+type pacer struct {
+	took   int  // messages taken since the last wait
+	on     bool // pausing
+	probed bool // the last wait paused
+	waits  int  // waits since pausing stopped
+}
+
+const (
+	pacePause = 16  // PAUSEs of a paced wait
+	paceProbe = 256 // waits between two probes of an unpaced consumer
+)
+
+// wait is called when a blocking Get finds the queue empty, before it
+// spins; it pauses if the consumer streams (or probes whether it does).
+func (p *pacer) wait() {
+	if p.probed {
+		p.on = p.took >= 2
+	}
+	p.took = 0
+	if !p.on {
+		p.waits++
+		if p.waits < paceProbe {
+			p.probed = false
+			return
+		}
+		p.waits = 0
+	}
+	p.probed = true
+	procyield(pacePause)
+}
