@@ -302,7 +302,7 @@ func (q *Queue) put(ctx context.Context, msg []byte, block bool) (bool, error) {
 	exact := false // check head itself, not only freed
 	for {
 		if err := q.lockProducers(ctx, block); err != nil {
-			if err == errBusy {
+			if errors.Is(err, errBusy) {
 				return false, nil
 			}
 			return false, err
@@ -577,7 +577,7 @@ func (q *Queue) get(ctx context.Context, buf []byte, out *[]byte, block, discard
 		return 0, false, err
 	}
 	if err := q.lockConsumers(ctx, block); err != nil {
-		if err == errBusy {
+		if errors.Is(err, errBusy) {
 			return 0, false, nil
 		}
 		return 0, false, err

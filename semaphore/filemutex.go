@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/gob"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -258,7 +259,7 @@ func (m *FileMutex) TryLock() (bool, error) {
 		return false, err
 	}
 	err = m.acquiredEx()
-	return err != ErrNotRecoverable && err != os.ErrClosed, err
+	return !errors.Is(err, ErrNotRecoverable) && !errors.Is(err, os.ErrClosed), err
 }
 
 func (m *FileMutex) acquiredEx() error {
@@ -267,7 +268,7 @@ func (m *FileMutex) acquiredEx() error {
 		return os.ErrClosed
 	}
 	err := m.rec.acquired()
-	if err == ErrNotRecoverable {
+	if errors.Is(err, ErrNotRecoverable) {
 		m.drop(true)
 	}
 	return err
@@ -344,7 +345,7 @@ func (m *FileMutex) RLockContext(ctx context.Context) error {
 	m.readers++
 	<-m.rsem
 	err := m.rec.shared()
-	if err == ErrNotRecoverable {
+	if errors.Is(err, ErrNotRecoverable) {
 		m.runlock()
 	}
 	return err

@@ -2,6 +2,7 @@ package semaphore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -301,12 +302,12 @@ func (w mutexWords) tryLock() (bool, error) {
 		if v&pidMask == 0 {
 			if w.word.CompareAndSwap(v, self.pid|v&waitersBit) {
 				err := w.acquired()
-				return err != ErrNotRecoverable, err
+				return !errors.Is(err, ErrNotRecoverable), err
 			}
 			continue
 		}
 		if ok, err := w.recover(); ok {
-			return err != ErrNotRecoverable, err
+			return !errors.Is(err, ErrNotRecoverable), err
 		}
 		if v == w.word.Load() {
 			return false, nil
@@ -406,7 +407,7 @@ func (w mutexWords) lockRepair(ctx context.Context, repair func()) error {
 	} else {
 		err = w.lock(ctx)
 	}
-	if err == ErrOwnerDead {
+	if errors.Is(err, ErrOwnerDead) {
 		repair()
 		w.state.Store(stateConsistent)
 		return nil

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/gob"
+	"errors"
 	"fmt"
 	"os"
 	"runtime/debug"
@@ -173,7 +174,7 @@ func call(name string, argFile *os.File, report func(status, int) int) (st statu
 	if err == nil {
 		return status{}, 0
 	}
-	if ae, ok := err.(*argError); ok {
+	if ae := (*argError)(nil); errors.As(err, &ae) {
 		return status{kind: statusArgument, msg: ae.Error()}, exitSetup
 	}
 	return status{kind: statusError, msg: err.Error()}, exitError

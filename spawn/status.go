@@ -3,6 +3,7 @@ package spawn
 import (
 	"encoding/binary"
 	"fmt"
+	"unicode/utf8"
 )
 
 // Status protocol
@@ -47,11 +48,16 @@ type status struct {
 	msg, stack string
 }
 
+// truncate cuts s to at most maxField bytes, at a rune boundary.
 func truncate(s string) string {
-	if len(s) > maxField {
-		return s[:maxField]
+	if len(s) <= maxField {
+		return s
 	}
-	return s
+	cut := maxField
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
 }
 
 func (s status) marshal() []byte {

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 
 	"github.com/ipckit/ipckit/spawn"
 )
@@ -71,22 +72,13 @@ func choose(names []string) ([]demo, error) {
 	}
 	var out []demo
 	for _, n := range names {
-		i := indexOf(n)
+		i := slices.IndexFunc(demos, func(d demo) bool { return d.name == n })
 		if i < 0 {
 			return nil, fmt.Errorf("no demo named %q", n)
 		}
 		out = append(out, demos[i])
 	}
 	return out, nil
-}
-
-func indexOf(name string) int {
-	for i, d := range demos {
-		if d.name == name {
-			return i
-		}
-	}
-	return -1
 }
 
 func usage() {

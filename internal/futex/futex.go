@@ -46,7 +46,7 @@ func WaitContext(ctx context.Context, addr *uint32, val uint32, timeout time.Dur
 	if cerr := ctx.Err(); cerr != nil {
 		return cerr
 	}
-	if sliced && err == ErrTimeout {
+	if sliced && errors.Is(err, ErrTimeout) {
 		return nil
 	}
 	return err
