@@ -63,3 +63,12 @@ func TestMeasure(t *testing.T) {
 		}
 	}
 }
+
+// TestRawRing: the reference ring delivers every message (the last one
+// checked) and measures a rate.
+func TestRawRing(t *testing.T) {
+	mps, err := rawRate(&config{quick: true})
+	if err != nil || mps <= 0 {
+		t.Fatalf("rawRate: %v msgs/s, %v", mps, err)
+	}
+}

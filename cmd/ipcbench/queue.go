@@ -28,34 +28,42 @@ func streamCount(cfg *config, size int) int {
 // rate returns messages per second for n messages in d.
 func rate(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
 
-// receive starts a producer child with arg, reads its messages with read,
-// and returns messages per second, timed from the first message to the last
-// so that the child's start-up is left out.
-func receive(arg streamArg, opts []spawn.Option, read func(buf []byte) error) (float64, error) {
+// receive starts a producer child with start, reads n messages of size
+// bytes with read,
+// and returns messages per second, timed from the first message to the
+// last so that the child's start-up is left out.
+func receive(n, size int, start func(context.Context) (*spawn.Process, error), read func(p *spawn.Process, buf []byte) error) (float64, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	p, err := spawn.Start(ctx, produce, arg, opts...)
+	p, err := start(ctx)
 	if err != nil {
 		return 0, err
 	}
-	buf := make([]byte, arg.Size)
-	var start time.Time
-	for i := range arg.N {
-		if err = read(buf); err != nil {
+	buf := make([]byte, size)
+	var t0 time.Time
+	for i := range n {
+		if err = read(p, buf); err != nil {
 			break
 		}
 		if i == 0 {
-			start = time.Now()
+			t0 = time.Now()
 		}
 	}
-	d := time.Since(start)
+	d := time.Since(t0)
 	if err != nil {
 		cancel()
 	}
 	if werr := p.Wait(); err == nil {
 		err = werr
 	}
-	return rate(arg.N-1, d), err
+	return rate(n-1, d), err
+}
+
+// receiveStream is receive with the produce child writing arg.
+func receiveStream(arg streamArg, opts []spawn.Option, read func(buf []byte) error) (float64, error) {
+	return receive(arg.N, arg.Size, func(ctx context.Context) (*spawn.Process, error) {
+		return spawn.Start(ctx, produce, arg, opts...)
+	}, func(_ *spawn.Process, buf []byte) error { return read(buf) })
 }
 
 // queueRate measures the queue with a producer process and this process
@@ -67,7 +75,7 @@ func queueRate(cfg *config, size, capacity int) (float64, error) {
 	}
 	defer q.Detach()
 	ctx := context.Background()
-	return receive(streamArg{N: streamCount(cfg, size), Size: size, Q: q}, nil, func(buf []byte) error {
+	return receiveStream(streamArg{N: streamCount(cfg, size), Size: size, Q: q}, nil, func(buf []byte) error {
 		n, err := q.GetInto(ctx, buf)
 		if err == nil && n != len(buf) {
 			err = fmt.Errorf("got %d bytes, want %d", n, len(buf))
@@ -80,7 +88,7 @@ func queueRate(cfg *config, size, capacity int) (float64, error) {
 // option and whose read end is r.
 func fileRate(cfg *config, r *os.File, opt spawn.Option, socket bool) (float64, error) {
 	arg := streamArg{N: streamCount(cfg, msgSize), Size: msgSize, Socket: socket}
-	return receive(arg, []spawn.Option{opt}, func(buf []byte) error {
+	return receiveStream(arg, []spawn.Option{opt}, func(buf []byte) error {
 		_, err := io.ReadFull(r, buf)
 		return err
 	})
@@ -105,6 +113,7 @@ func queueMetrics() []metric {
 					defer w.Close()
 					return msgs(fileRate(cfg, r, spawn.Stdout(w), false))
 				}},
+				{"raw_spsc_ring", func(cfg *config) (float64, error) { return msgs(rawRate(cfg)) }},
 				{"uds_seqpacket", func(cfg *config) (float64, error) {
 					a, b, err := socketPair()
 					if err != nil {
