@@ -493,9 +493,6 @@ func (q *Queue) repairProducer() error {
 // the caller's.
 func (q *Queue) Get(ctx context.Context) ([]byte, error) {
 	var out []byte
-	if _, ok := q.getFast(nil, &out); ok {
-		return out, nil
-	}
 	_, _, err := q.get(ctx, nil, &out, true, false)
 	return out, err
 }
@@ -504,9 +501,6 @@ func (q *Queue) Get(ctx context.Context) ([]byte, error) {
 // without allocating. If buf is too short it returns the message's length
 // and [io.ErrShortBuffer], leaving the message in the queue.
 func (q *Queue) GetInto(ctx context.Context, buf []byte) (int, error) {
-	if n, ok := q.getFast(buf, nil); ok {
-		return n, nil
-	}
 	n, _, err := q.get(ctx, buf, nil, true, false)
 	return n, err
 }
@@ -515,53 +509,30 @@ func (q *Queue) GetInto(ctx context.Context, buf []byte) (int, error) {
 // the queue is empty (or another consumer holds the consumer lock a
 // moment). A closed, drained queue returns [io.EOF].
 func (q *Queue) TryGet() (msg []byte, ok bool, err error) {
-	if _, ok := q.getFast(nil, &msg); ok {
-		return msg, true, nil
-	}
 	_, ok, err = q.get(context.Background(), nil, &msg, false, false)
 	return msg, ok, err
 }
 
 // TryGetInto is TryGet into buf; see [Queue.GetInto].
 func (q *Queue) TryGetInto(buf []byte) (n int, ok bool, err error) {
-	if n, ok := q.getFast(buf, nil); ok {
-		return n, true, nil
-	}
 	return q.get(context.Background(), buf, nil, false, false)
 }
 
-// getFixed takes one message into buf, taking a longer one without
-// copying it (its length says so): the fixed-size path of [Typed].
-func (q *Queue) getFixed(ctx context.Context, buf []byte, block bool) (int, bool, error) {
-	if n, ok := q.getFast(buf, nil); ok {
-		return n, true, nil
-	}
-	return q.get(ctx, buf, nil, block, true)
-}
-
-// getFast is Get's common case, short for the reason putFast is: the
-// consumer lock is free and the record at head is a committed message
-// that fits buf (or goes to a new *out). In every other case (empty,
-// padding, a corrupt word, a short buf) it changes nothing and reports
-// false, and the general path (get) decides.
-func (q *Queue) getFast(buf []byte, out *[]byte) (int, bool) {
-	if q.detached.Load() || !q.clock.tryLock(q.me) {
-		return 0, false
-	}
-	h := q.head.Load()
+// ready is Get's common case, checked first under the consumer lock: the
+// record at head h is a committed message that fits buf (or goes to a
+// new *out); it returns its length. In every other case (empty, padding,
+// a corrupt word, a short buf) it reports false and the rest of get
+// decides. It builds no error and indexes nothing, so that the common
+// case stays short.
+func (q *Queue) ready(h uint64, buf []byte, out *[]byte) (int, bool) {
 	if h&7 != 0 {
-		q.clock.unlock()
 		return 0, false
 	}
 	w := q.hdr(h).Load()
 	l := w & lenMask
-	o := h & q.mask
-	if w>>32 != tagOf(h)>>32 || w&(flagCommit|flagPadding) != flagCommit || l > q.maxMsg || o+recLen(int(l)) > q.cap || (out == nil && int(l) > len(buf)) {
-		q.clock.unlock()
-		return 0, false
-	}
-	n := q.take(h, int(l), buf, out)
-	return n, true
+	ok := w>>32 == tagOf(h)>>32 && w&(flagCommit|flagPadding) == flagCommit &&
+		l <= q.maxMsg && h&q.mask+recLen(int(l)) <= q.cap && (out != nil || int(l) <= len(buf))
+	return int(l), ok
 }
 
 // get takes one message into buf, or into a new *out if out != nil. A
@@ -584,6 +555,9 @@ func (q *Queue) get(ctx context.Context, buf []byte, out *[]byte, block, discard
 	}
 	for {
 		h := q.head.Load()
+		if n, ok := q.ready(h, buf, out); ok {
+			return q.take(h, n, buf, out), true, nil
+		}
 		if h&7 != 0 {
 			q.clock.unlock()
 			return 0, false, fmt.Errorf("%w: head %d", ErrCorrupt, h)
@@ -679,11 +653,13 @@ func (q *Queue) take(h uint64, n int, buf []byte, out *[]byte) int {
 	return n
 }
 
-// publish stores h in freed now and wakes sleeping producers (the consumer
-// is about to wait, or found padding). Under the consumer lock.
+// publish stores h in freed now, for producers spinning on it, and wakes
+// sleeping producers (the consumer is about to wait). Under the consumer
+// lock. A release store is enough: a sleeping producer re-checks head
+// itself, which take stored before its fence.
 func (q *Queue) publish(h uint64) {
 	if q.freed.Load() != h {
-		q.freed.Store(h)
+		storeRel(q.freed, h)
 	}
 	wake(q.spaceFx)
 }

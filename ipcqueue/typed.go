@@ -189,7 +189,7 @@ func (t *Typed[T]) Get(ctx context.Context) (T, error) {
 		return t.decodeGob(b)
 	}
 	var v T
-	n, _, err := t.q.getFixed(ctx, bytesOf(&v), true)
+	n, _, err := t.q.get(ctx, bytesOf(&v), nil, true, true)
 	if err == nil {
 		err = t.checkFixed(&v, n)
 	}
@@ -211,7 +211,7 @@ func (t *Typed[T]) TryGet() (T, bool, error) {
 		v, err = t.decodeGob(b)
 		return v, true, err
 	}
-	n, ok, err := t.q.getFixed(context.Background(), bytesOf(&v), false)
+	n, ok, err := t.q.get(context.Background(), bytesOf(&v), nil, false, true)
 	if err == nil && ok {
 		err = t.checkFixed(&v, n)
 	}
