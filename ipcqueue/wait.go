@@ -177,9 +177,9 @@ func wakeAll(fx *atomic.Uint32) {
 // spends three quarters of its time stalled in the copy into the ring. So
 // a consumer whose waits are part of a stream first pauses a moment
 // (pacePause PAUSEs, about 0.45 us here: BenchmarkPause) and then takes what arrived
-// meanwhile without waiting. Measured (cmd/ipcbench queue_64B, same
-// runs): 15.5-16 M msgs/s before the pacer and the short fast paths,
-// 17-18 after; the ping-pong round trip is unchanged. Whether it streams
+// meanwhile without waiting. Measured (cmd/ipcbench queue_64B, old and
+// new binaries alternating): 15.8-16.4 M msgs/s before the pacer and the
+// short fast paths, 19.1-20.2 M after; the ping-pong p50 is unchanged. Whether it streams
 // is learnt: after a paused wait, at least two messages taken before the
 // next wait mean a stream (keep pausing); one means request-response
 // traffic, whose latency a pause would only add to (stop, and probe again
