@@ -265,3 +265,50 @@ func BenchmarkInProcess(b *testing.B) {
 
 var _ = exec.Command
 var _ = io.EOF
+
+// BenchmarkGoroutines: a 64-byte stream between two goroutines of one
+// process, through one shared handle and through a handle each. The two
+// should match: a handle's producer-side and consumer-side fields live on
+// separate cache lines.
+func BenchmarkGoroutines(b *testing.B) {
+	for _, shared := range []bool{true, false} {
+		name := "handle-each"
+		if shared {
+			name = "shared-handle"
+		}
+		b.Run(name, func(b *testing.B) {
+			q := namedQueue(b, 64<<10, nil)
+			producer := q
+			if !shared {
+				var err error
+				if producer, err = Open(q.Segment().Name(), nil); err != nil {
+					b.Fatal(err)
+				}
+				defer producer.Detach()
+			}
+			ctx := context.Background()
+			errc := make(chan error, 1)
+			n := b.N
+			go func() {
+				msg := make([]byte, 64)
+				for range n {
+					if err := producer.Put(ctx, msg); err != nil {
+						errc <- err
+						return
+					}
+				}
+				errc <- nil
+			}()
+			buf := make([]byte, 64)
+			for range n {
+				if _, err := q.GetInto(ctx, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := <-errc; err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}

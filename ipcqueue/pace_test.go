@@ -13,26 +13,27 @@ func waitThenTake(p *pacer, took int) bool {
 }
 
 // TestPacerRequestResponse: a consumer that takes one message per wait
-// (ping-pong) pauses only on its probes, once every paceProbe waits.
+// (ping-pong), or a request of a few messages per wait, pauses only on its
+// probes, once every paceProbe waits.
 func TestPacerRequestResponse(t *testing.T) {
-	var p pacer
-	paused := 0
-	for range 10 * paceProbe {
-		if waitThenTake(&p, 1) {
-			paused++
+	for _, perRequest := range []int{1, 2, paceStream - 1} {
+		var p pacer
+		paused := 0
+		for range 10 * paceProbe {
+			if waitThenTake(&p, perRequest) {
+				paused++
+			}
 		}
-	}
-	if paused != 10 {
-		t.Fatalf("%d of %d waits paused, want 10 (one probe per %d)", paused, 10*paceProbe, paceProbe)
-	}
-	if p.on {
-		t.Fatal("pacing is on for request-response traffic")
+		if paused != 10 || p.on {
+			t.Fatalf("%d messages a request: %d of %d waits paused, want 10 (one probe per %d); pacing on: %v",
+				perRequest, paused, 10*paceProbe, paceProbe, p.on)
+		}
 	}
 }
 
 // TestPacerStream: a probe followed by several messages turns pacing on;
 // it stays on while the waits keep yielding batches, and goes off at the
-// first wait that yields a single message.
+// first paused wait that yields fewer than paceStream.
 func TestPacerStream(t *testing.T) {
 	var p pacer
 	for range paceProbe - 1 {
@@ -40,16 +41,16 @@ func TestPacerStream(t *testing.T) {
 			t.Fatal("paused before the first probe")
 		}
 	}
-	if !waitThenTake(&p, 5) {
+	if !waitThenTake(&p, paceStream+1) {
 		t.Fatal("the probe did not pause")
 	}
 	for i := range 100 {
-		if !waitThenTake(&p, 3) {
+		if !waitThenTake(&p, paceStream) {
 			t.Fatalf("wait %d of a stream did not pause", i)
 		}
 	}
-	waitThenTake(&p, 1) // paused; yields one message
+	waitThenTake(&p, paceStream-1) // paused; yields fewer than a stream
 	if waitThenTake(&p, 1) {
-		t.Fatal("still pausing after a paused wait yielded a single message")
+		t.Fatal("still pausing after a paused wait yielded fewer than paceStream messages")
 	}
 }

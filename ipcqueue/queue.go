@@ -71,15 +71,25 @@ type Queue struct {
 	dataFx       *atomic.Uint32
 	spaceFx      *atomic.Uint32
 
+	pubEvery uint64 // consumers publish freed every pubEvery bytes
+	detached atomic.Bool
+
+	// The fields each side writes as it goes sit apart, with the pads'
+	// 128 bytes (two cache lines, which the adjacent-line prefetcher
+	// fetches in pairs) between them and everything else: a producer and
+	// a consumer goroutine sharing this handle would otherwise bounce one
+	// line between their cores on every message.
+	_ [128]byte
+
 	// cachedHead is a lower bound of head, read and written only under the
 	// producer lock, so a producer loads the shared freed (or head) only
 	// when the ring looks full.
 	cachedHead uint64
-	pubEvery   uint64 // consumers publish freed every pubEvery bytes
-
-	putSpin, getSpin spinner
-	pace             pacer // under the consumer lock
-	detached         atomic.Bool
+	putSpin    spinner
+	_          [128]byte
+	pace       pacer // under the consumer lock
+	getSpin    spinner
+	_          [128]byte
 
 	// fault, if set (tests only), is called at named points of Put and
 	// Get so that a test can kill the process there.

@@ -171,21 +171,22 @@ func wakeAll(fx *atomic.Uint32) {
 }
 
 // pacer keeps a streaming consumer from chasing the producer record by
-// record. A consumer that polls the header a producer is writing pulls
-// that cache line away from the producer while it writes it: profiled
-// here, a producer streaming 64-byte messages to a caught-up consumer
-// spends three quarters of its time stalled in the copy into the ring. So
-// a consumer whose waits are part of a stream first pauses a moment
-// (pacePause PAUSEs, about 0.45 us here: BenchmarkPause) and then takes what arrived
-// meanwhile without waiting. Measured (cmd/ipcbench queue_64B, old and
-// new binaries alternating): 15.8-16.4 M msgs/s before the pacer and the
-// short fast paths, 19.1-20.2 M after; the ping-pong p50 is unchanged. Whether it streams
-// is learnt: after a paused wait, at least two messages taken before the
-// next wait mean a stream (keep pausing); one means request-response
-// traffic, whose latency a pause would only add to (stop, and probe again
-// after paceProbe waits, so a stream is found within that many). A
-// handle that never spins never paces. Fields are guarded by the
-// consumer lock.
+// record. A consumer that polls the header a producer is writing pulls that
+// cache line away from the producer while it writes it: profiled here, a
+// producer streaming 64-byte messages to a caught-up consumer spends three
+// quarters of its time stalled in the copy into the ring. So a consumer
+// whose waits are part of a stream first pauses a moment (pacePause PAUSEs,
+// about 0.45 us here: BenchmarkPause) and then takes what arrived meanwhile
+// without waiting. Measured (cmd/ipcbench queue_64B, old and new binaries
+// alternating): 15.8-16.4 M msgs/s before the pacer and the short fast
+// paths, 19.1-20.2 M after; the ping-pong p50 is unchanged. Whether it
+// streams is learnt: after a paused wait, at least paceStream messages
+// taken before the next wait mean a stream (keep pausing; a stream at full
+// speed brings about nine in a pause); fewer mean request-response traffic,
+// requests of a few messages included, whose latency a pause would only add
+// to (stop, and probe again after paceProbe waits, so a stream is found
+// within that many). A handle that never spins never paces. Fields are
+// guarded by the consumer lock.
 type pacer struct {
 	took   int  // messages taken since the last wait
 	on     bool // pausing
@@ -194,15 +195,16 @@ type pacer struct {
 }
 
 const (
-	pacePause = 16  // PAUSEs of a paced wait
-	paceProbe = 256 // waits between two probes of an unpaced consumer
+	pacePause  = 16  // PAUSEs of a paced wait
+	paceProbe  = 256 // waits between two probes of an unpaced consumer
+	paceStream = 4   // messages after a paused wait that mean a stream
 )
 
 // wait is called when a blocking Get finds the queue empty, before it
 // spins; it pauses if the consumer streams (or probes whether it does).
 func (p *pacer) wait() {
 	if p.probed {
-		p.on = p.took >= 2
+		p.on = p.took >= paceStream
 	}
 	p.took = 0
 	if !p.on {
