@@ -268,10 +268,17 @@ func decodeHeader(w, pos, c, maxMsg uint64) (kind int, n int, err error) {
 		}
 		return recPadding, int(l), nil
 	}
-	if l > maxMsg || off+recLen(int(l)) > c {
+	if !msgFits(pos, l, c, maxMsg) {
 		return 0, 0, fmt.Errorf("%w: record of %d bytes at offset %d", ErrCorrupt, l, off)
 	}
 	return recMessage, int(l), nil
+}
+
+// msgFits reports whether a message record of l payload bytes at position
+// pos is possible: l at most maxMsg, and the record inside the ring of
+// capacity c.
+func msgFits(pos, l, c, maxMsg uint64) bool {
+	return l <= maxMsg && pos&(c-1)+recLen(int(l)) <= c
 }
 
 // rawU32 is the plain address of an atomic word, for futex calls.

@@ -292,13 +292,23 @@ func (q *Queue) putFast(msg []byte) bool {
 		return false
 	}
 	t := q.tail.Load()
-	end := t + recLen(int(n))
-	if t&7 != 0 || (t&q.mask)+recLen(int(n)) > q.cap || end+hdrSize-q.cachedHead > q.cap || q.closed.Load() != 0 {
+	pad, end := q.place(t, recLen(int(n)))
+	if t&7 != 0 || end+hdrSize-q.cachedHead > q.cap || q.closed.Load() != 0 {
 		q.plock.unlock()
 		return false
 	}
-	q.write(t, 0, msg)
+	q.write(t, pad, msg)
 	return true
+}
+
+// place returns where a record of L bytes goes at tail t: after pad bytes
+// of padding (0, or the rest of the ring if it would cross the ring's
+// end), ending at end.
+func (q *Queue) place(t, L uint64) (pad, end uint64) {
+	if off := t & q.mask; off+L > q.cap {
+		pad = q.cap - off
+	}
+	return pad, t + pad + L
 }
 
 func (q *Queue) put(ctx context.Context, msg []byte, block bool) (bool, error) {
@@ -326,11 +336,7 @@ func (q *Queue) put(ctx context.Context, msg []byte, block bool) (bool, error) {
 			q.plock.unlock()
 			return false, fmt.Errorf("%w: tail %d", ErrCorrupt, t)
 		}
-		var pad uint64
-		if off := t & q.mask; off+L > q.cap {
-			pad = q.cap - off
-		}
-		end := t + pad + L
+		pad, end := q.place(t, L)
 		if end+hdrSize-q.cachedHead > q.cap {
 			// Full by the cached head: look at freed; at head itself only
 			// for TryPut or after spinning on freed failed, so a producer
@@ -540,8 +546,8 @@ func (q *Queue) ready(h uint64, buf []byte, out *[]byte) (int, bool) {
 	}
 	w := q.hdr(h).Load()
 	l := w & lenMask
-	ok := w>>32 == tagOf(h)>>32 && w&(flagCommit|flagPadding) == flagCommit &&
-		l <= q.maxMsg && h&q.mask+recLen(int(l)) <= q.cap && (out != nil || int(l) <= len(buf))
+	ok := w&^(1<<32-1) == tagOf(h) && w&(flagCommit|flagPadding) == flagCommit &&
+		msgFits(h, l, q.cap, q.maxMsg) && (out != nil || int(l) <= len(buf))
 	return int(l), ok
 }
 

@@ -181,8 +181,8 @@ func wakeAll(fx *atomic.Uint32) {
 // alternating): 15.8-16.4 M msgs/s before the pacer and the short fast
 // paths, 19.1-20.2 M after; the ping-pong p50 is unchanged. Whether it
 // streams is learnt: after a paused wait, at least paceStream messages
-// taken before the next wait mean a stream (keep pausing; a stream at full
-// speed brings about nine in a pause); fewer mean request-response traffic,
+// taken before the next wait mean a stream (keep pausing; at 20 M messages
+// a second a pause holds about nine); fewer mean request-response traffic,
 // requests of a few messages included, whose latency a pause would only add
 // to (stop, and probe again after paceProbe waits, so a stream is found
 // within that many). A handle that never spins never paces. Fields are

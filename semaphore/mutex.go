@@ -353,37 +353,43 @@ func (w mutexWords) release() {
 	}
 }
 
-// unlockChecked is Unlock: it refuses a lock the process does not hold.
-func (w mutexWords) unlockChecked() error {
+// held returns the lock word if this process holds the lock, and
+// ErrNotLocked or ErrNotOwner if it does not.
+func (w mutexWords) held() (uint32, error) {
 	v := w.word.Load()
 	switch {
 	case v&pidMask == 0:
-		return ErrNotLocked
+		return v, ErrNotLocked
 	case v&pidMask != self.pid:
-		return ErrNotOwner
+		return v, ErrNotOwner
+	}
+	return v, nil
+}
+
+// unlockChecked is Unlock: it refuses a lock the process does not hold.
+func (w mutexWords) unlockChecked() error {
+	v, err := w.held()
+	if err != nil {
+		return err
 	}
 	// The pid bits cannot change under us: only we or a recoverer (who
 	// needs us dead) write them while we hold the lock.
 	if w.state.Load() == stateInconsistent {
 		w.state.Store(stateNotRecoverable)
 	}
-	w.owner.Store(0)
-	if v&waitersBit == 0 && w.word.CompareAndSwap(v, 0) {
-		return nil
+	if v&waitersBit == 0 {
+		w.owner.Store(0)
+		if w.word.CompareAndSwap(v, 0) {
+			return nil
+		}
 	}
-	if w.word.Swap(0)&waitersBit != 0 {
-		futex.Wake(addr(w.word), 1)
-	}
+	w.release()
 	return nil
 }
 
 func (w mutexWords) markConsistent() error {
-	v := w.word.Load()
-	switch {
-	case v&pidMask == 0:
-		return ErrNotLocked
-	case v&pidMask != self.pid:
-		return ErrNotOwner
+	if _, err := w.held(); err != nil {
+		return err
 	}
 	if w.state.Load() != stateConsistent {
 		w.state.Store(stateConsistent)
