@@ -119,6 +119,7 @@ func (l rlock) lock(ctx context.Context, me uint64, waits *atomic.Uint64) (recov
 		if l.tryLock(me) {
 			return false, nil
 		}
+		countUnwoken(l.fx, f|1)
 		if errors.Is(werr, futex.ErrTimeout) || ctx.Done() != nil {
 			if w := l.word.Load(); w != 0 && w == holder && !alive(w) && l.word.CompareAndSwap(w, me) && l.taken() {
 				return true, nil

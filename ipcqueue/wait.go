@@ -21,9 +21,10 @@ import (
 // it with a CAS, then re-checks the queue, then sleeps while the word is
 // unchanged; the other side, after its store (commit or head), loads the
 // word and only if the bit is set bumps it (clearing the bit) and wakes
-// every sleeper. Go atomics are sequentially consistent, so either the
-// sleeper's re-check sees the store or the waker sees the bit: no lost
-// wake-up, and no syscall at all while nobody sleeps. A sleeper that dies
+// every sleeper. The sleeper's CAS and the waker's atomic add after its
+// store are full fences, so either the sleeper's re-check sees the store
+// or the waker sees the bit: no lost wake-up, and no syscall at all while
+// nobody sleeps. A sleeper that dies
 // costs at most one needless wake. Sleeps are bounded (waitSleep) so that
 // sleepers also notice dead lock holders; Close bumps both words and wakes
 // everyone; a cancelled context wakes its own sleeper (futex.WaitContext).
@@ -153,7 +154,21 @@ func sleep(ctx context.Context, fx *atomic.Uint32, waits *atomic.Uint64, ready f
 		if err != nil && !errors.Is(err, futex.ErrTimeout) {
 			return err
 		}
+		countUnwoken(fx, f|1)
 		return nil
+	}
+}
+
+// unwoken counts this process's sleeps, on a queue's or a lock's futex,
+// that ended with nobody having bumped the word: they ran out their time
+// (or a cancellable wait's slice). On a busy queue each is a lost wake-up,
+// which is how the tests watch the wake-up protocols.
+var unwoken atomic.Uint64
+
+// countUnwoken is called after a sleep on fx announced with value f.
+func countUnwoken(fx *atomic.Uint32, f uint32) {
+	if fx.Load() == f {
+		unwoken.Add(1)
 	}
 }
 
