@@ -64,11 +64,13 @@ func TestMeasure(t *testing.T) {
 	}
 }
 
-// TestRawRing: the reference ring delivers every message (the last one
-// checked) and measures a rate.
+// TestRawRing: the reference rings deliver every message (the last one
+// checked, and the counters of the one that counts) and measure a rate.
 func TestRawRing(t *testing.T) {
-	mps, err := rawRate(&config{quick: true})
-	if err != nil || mps <= 0 {
-		t.Fatalf("rawRate: %v msgs/s, %v", mps, err)
+	for _, f := range []rawFences{rawBare, rawLockOnly, rawLockAdd} {
+		mps, err := rawRate(&config{quick: true}, f)
+		if err != nil || mps <= 0 {
+			t.Fatalf("rawRate(fences %d): %v msgs/s, %v", f, mps, err)
+		}
 	}
 }

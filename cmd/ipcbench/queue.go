@@ -113,7 +113,9 @@ func queueMetrics() []metric {
 					defer w.Close()
 					return msgs(fileRate(cfg, r, spawn.Stdout(w), false))
 				}},
-				{"raw_spsc_ring", func(cfg *config) (float64, error) { return msgs(rawRate(cfg)) }},
+				{"raw_ring_bare", func(cfg *config) (float64, error) { return msgs(rawRate(cfg, rawBare)) }},
+				{"raw_ring_lock", func(cfg *config) (float64, error) { return msgs(rawRate(cfg, rawLockOnly)) }},
+				{"raw_ring_lock_add", func(cfg *config) (float64, error) { return msgs(rawRate(cfg, rawLockAdd)) }},
 				{"uds_seqpacket", func(cfg *config) (float64, error) {
 					a, b, err := socketPair()
 					if err != nil {
