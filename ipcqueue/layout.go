@@ -67,7 +67,7 @@ import (
 // makes Put wait or TryPut fail while there is room.
 //
 // Ordering. The commit, tail, head, freed and unlock stores of the hot
-// paths are release stores (storeRel: a plain MOV on amd64, like Agrona's
+// paths are release stores (internal/release: a plain MOV on amd64, like Agrona's
 // putLongOrdered), so a Put or Get does not stall draining its store
 // buffer at each of them; each operation then makes one atomic add (its
 // puts or gets counter), a full fence, before it loads the futex words to

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ipckit/ipckit/internal/futex"
 	"github.com/ipckit/ipckit/internal/proc"
+	"github.com/ipckit/ipckit/internal/release"
 )
 
 // Robust locks
@@ -147,7 +148,7 @@ func (l rlock) unlock() {
 // a counter to add anyway).
 func (l rlock) unlockRel() {
 	raceRelease(l.race)
-	storeRel(l.word, 0)
+	release.Store64(l.word, 0)
 }
 
 // wakeWaiters wakes the lock's sleepers, if any.

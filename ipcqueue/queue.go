@@ -11,6 +11,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/ipckit/ipckit/internal/release"
 	"github.com/ipckit/ipckit/shm"
 )
 
@@ -390,7 +391,7 @@ func (q *Queue) write(t, pad uint64, msg []byte) {
 	// process is dead.
 	p := t + pad
 	end := p + recLen(len(msg))
-	storeRel(q.claim, end)
+	release.Store64(q.claim, end)
 	o := p & q.mask
 	*(*uint64)(q.at(end & q.mask)) = 0 // the terminator
 	copy(unsafe.Slice((*byte)(q.at(o+hdrSize)), len(msg)), msg)
@@ -401,11 +402,11 @@ func (q *Queue) write(t, pad uint64, msg []byte) {
 	// pairs with them), publish tail, unlock; then the atomic add is the
 	// one full fence of Put, which orders those stores before the loads
 	// of the futex words (no lost wake-up, see wait.go).
-	storeRel(q.hdr(p), mkHeader(p, len(msg), false))
+	release.Store64(q.hdr(p), mkHeader(p, len(msg), false))
 	if pad != 0 {
-		storeRel(q.hdr(t), mkHeader(t, int(pad-hdrSize), true))
+		release.Store64(q.hdr(t), mkHeader(t, int(pad-hdrSize), true))
 	}
-	storeRel(q.tail, end)
+	release.Store64(q.tail, end)
 	q.plock.unlockRel()
 	q.puts.Add(1)
 	q.plock.wakeWaiters()
@@ -657,9 +658,9 @@ func (q *Queue) take(h uint64, n int, buf []byte, out *[]byte) int {
 	// producer sets the bit and re-reads the old head, and then nobody
 	// wakes it (a lost wake-up).
 	h += recLen(n)
-	storeRel(q.head, h)
+	release.Store64(q.head, h)
 	if h-q.freed.Load() >= q.pubEvery {
-		storeRel(q.freed, h)
+		release.Store64(q.freed, h)
 	}
 	q.pace.took++
 	q.clock.unlockRel()
@@ -675,7 +676,7 @@ func (q *Queue) take(h uint64, n int, buf []byte, out *[]byte) int {
 // itself, which take stored before its fence.
 func (q *Queue) publish(h uint64) {
 	if q.freed.Load() != h {
-		storeRel(q.freed, h)
+		release.Store64(q.freed, h)
 	}
 	wake(q.spaceFx)
 }

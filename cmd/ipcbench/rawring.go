@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/ipckit/ipckit/internal/release"
 	"github.com/ipckit/ipckit/shm"
 	"github.com/ipckit/ipckit/spawn"
 )
@@ -102,7 +103,7 @@ func (s rawSide) acquire() {
 // release stores 0 in the lock word with a plain store, then adds to the
 // counter if add (the full fence).
 func (s rawSide) release(add bool) {
-	storeRelease((*uint64)(unsafe.Pointer(s.lock)), 0)
+	release.Store64(s.lock, 0)
 	if add {
 		s.count.Add(1)
 	}
@@ -123,7 +124,7 @@ var rawProduce = spawn.Register("ipcbench.rawproduce", func(ctx context.Context,
 			s.acquire()
 		}
 		copy(r.cell(i), msg)
-		storeRelease((*uint64)(unsafe.Pointer(r.seq(i))), uint64(i+1)) // publishes the message
+		release.Store64(r.seq(i), uint64(i+1)) // publishes the message
 		if a.Fences != rawBare {
 			s.release(a.Fences == rawLockAdd)
 		}
