@@ -9,6 +9,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func encodeValue(v any) func(*gob.Encoder) error {
@@ -134,4 +135,22 @@ func FuzzParseStatus(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCancelSlowKillRecord: a child killed for its ctx is reported as such
+// even when the record of the kill comes after the child has died and been
+// reaped (the AfterFunc goroutine preempted between Kill and its store;
+// under load that made TestCancel fail now and then).
+func TestCancelSlowKillRecord(t *testing.T) {
+	afterCtxKill = func() { time.Sleep(100 * time.Millisecond) }
+	t.Cleanup(func() { afterCtxKill = nil })
+	ctx, cancel := context.WithCancel(t.Context())
+	p, err := Start(ctx, isleep, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := p.Wait(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait = %v, want it to wrap context.Canceled", err)
+	}
 }

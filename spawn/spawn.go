@@ -160,21 +160,39 @@ func start(ctx context.Context, e *entry, encode func(*gob.Encoder) error, opts 
 	}
 	p := &Process{Pid: cmd.Process.Pid, name: e.name, cmd: cmd, done: make(chan struct{})}
 	p.code.Store(-1)
-	stop := func() bool { return true }
+	// stopKill ends ctx's hold on the child once it has exited, and then
+	// waits for a kill already under way to say whether it was sent: reap
+	// must not judge the death before killSent is settled.
+	stopKill := func() {}
 	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, func() {
+		killed := make(chan struct{})
+		stop := context.AfterFunc(ctx, func() {
+			defer close(killed)
 			if cmd.Process.Kill() == nil {
+				if afterCtxKill != nil {
+					afterCtxKill()
+				}
 				p.killSent.Store(true)
 			}
 		})
+		stopKill = func() {
+			if !stop() {
+				<-killed
+			}
+		}
 	}
-	go p.reap(ctx, stop, buf.Bytes(), argW, statR)
+	go p.reap(ctx, stopKill, buf.Bytes(), argW, statR)
 	return p, nil
 }
 
+// afterCtxKill, when set (tests only), runs between the kill that ctx's end
+// sends and its record in killSent: the window in which the child may
+// already be dead and reaped.
+var afterCtxKill func()
+
 // reap feeds the child its argument, reads its status, waits for it, and
 // records the result. It runs on its own goroutine for every child.
-func (p *Process) reap(ctx context.Context, stop func() bool, arg []byte, argW, statR *os.File) {
+func (p *Process) reap(ctx context.Context, stopKill func(), arg []byte, argW, statR *os.File) {
 	// A write error (EPIPE) means the child died or never read; its exit
 	// state or status says why.
 	argW.Write(arg)
@@ -184,7 +202,7 @@ func (p *Process) reap(ctx context.Context, stop func() bool, arg []byte, argW, 
 	raw, rerr := io.ReadAll(io.LimitReader(statR, maxStatus))
 	statR.Close()
 	werr := p.cmd.Wait()
-	stop()
+	stopKill()
 	released()
 
 	ps := p.cmd.ProcessState
