@@ -229,7 +229,7 @@ var faultAfterCAS func()
 
 // acquired finishes a lock the caller just took: record the owner, then
 // act on the consistency state.
-func (w mutexWords) acquired() error {
+func (w *mutexWords) acquired() error {
 	if faultAfterCAS != nil {
 		faultAfterCAS()
 	}
@@ -253,7 +253,7 @@ func (w mutexWords) acquired() error {
 	}
 }
 
-func (w mutexWords) lock(ctx context.Context) error {
+func (w *mutexWords) lock(ctx context.Context) error {
 	if w.spin.spin(w.word) {
 		return w.acquired()
 	}
@@ -296,7 +296,7 @@ func (w mutexWords) lock(ctx context.Context) error {
 	}
 }
 
-func (w mutexWords) tryLock() (bool, error) {
+func (w *mutexWords) tryLock() (bool, error) {
 	for {
 		v := w.word.Load()
 		if v&pidMask == 0 {
@@ -316,7 +316,7 @@ func (w mutexWords) tryLock() (bool, error) {
 }
 
 // recover takes the lock if its owner is dead, and reports whether it did.
-func (w mutexWords) recover() (bool, error) {
+func (w *mutexWords) recover() (bool, error) {
 	v := w.word.Load()
 	pid := v & pidMask
 	if pid == 0 {
@@ -346,7 +346,7 @@ func (w mutexWords) recover() (bool, error) {
 }
 
 // release unlocks and wakes a sleeper if there may be one.
-func (w mutexWords) release() {
+func (w *mutexWords) release() {
 	w.owner.Store(0)
 	if w.word.Swap(0)&waitersBit != 0 {
 		futex.Wake(addr(w.word), 1)
@@ -355,7 +355,7 @@ func (w mutexWords) release() {
 
 // held returns the lock word if this process holds the lock, and
 // ErrNotLocked or ErrNotOwner if it does not.
-func (w mutexWords) held() (uint32, error) {
+func (w *mutexWords) held() (uint32, error) {
 	v := w.word.Load()
 	switch {
 	case v&pidMask == 0:
@@ -367,7 +367,7 @@ func (w mutexWords) held() (uint32, error) {
 }
 
 // unlockChecked is Unlock: it refuses a lock the process does not hold.
-func (w mutexWords) unlockChecked() error {
+func (w *mutexWords) unlockChecked() error {
 	v, err := w.held()
 	if err != nil {
 		return err
@@ -387,7 +387,7 @@ func (w mutexWords) unlockChecked() error {
 	return nil
 }
 
-func (w mutexWords) markConsistent() error {
+func (w *mutexWords) markConsistent() error {
 	if _, err := w.held(); err != nil {
 		return err
 	}
@@ -403,7 +403,7 @@ func (w mutexWords) markConsistent() error {
 // consistent. An internal lock is never unlocked inconsistent, so it
 // never becomes unrecoverable unless its memory is overwritten; then it is
 // repaired the same way.
-func (w mutexWords) lockRepair(ctx context.Context, repair func()) error {
+func (w *mutexWords) lockRepair(ctx context.Context, repair func()) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -421,7 +421,7 @@ func (w mutexWords) lockRepair(ctx context.Context, repair func()) error {
 	return err
 }
 
-func (w mutexWords) unlock() {
+func (w *mutexWords) unlock() {
 	w.owner.Store(0)
 	if !w.word.CompareAndSwap(self.pid, 0) {
 		w.release()
