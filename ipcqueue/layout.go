@@ -67,14 +67,19 @@ import (
 // makes Put wait or TryPut fail while there is room.
 //
 // Ordering. The commit, tail, head, freed and unlock stores of the hot
-// paths are release stores (internal/release: a plain MOV on amd64, like Agrona's
-// putLongOrdered), so a Put or Get does not stall draining its store
-// buffer at each of them; each operation then makes one atomic add (its
-// puts or gets counter), a full fence, before it loads the futex words to
-// decide whether to wake anyone: that fence is what the Dekker-style
-// wake-up protocol of wait.go needs. (Side effect: a process killed
-// between its unlock and that add leaves Puts or Gets one short, so Len
-// one off; nothing else.)
+// paths are release stores (internal/release: a plain MOV on amd64, like
+// Agrona's putLongOrdered), so a Put or Get does not stall draining its
+// store buffer at each of them; each operation then makes one atomic add
+// (its puts or gets counter), a full fence, before it loads the futex
+// words to decide whether to wake anyone: that fence is what the
+// Dekker-style wake-up protocol of wait.go needs. (Side effect: a process
+// killed between its unlock and that add leaves Puts or Gets one short, so
+// Len one off; nothing else.) So a Put makes two locked instructions, the
+// lock's CAS and this add, and so does a Get: what bounds a stream here
+// (BENCHMARKS.md, raw_ring_lock_add). Moving the fence to the sleepers,
+// each calling membarrier(2) after announcing itself, was built and
+// measured: a blocking round trip went from 6.6 to 16.3 us (the barrier's
+// interrupts cost a VM dearly), over the socket's 9 us, so it was not kept.
 //
 // The locks are 64-bit words holding the holder's pid and the low 32 bits
 // of its start time (0 = free), taken by CAS: a waiter that times out on
