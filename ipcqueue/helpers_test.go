@@ -149,6 +149,9 @@ func registerHelpers() {
 		for {
 			n, err := in.GetInto(context.Background(), buf)
 			if err == io.EOF {
+				// For TestNoLostWakeups: this process's sleeps that no
+				// wake ended.
+				fmt.Printf("unwoken %d\n", unwoken.Load())
 				return nil
 			}
 			if err != nil {

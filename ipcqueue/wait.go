@@ -161,8 +161,10 @@ func sleep(ctx context.Context, fx *atomic.Uint32, waits *atomic.Uint64, ready f
 
 // unwoken counts this process's sleeps, on a queue's or a lock's futex,
 // that ended with nobody having bumped the word: they ran out their time
-// (or a cancellable wait's slice). On a busy queue each is a lost wake-up,
-// which is how the tests watch the wake-up protocols.
+// (or a cancellable wait's slice). Between one producer and one consumer
+// exchanging messages, each is a lost wake-up (with more consumers, one
+// may also wait out lockSleep on the consumer lock while another holds it
+// waiting for data), which is how the tests watch the wake-up protocols.
 var unwoken atomic.Uint64
 
 // countUnwoken is called after a sleep on fx announced with value f.

@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
+	"io"
 	"testing"
 )
 
@@ -32,10 +34,13 @@ func pingPong(t *testing.T, ping, pong *Queue, n int) {
 
 // TestNoLostWakeups: ping-pong with spinning off, so that each round trip
 // is two futex sleeps and two wakes, and (almost: see lostWakeups) no
-// sleep may end unwoken, between goroutines over a heap queue and between
-// processes. A missing wake fails it at once (checked by skipping one in a
-// thousand); the store-buffer race that the fences close is nanoseconds
-// wide and is rarely hit even without them.
+// sleep may end unwoken, on either side: between goroutines over a heap
+// queue, and between processes (the child reports its own count). A
+// missing wake fails it at once (checked by skipping one in a thousand, in
+// either process); the store-buffer race that the fences close is
+// nanoseconds wide and is rarely hit even without them. One round trip
+// before counting lets the other side start (a child under the race
+// detector can take over 100 ms).
 func TestNoLostWakeups(t *testing.T) {
 	n := 20000
 	if testing.Short() {
@@ -47,8 +52,12 @@ func TestNoLostWakeups(t *testing.T) {
 		done := make(chan error, 1)
 		go func() {
 			buf := make([]byte, 64)
-			for range n {
+			for {
 				m, err := ping.GetInto(context.Background(), buf)
+				if err == io.EOF {
+					done <- nil
+					return
+				}
 				if err == nil {
 					err = pong.Put(context.Background(), buf[:m])
 				}
@@ -57,21 +66,26 @@ func TestNoLostWakeups(t *testing.T) {
 					return
 				}
 			}
-			done <- nil
 		}()
+		pingPong(t, ping, pong, 1)
 		before := unwoken.Load()
 		pingPong(t, ping, pong, n)
+		lost := unwoken.Load() - before
+		ping.Close()
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
-		lostWakeups(t, unwoken.Load()-before, n)
+		lostWakeups(t, lost, n)
 	})
 	t.Run("processes", func(t *testing.T) {
 		ping, pong := namedQueue(t, 4096, off), namedQueue(t, 4096, off)
 		cmd := command(t, "echo", ping.Segment().Name(), pong.Segment().Name(), spinArg(-1))
+		var out bytes.Buffer
+		cmd.Stdout = &out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		pingPong(t, ping, pong, 1)
 		before := unwoken.Load()
 		pingPong(t, ping, pong, n)
 		lost := unwoken.Load() - before
@@ -79,9 +93,12 @@ func TestNoLostWakeups(t *testing.T) {
 		if err := cmd.Wait(); err != nil {
 			t.Fatalf("echo child: %v", err)
 		}
-		// The child's lost wake-ups would keep this process waiting for
-		// its answer, and so show here too.
+		var child uint64
+		if _, err := fmt.Sscanf(out.String(), "unwoken %d", &child); err != nil {
+			t.Fatalf("echo child said %q: %v", out.String(), err)
+		}
 		lostWakeups(t, lost, n)
+		lostWakeups(t, child, n)
 	})
 }
 
