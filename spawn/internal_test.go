@@ -142,8 +142,9 @@ func FuzzParseStatus(f *testing.F) {
 // reaped (the AfterFunc goroutine preempted between Kill and its store;
 // under load that made TestCancel fail now and then).
 func TestCancelSlowKillRecord(t *testing.T) {
-	afterCtxKill = func() { time.Sleep(100 * time.Millisecond) }
-	t.Cleanup(func() { afterCtxKill = nil })
+	slow := func() { time.Sleep(100 * time.Millisecond) }
+	afterCtxKill.Store(&slow)
+	t.Cleanup(func() { afterCtxKill.Store(nil) })
 	ctx, cancel := context.WithCancel(t.Context())
 	p, err := Start(ctx, isleep, time.Hour)
 	if err != nil {

@@ -169,8 +169,8 @@ func start(ctx context.Context, e *entry, encode func(*gob.Encoder) error, opts 
 		stop := context.AfterFunc(ctx, func() {
 			defer close(killed)
 			if cmd.Process.Kill() == nil {
-				if afterCtxKill != nil {
-					afterCtxKill()
+				if f := afterCtxKill.Load(); f != nil {
+					(*f)()
 				}
 				p.killSent.Store(true)
 			}
@@ -188,7 +188,7 @@ func start(ctx context.Context, e *entry, encode func(*gob.Encoder) error, opts 
 // afterCtxKill, when set (tests only), runs between the kill that ctx's end
 // sends and its record in killSent: the window in which the child may
 // already be dead and reaped.
-var afterCtxKill func()
+var afterCtxKill atomic.Pointer[func()]
 
 // reap feeds the child its argument, reads its status, waits for it, and
 // records the result. It runs on its own goroutine for every child.
