@@ -145,22 +145,12 @@ func registerHelpers() {
 			return err
 		}
 		defer out.Detach()
-		buf := make([]byte, 64)
-		for {
-			n, err := in.GetInto(context.Background(), buf)
-			if err == io.EOF {
-				// For TestNoLostWakeups: this process's sleeps that no
-				// wake ended.
-				fmt.Printf("unwoken %d\n", unwoken.Load())
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if err := out.Put(context.Background(), buf[:n]); err != nil {
-				return err
-			}
+		if err := echoAll(in, out); err != nil {
+			return err
 		}
+		// For TestNoLostWakeups: this process's sleeps that no wake ended.
+		fmt.Printf("unwoken %d\n", unwoken.Load())
+		return nil
 	})
 	// pipesink: read 64-byte messages from stdin until EOF.
 	helperproc.Register("pipesink", func(a []string) error {
@@ -260,4 +250,22 @@ func init() {
 		}
 		return fmt.Errorf("Put = %v", err)
 	})
+}
+
+// echoAll puts back on out every message (up to 64 bytes) it gets from in,
+// until in is closed and drained.
+func echoAll(in, out *Queue) error {
+	buf := make([]byte, 64)
+	for {
+		n, err := in.GetInto(context.Background(), buf)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := out.Put(context.Background(), buf[:n]); err != nil {
+			return err
+		}
+	}
 }

@@ -75,8 +75,9 @@ import (
 // Dekker-style wake-up protocol of wait.go needs. (Side effect: a process
 // killed between its unlock and that add leaves Puts or Gets one short, so
 // Len one off; nothing else.) So a Put makes two locked instructions, the
-// lock's CAS and this add, and so does a Get: what bounds a stream here
-// (BENCHMARKS.md, raw_ring_lock_add). Moving the fence to the sleepers,
+// lock's CAS and this add, and so does a Get; a bare ring making the same
+// runs no faster than the queue here (BENCHMARKS.md, raw_ring_lock_add),
+// and only rings making one beat a channel. Moving the fence to the sleepers,
 // each calling membarrier(2) after announcing itself, was built and
 // measured: a blocking round trip went from 6.6 to 16.3 us (the barrier's
 // interrupts cost a VM dearly), over the socket's 9 us, so it was not kept.

@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"testing"
 )
 
@@ -50,23 +49,7 @@ func TestNoLostWakeups(t *testing.T) {
 	t.Run("goroutines", func(t *testing.T) {
 		ping, pong := heapQueue(t, 4096, off), heapQueue(t, 4096, off)
 		done := make(chan error, 1)
-		go func() {
-			buf := make([]byte, 64)
-			for {
-				m, err := ping.GetInto(context.Background(), buf)
-				if err == io.EOF {
-					done <- nil
-					return
-				}
-				if err == nil {
-					err = pong.Put(context.Background(), buf[:m])
-				}
-				if err != nil {
-					done <- err
-					return
-				}
-			}
-		}()
+		go func() { done <- echoAll(ping, pong) }()
 		pingPong(t, ping, pong, 1)
 		before := unwoken.Load()
 		pingPong(t, ping, pong, n)
