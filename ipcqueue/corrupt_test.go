@@ -12,7 +12,7 @@ import (
 
 // attachBytes builds a queue handle over a heap segment holding image.
 func attachBytes(image []byte) (*Queue, error) {
-	seg, err := shm.NewHeap(len(image), &shm.Options{Kind: shm.KindQueue})
+	seg, err := shm.KindQueue.NewHeap(len(image))
 	if err != nil {
 		return nil, err
 	}

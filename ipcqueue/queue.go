@@ -122,11 +122,10 @@ func (o *Options) config(size int) (config, error) {
 }
 
 func segOpts(o *Options) *shm.Options {
-	so := &shm.Options{Kind: shm.KindQueue}
-	if o != nil {
-		so.Mode = o.Mode
+	if o == nil {
+		return nil
 	}
-	return so
+	return &shm.Options{Mode: o.Mode}
 }
 
 // build creates a queue of capacity size (rounded up to a power of two)
@@ -149,20 +148,20 @@ func build(size int, opts *Options, mk func(n int, so *shm.Options) (*shm.Segmen
 // argument of a child started by spawn, and is freed when the last process
 // using it exits.
 func New(size int, opts *Options) (*Queue, error) {
-	return build(size, opts, shm.CreateAnonymous)
+	return build(size, opts, func(n int, _ *shm.Options) (*shm.Segment, error) { return shm.KindQueue.CreateAnonymous(n) })
 }
 
 // NewHeap makes a queue of size bytes on the Go heap: for one process only,
 // where the race detector sees every access.
 func NewHeap(size int, opts *Options) (*Queue, error) {
-	return build(size, opts, shm.NewHeap)
+	return build(size, opts, func(n int, _ *shm.Options) (*shm.Segment, error) { return shm.KindQueue.NewHeap(n) })
 }
 
 // Create makes a new named queue of size bytes; it fails with an error
 // wrapping [os.ErrExist] if the name is taken. Remove it with [Remove].
 func Create(name string, size int, opts *Options) (*Queue, error) {
 	q, err := build(size, opts, func(n int, so *shm.Options) (*shm.Segment, error) {
-		return shm.Create(name, n, so)
+		return shm.KindQueue.Create(name, n, so)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ipcqueue: create %q: %w", name, err)
@@ -173,7 +172,7 @@ func Create(name string, size int, opts *Options) (*Queue, error) {
 // Open attaches to the named queue made by [Create], after validating its
 // layout. Only opts.Spin is used.
 func Open(name string, opts *Options) (*Queue, error) {
-	seg, err := shm.Open(name, &shm.Options{Kind: shm.KindQueue})
+	seg, err := shm.KindQueue.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("ipcqueue: open %q: %w", name, err)
 	}

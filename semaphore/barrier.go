@@ -66,7 +66,7 @@ func NewBarrier(parties int) (*Barrier, error) {
 	if parties < 1 || parties > maxParties {
 		return nil, fmt.Errorf("semaphore: %d parties out of range", parties)
 	}
-	seg, err := shm.CreateAnonymous(BarrierSize(parties), segOpts(nil, shm.KindBarrier))
+	seg, err := shm.KindBarrier.CreateAnonymous(BarrierSize(parties))
 	return ownBarrier(seg, err, parties)
 }
 
@@ -76,7 +76,7 @@ func CreateBarrier(name string, parties int, opts *shm.Options) (*Barrier, error
 	if parties < 1 || parties > maxParties {
 		return nil, fmt.Errorf("semaphore: %d parties out of range", parties)
 	}
-	seg, err := shm.Create(name, BarrierSize(parties), segOpts(opts, shm.KindBarrier))
+	seg, err := shm.KindBarrier.Create(name, BarrierSize(parties), opts)
 	return ownBarrier(seg, err, parties)
 }
 
@@ -91,8 +91,8 @@ func ownBarrier(seg *shm.Segment, err error, parties int) (*Barrier, error) {
 }
 
 // OpenBarrier opens the Barrier in the named segment made by [CreateBarrier].
-func OpenBarrier(name string, opts *shm.Options) (*Barrier, error) {
-	return own(barrierAt)(shm.Open(name, segOpts(opts, shm.KindBarrier)))
+func OpenBarrier(name string) (*Barrier, error) {
+	return own(barrierAt)(shm.KindBarrier.Open(name))
 }
 
 // InitBarrierAt makes a Barrier for parties parties at off (a multiple of

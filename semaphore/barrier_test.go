@@ -14,7 +14,7 @@ import (
 
 func TestBarrierOnHeap(t *testing.T) {
 	const parties, rounds = 4, 50
-	seg, _ := shm.NewHeap(BarrierSize(parties), nil)
+	seg, _ := shm.NewHeap(BarrierSize(parties))
 	b, err := InitBarrierAt(seg, 0, parties)
 	if err != nil {
 		t.Fatal(err)

@@ -38,18 +38,18 @@ type Event struct {
 
 // NewEvent returns a clear Event in an anonymous segment of its own.
 func NewEvent() (*Event, error) {
-	return own(eventAt)(shm.CreateAnonymous(EventSize, segOpts(nil, shm.KindEvent)))
+	return own(eventAt)(shm.KindEvent.CreateAnonymous(EventSize))
 }
 
 // CreateEvent returns a clear Event in a new named segment; see
 // [shm.Create]. Only opts.Mode is used.
 func CreateEvent(name string, opts *shm.Options) (*Event, error) {
-	return own(eventAt)(shm.Create(name, EventSize, segOpts(opts, shm.KindEvent)))
+	return own(eventAt)(shm.KindEvent.Create(name, EventSize, opts))
 }
 
 // OpenEvent opens the Event in the named segment made by [CreateEvent].
-func OpenEvent(name string, opts *shm.Options) (*Event, error) {
-	return own(eventAt)(shm.Open(name, segOpts(opts, shm.KindEvent)))
+func OpenEvent(name string) (*Event, error) {
+	return own(eventAt)(shm.KindEvent.Open(name))
 }
 
 // EventAt places an Event at off (a multiple of 8) in seg.Bytes(), which

@@ -13,7 +13,7 @@ import (
 )
 
 func TestEventOnHeap(t *testing.T) {
-	seg, _ := shm.NewHeap(EventSize, nil)
+	seg, _ := shm.NewHeap(EventSize)
 	e, err := EventAt(seg, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -165,7 +165,7 @@ func TestMutexCorruptWord(t *testing.T) {
 // the guard's state: no operation panics or reads out of range, dead or
 // impossible holders are reclaimed, and the guard repairs itself.
 func TestSemaphoreCorrupt(t *testing.T) {
-	seg, _ := shm.NewHeap(SemaphoreSize(&SemaphoreOptions{Holders: 2}), nil)
+	seg, _ := shm.NewHeap(SemaphoreSize(&SemaphoreOptions{Holders: 2}))
 	s, err := InitSemaphoreAt(seg, 0, 2, &SemaphoreOptions{Holders: 2, Bounded: true})
 	if err != nil {
 		t.Fatal(err)
@@ -220,7 +220,7 @@ func TestSemaphoreCorrupt(t *testing.T) {
 func TestBarrierCorruptCount(t *testing.T) {
 	for _, n := range []uint32{3, 1000, 0xffffffff} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			seg, _ := shm.NewHeap(BarrierSize(3), nil)
+			seg, _ := shm.NewHeap(BarrierSize(3))
 			b, err := InitBarrierAt(seg, 0, 3)
 			if err != nil {
 				t.Fatal(err)

@@ -17,7 +17,7 @@ import (
 
 // fuzzSegment returns a heap segment holding data.
 func fuzzSegment(t *testing.T, data []byte) *shm.Segment {
-	seg, err := shm.NewHeap(max(len(data), 8), nil)
+	seg, err := shm.NewHeap(max(len(data), 8))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +27,7 @@ func fuzzSegment(t *testing.T, data []byte) *shm.Segment {
 
 // seeds adds valid images of each kind and a few corrupt ones.
 func fuzzSeeds(f *testing.F, valid func(seg *shm.Segment) error) {
-	seg, _ := shm.NewHeap(4096, nil)
+	seg, _ := shm.NewHeap(4096)
 	if err := valid(seg); err != nil {
 		f.Fatal(err)
 	}

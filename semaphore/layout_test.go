@@ -48,7 +48,7 @@ func TestLayout(t *testing.T) {
 			{name + ".owner", unsafe.Pointer(w.owner), 8, 8, false},
 		}
 	}
-	seg, err := shm.NewHeap(4096, nil)
+	seg, err := shm.NewHeap(4096)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -114,18 +114,18 @@ func guardAt(mem []byte, closed *atomic.Bool, spin *spinner) mutexWords {
 // NewMutex returns an unlocked Mutex in an anonymous segment of its own: it
 // reaches other processes only as an argument of a child started by spawn.
 func NewMutex() (*Mutex, error) {
-	return own(mutexAt)(shm.CreateAnonymous(MutexSize, segOpts(nil, shm.KindMutex)))
+	return own(mutexAt)(shm.KindMutex.CreateAnonymous(MutexSize))
 }
 
 // CreateMutex returns an unlocked Mutex in a new named segment; see
 // [shm.Create]. Only opts.Mode is used.
 func CreateMutex(name string, opts *shm.Options) (*Mutex, error) {
-	return own(mutexAt)(shm.Create(name, MutexSize, segOpts(opts, shm.KindMutex)))
+	return own(mutexAt)(shm.KindMutex.Create(name, MutexSize, opts))
 }
 
 // OpenMutex opens the Mutex in the named segment made by [CreateMutex].
-func OpenMutex(name string, opts *shm.Options) (*Mutex, error) {
-	return own(mutexAt)(shm.Open(name, segOpts(opts, shm.KindMutex)))
+func OpenMutex(name string) (*Mutex, error) {
+	return own(mutexAt)(shm.KindMutex.Open(name))
 }
 
 // MutexAt places a Mutex at off (a multiple of 8) in seg.Bytes(), which

@@ -28,7 +28,7 @@ func newMutex(t testing.TB) *Mutex {
 
 func heapMutex(t testing.TB) *Mutex {
 	t.Helper()
-	seg, err := shm.NewHeap(64, nil)
+	seg, err := shm.NewHeap(64)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestMutexNamed(t *testing.T) {
 	}
 	defer shm.Remove(name)
 	defer m.Close()
-	o, err := OpenMutex(name, nil)
+	o, err := OpenMutex(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,14 +97,14 @@ func TestMutexNamed(t *testing.T) {
 		t.Fatalf("TryLock of a free lock = %v, %v", ok, err)
 	}
 	o.Unlock()
-	if _, err := OpenSemaphore(name, nil); !errors.Is(err, shm.ErrKind) {
+	if _, err := OpenSemaphore(name); !errors.Is(err, shm.ErrKind) {
 		t.Fatalf("OpenSemaphore of a mutex = %v, want ErrKind", err)
 	}
 }
 
 func TestMutexOnHeap(t *testing.T) {
 	m := heapMutex(t)
-	seg, _ := shm.NewHeap(8, nil)
+	seg, _ := shm.NewHeap(8)
 	v, _ := shm.Int64At(seg, 0)
 	plain := 0 // not atomic: the race detector checks the Mutex's ordering
 	var wg sync.WaitGroup

@@ -147,14 +147,6 @@ func own[T any](at func(*shm.Segment, int) (*T, *object, error)) func(*shm.Segme
 	}
 }
 
-func segOpts(o *shm.Options, kind shm.Kind) *shm.Options {
-	out := shm.Options{Kind: kind}
-	if o != nil {
-		out.Mode = o.Mode
-	}
-	return &out
-}
-
 // Liveness
 
 // self is this process: its pid and the low 32 bits of its start time.

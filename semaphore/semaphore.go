@@ -100,18 +100,18 @@ type Semaphore struct {
 // NewSemaphore returns a Semaphore with value permits in an anonymous
 // segment of its own.
 func NewSemaphore(value int, opts *SemaphoreOptions) (*Semaphore, error) {
-	seg, err := shm.CreateAnonymous(SemaphoreSize(opts), &shm.Options{Kind: shm.KindSemaphore})
+	seg, err := shm.KindSemaphore.CreateAnonymous(SemaphoreSize(opts))
 	return ownInit(seg, err, value, opts)
 }
 
 // CreateSemaphore returns a Semaphore with value permits in a new named
 // segment; see [shm.Create].
 func CreateSemaphore(name string, value int, opts *SemaphoreOptions) (*Semaphore, error) {
-	so := &shm.Options{Kind: shm.KindSemaphore}
+	var so *shm.Options
 	if opts != nil {
-		so.Mode = opts.Mode
+		so = &shm.Options{Mode: opts.Mode}
 	}
-	seg, err := shm.Create(name, SemaphoreSize(opts), so)
+	seg, err := shm.KindSemaphore.Create(name, SemaphoreSize(opts), so)
 	return ownInit(seg, err, value, opts)
 }
 
@@ -127,8 +127,8 @@ func ownInit(seg *shm.Segment, err error, value int, opts *SemaphoreOptions) (*S
 
 // OpenSemaphore opens the Semaphore in the named segment made by
 // [CreateSemaphore].
-func OpenSemaphore(name string, opts *shm.Options) (*Semaphore, error) {
-	return own(semaphoreAt)(shm.Open(name, segOpts(opts, shm.KindSemaphore)))
+func OpenSemaphore(name string) (*Semaphore, error) {
+	return own(semaphoreAt)(shm.KindSemaphore.Open(name))
 }
 
 // InitSemaphoreAt makes a Semaphore with value permits at off (a multiple of

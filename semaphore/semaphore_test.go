@@ -71,7 +71,7 @@ func TestSemaphoreNamed(t *testing.T) {
 	}
 	defer shm.Remove(name)
 	defer s.Close()
-	o, err := OpenSemaphore(name, nil)
+	o, err := OpenSemaphore(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestSemaphoreNamed(t *testing.T) {
 
 func TestSemaphoreOnHeap(t *testing.T) {
 	const value, workers, rounds = 2, 6, 2000
-	seg, _ := shm.NewHeap(SemaphoreSize(nil), nil)
+	seg, _ := shm.NewHeap(SemaphoreSize(nil))
 	s, err := InitSemaphoreAt(seg, 0, value, &SemaphoreOptions{Bounded: true})
 	if err != nil {
 		t.Fatal(err)

@@ -73,13 +73,9 @@ func ownArray[T Elem](seg *Segment, err error) (*Array[T], error) {
 	return a, nil
 }
 
-func arrayOptions[T Elem](o *Options) *Options {
+func arrayKind[T Elem]() Kind {
 	kind, _ := elemKind[T]()
-	out := Options{Kind: kind}
-	if o != nil {
-		out.Mode = o.Mode
-	}
-	return &out
+	return kind
 }
 
 func arraySize[T Elem](n int) (int, error) {
@@ -96,7 +92,7 @@ func NewArray[T Elem](n int) (*Array[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	return ownArray[T](CreateAnonymous(size, arrayOptions[T](nil)))
+	return ownArray[T](arrayKind[T]().CreateAnonymous(size))
 }
 
 // CreateArray returns an array of n zeros in a new named segment; see [Create].
@@ -105,12 +101,12 @@ func CreateArray[T Elem](name string, n int, opts *Options) (*Array[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	return ownArray[T](Create(name, size, arrayOptions[T](opts)))
+	return ownArray[T](arrayKind[T]().Create(name, size, opts))
 }
 
 // OpenArray opens the array in the named segment made by [CreateArray].
-func OpenArray[T Elem](name string, opts *Options) (*Array[T], error) {
-	return ownArray[T](Open(name, arrayOptions[T](opts)))
+func OpenArray[T Elem](name string) (*Array[T], error) {
+	return ownArray[T](arrayKind[T]().Open(name))
 }
 
 // Len returns the number of elements.

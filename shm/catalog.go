@@ -96,7 +96,7 @@ func NewCatalog(size int) (*Catalog, error) {
 	if err := checkSize(size); err != nil {
 		return nil, err
 	}
-	return initCatalog(CreateAnonymous(catalogSize(size), &Options{Kind: KindCatalog}))
+	return initCatalog(KindCatalog.CreateAnonymous(catalogSize(size)))
 }
 
 // CreateCatalog returns an empty catalog with room for 64 names and size
@@ -105,13 +105,12 @@ func CreateCatalog(name string, size int, opts *Options) (*Catalog, error) {
 	if err := checkSize(size); err != nil {
 		return nil, err
 	}
-	return initCatalog(Create(name, catalogSize(size), &Options{Kind: KindCatalog, Mode: opts.mode()}))
+	return initCatalog(KindCatalog.Create(name, catalogSize(size), opts))
 }
 
 // OpenCatalog opens the catalog in the named segment made by [CreateCatalog].
-// opts is unused: the segment's kind is always checked to be KindCatalog.
-func OpenCatalog(name string, opts *Options) (*Catalog, error) {
-	seg, err := Open(name, &Options{Kind: KindCatalog})
+func OpenCatalog(name string) (*Catalog, error) {
+	seg, err := KindCatalog.Open(name)
 	if err != nil {
 		return nil, err
 	}

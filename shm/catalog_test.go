@@ -15,7 +15,7 @@ import (
 
 func init() {
 	helperproc.Register("catalog", func(args []string) error {
-		c, err := OpenCatalog(args[0], nil)
+		c, err := OpenCatalog(args[0])
 		if err != nil {
 			return err
 		}
@@ -53,7 +53,7 @@ func checkNames(t *testing.T, c *Catalog, want int64) {
 
 func heapCatalog(t *testing.T, size int) *Catalog {
 	t.Helper()
-	seg, err := NewHeap(catalogSize(size), &Options{Kind: KindCatalog})
+	seg, err := KindCatalog.NewHeap(catalogSize(size))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,24 +30,16 @@ func (sp spec[V, P]) own(seg *Segment, err error) (P, error) {
 	return v, nil
 }
 
-func (sp spec[V, P]) opts(o *Options) *Options {
-	out := Options{Kind: sp.kind}
-	if o != nil {
-		out.Mode = o.Mode
-	}
-	return &out
-}
-
 func (sp spec[V, P]) anonymous() (P, error) {
-	return sp.own(CreateAnonymous(sp.size, sp.opts(nil)))
+	return sp.own(sp.kind.CreateAnonymous(sp.size))
 }
 
 func (sp spec[V, P]) create(name string, o *Options) (P, error) {
-	return sp.own(Create(name, sp.size, sp.opts(o)))
+	return sp.own(sp.kind.Create(name, sp.size, o))
 }
 
-func (sp spec[V, P]) open(name string, o *Options) (P, error) {
-	return sp.own(Open(name, sp.opts(o)))
+func (sp spec[V, P]) open(name string) (P, error) {
+	return sp.own(sp.kind.Open(name))
 }
 
 var (
@@ -64,7 +56,7 @@ func NewInt32() (*Int32, error) { return int32Spec.anonymous() }
 func CreateInt32(name string, opts *Options) (*Int32, error) { return int32Spec.create(name, opts) }
 
 // OpenInt32 opens the Int32 in the named segment made by [CreateInt32].
-func OpenInt32(name string, opts *Options) (*Int32, error) { return int32Spec.open(name, opts) }
+func OpenInt32(name string) (*Int32, error) { return int32Spec.open(name) }
 
 // NewInt64 returns a zero Int64 in an anonymous segment of its own.
 func NewInt64() (*Int64, error) { return int64Spec.anonymous() }
@@ -73,7 +65,7 @@ func NewInt64() (*Int64, error) { return int64Spec.anonymous() }
 func CreateInt64(name string, opts *Options) (*Int64, error) { return int64Spec.create(name, opts) }
 
 // OpenInt64 opens the Int64 in the named segment made by [CreateInt64].
-func OpenInt64(name string, opts *Options) (*Int64, error) { return int64Spec.open(name, opts) }
+func OpenInt64(name string) (*Int64, error) { return int64Spec.open(name) }
 
 // NewUint64 returns a zero Uint64 in an anonymous segment of its own.
 func NewUint64() (*Uint64, error) { return uint64Spec.anonymous() }
@@ -82,7 +74,7 @@ func NewUint64() (*Uint64, error) { return uint64Spec.anonymous() }
 func CreateUint64(name string, opts *Options) (*Uint64, error) { return uint64Spec.create(name, opts) }
 
 // OpenUint64 opens the Uint64 in the named segment made by [CreateUint64].
-func OpenUint64(name string, opts *Options) (*Uint64, error) { return uint64Spec.open(name, opts) }
+func OpenUint64(name string) (*Uint64, error) { return uint64Spec.open(name) }
 
 // NewFloat64 returns a zero Float64 in an anonymous segment of its own.
 func NewFloat64() (*Float64, error) { return float64Spec.anonymous() }
@@ -93,4 +85,4 @@ func CreateFloat64(name string, opts *Options) (*Float64, error) {
 }
 
 // OpenFloat64 opens the Float64 in the named segment made by [CreateFloat64].
-func OpenFloat64(name string, opts *Options) (*Float64, error) { return float64Spec.open(name, opts) }
+func OpenFloat64(name string) (*Float64, error) { return float64Spec.open(name) }

@@ -21,7 +21,7 @@ func ExampleCreateInt64() {
 	defer shm.Remove(name)
 	defer v.Close()
 
-	other, err := shm.OpenInt64(name, nil) // as another process would
+	other, err := shm.OpenInt64(name) // as another process would
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func ExampleCreateInt64() {
 
 // Several values in one segment, at offsets the caller chooses.
 func ExampleInt64At() {
-	seg, err := shm.CreateAnonymous(64, nil)
+	seg, err := shm.CreateAnonymous(64)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -55,7 +55,7 @@ func (w wireSegment) open() (*Segment, error) {
 		return nil, fmt.Errorf("%w: handle names kind %d", ErrKind, uint16(w.Kind))
 	}
 	if w.Name != "" {
-		return Open(w.Name, &Options{Kind: w.Kind})
+		return w.Kind.Open(w.Name)
 	}
 	f, err := handoff.File(w.FD - 1)
 	if err != nil {

@@ -56,13 +56,14 @@ const (
 	stateReady = 1
 )
 
-// Kind says what a segment holds. Open checks it against [Options.Kind].
+// Kind says what a segment holds. Each kind's Create, CreateAnonymous and
+// NewHeap record it in the header, and its Open checks it.
 type Kind uint16
 
 // The kinds of segment ipckit creates.
 const (
-	KindAny          Kind = 0 // in Options for Open: accept any kind
-	KindBytes        Kind = 1 // raw bytes, the default for Create
+	KindAny          Kind = 0 // for Open only: accept any kind
+	KindBytes        Kind = 1 // raw bytes: the package-level Create
 	KindInt32        Kind = 2
 	KindInt64        Kind = 3
 	KindUint64       Kind = 4

@@ -44,7 +44,7 @@ func TestHeaderLayout(t *testing.T) {
 func corrupt(t *testing.T, edit func(b []byte) []byte) error {
 	t.Helper()
 	name := helperproc.Name(t)
-	s, err := Create(name, 128, &Options{Kind: KindInt64Array})
+	s, err := KindInt64Array.Create(name, 128, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func corrupt(t *testing.T, edit func(b []byte) []byte) error {
 	if err := os.WriteFile(Path(name), edit(b), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s, err = Open(name, &Options{Kind: KindInt64Array})
+	s, err = KindInt64Array.Open(name)
 	if err == nil {
 		s.Close()
 	}

@@ -13,7 +13,7 @@ import (
 func TestMain(m *testing.M) {
 	helperproc.Register("add", func(args []string) error {
 		n, _ := strconv.Atoi(args[1])
-		v, err := OpenInt64(args[0], nil)
+		v, err := OpenInt64(args[0])
 		if err != nil {
 			return err
 		}

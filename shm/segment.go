@@ -30,16 +30,12 @@ type Segment struct {
 	closed bool
 }
 
-// Options configures segments and the objects built on them. A nil *Options
-// means the defaults.
+// Options configures the creation of a named segment and of the objects
+// built on one. A nil *Options means the defaults.
 type Options struct {
 	// Mode is the permission of a named segment's file (default 0600). It is
 	// applied with fchmod, so the umask cannot change it.
 	Mode os.FileMode
-
-	// Kind is recorded by Create (default KindBytes) and required by Open
-	// (default KindAny: accept any kind).
-	Kind Kind
 }
 
 func (o *Options) mode() os.FileMode {
@@ -47,13 +43,6 @@ func (o *Options) mode() os.FileMode {
 		return 0o600
 	}
 	return o.Mode.Perm()
-}
-
-func (o *Options) kind(def Kind) Kind {
-	if o == nil || o.Kind == KindAny {
-		return def
-	}
-	return o.Kind
 }
 
 // MaxSize is the largest payload a segment may hold.
@@ -91,15 +80,22 @@ func checkSize(size int) error {
 // is built in an unnamed file and given its name only when complete, so
 // [Open] never sees it half made.
 func Create(name string, size int, opts *Options) (*Segment, error) {
+	return KindBytes.Create(name, size, opts)
+}
+
+// Create makes a new named segment of kind k, as the package-level [Create]
+// does; [Kind.Open] then accepts it. Packages that build objects on
+// segments use it so that opening the wrong object fails with [ErrKind].
+func (k Kind) Create(name string, size int, opts *Options) (*Segment, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
 	if err := checkSize(size); err != nil {
 		return nil, err
 	}
-	kind := opts.kind(KindBytes)
+	kind := k
 	if !kind.valid() {
-		return nil, fmt.Errorf("%w: %v", ErrKind, kind)
+		return nil, fmt.Errorf("%w: cannot create a segment of %v", ErrKind, kind)
 	}
 	path := Path(name)
 	f, err := shmfile.Create(path, int64(headerSize+size), opts.mode())
@@ -123,13 +119,17 @@ func Create(name string, size int, opts *Options) (*Segment, error) {
 // no name: it reaches other processes only in the argument of a child started
 // by spawn, and its memory is freed when the last process holding it exits,
 // even by SIGKILL. It is sealed so that nobody can shrink it.
-func CreateAnonymous(size int, opts *Options) (*Segment, error) {
+func CreateAnonymous(size int) (*Segment, error) { return KindBytes.CreateAnonymous(size) }
+
+// CreateAnonymous makes an anonymous segment of kind k, as the package-level
+// [CreateAnonymous] does.
+func (k Kind) CreateAnonymous(size int) (*Segment, error) {
 	if err := checkSize(size); err != nil {
 		return nil, err
 	}
-	kind := opts.kind(KindBytes)
+	kind := k
 	if !kind.valid() {
-		return nil, fmt.Errorf("%w: %v", ErrKind, kind)
+		return nil, fmt.Errorf("%w: cannot create a segment of %v", ErrKind, kind)
 	}
 	f, err := shmfile.CreateAnonymous("ipckit", int64(headerSize+size))
 	if err != nil {
@@ -141,13 +141,17 @@ func CreateAnonymous(size int, opts *Options) (*Segment, error) {
 // NewHeap makes a segment of size bytes on the Go heap. It works like any
 // other segment inside this process, and the race detector sees every access
 // to it, but it cannot be passed to another process.
-func NewHeap(size int, opts *Options) (*Segment, error) {
+func NewHeap(size int) (*Segment, error) { return KindBytes.NewHeap(size) }
+
+// NewHeap makes a heap segment of kind k, as the package-level [NewHeap]
+// does.
+func (k Kind) NewHeap(size int) (*Segment, error) {
 	if err := checkSize(size); err != nil {
 		return nil, err
 	}
-	kind := opts.kind(KindBytes)
+	kind := k
 	if !kind.valid() {
-		return nil, fmt.Errorf("%w: %v", ErrKind, kind)
+		return nil, fmt.Errorf("%w: cannot create a segment of %v", ErrKind, kind)
 	}
 	s := &Segment{mem: heapBytes(headerSize + size), kind: kind}
 	s.writeHeader(kind)
@@ -182,7 +186,12 @@ func (s *Segment) writeHeader(kind Kind) {
 // ([ErrNotRegular]), a file owned by another user ([ErrOwner]), a sparse
 // file, and a header that is invalid, with one of [ErrBadMagic],
 // [ErrVersion], [ErrKind], [ErrChecksum], [ErrSize] or [ErrNotReady].
-func Open(name string, opts *Options) (*Segment, error) {
+func Open(name string) (*Segment, error) { return KindAny.Open(name) }
+
+// Open maps the existing named segment name, as the package-level [Open]
+// does, and fails with [ErrKind] unless it holds kind k ([KindAny] accepts
+// every kind).
+func (k Kind) Open(name string) (*Segment, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
@@ -190,7 +199,7 @@ func Open(name string, opts *Options) (*Segment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shm: %w", err)
 	}
-	s, err := openFile(f, opts.kind(KindAny))
+	s, err := openFile(f, k)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("shm: open %q: %w", name, err)

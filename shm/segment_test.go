@@ -28,7 +28,7 @@ func create(t *testing.T, size int, opts *Options) *Segment {
 func TestCreateOpen(t *testing.T) {
 	s := create(t, 100, nil)
 	copy(s.Bytes(), "hello")
-	o, err := Open(s.Name(), nil)
+	o, err := Open(s.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestOpenRefuses(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer os.Remove(Path(name))
-			s, err := Open(name, nil)
+			s, err := Open(name)
 			if err == nil {
 				s.Close()
 			}
@@ -120,7 +120,7 @@ func TestNames(t *testing.T) {
 		if _, err := Create(name, 8, nil); !errors.Is(err, ErrName) {
 			t.Errorf("Create(%q) = %v, want ErrName", name, err)
 		}
-		if _, err := Open(name, nil); !errors.Is(err, ErrName) {
+		if _, err := Open(name); !errors.Is(err, ErrName) {
 			t.Errorf("Open(%q) = %v, want ErrName", name, err)
 		}
 	}
@@ -142,13 +142,13 @@ func TestTruncatedByOtherProcess(t *testing.T) {
 		t.Fatalf("Guard = %v, want ErrFault", err)
 	}
 	_ = sink
-	if _, err := Open(s.Name(), nil); !errors.Is(err, ErrSize) {
+	if _, err := Open(s.Name()); !errors.Is(err, ErrSize) {
 		t.Fatalf("Open of truncated segment = %v, want ErrSize", err)
 	}
 }
 
 func TestAnonymousSealed(t *testing.T) {
-	s, err := CreateAnonymous(4096, nil)
+	s, err := CreateAnonymous(4096)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +197,7 @@ func TestInt64AcrossProcesses(t *testing.T) {
 }
 
 func TestInt64OnHeap(t *testing.T) {
-	seg, err := NewHeap(64, nil)
+	seg, err := NewHeap(64)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func TestCreateOpenRace(t *testing.T) {
 	})
 	opened := 0
 	for range 3000 {
-		s, err := Open(name, nil)
+		s, err := Open(name)
 		if err == nil {
 			opened++
 			s.Close()
@@ -286,7 +286,7 @@ func TestOpenSparse(t *testing.T) {
 		if err := os.Truncate(path, size); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Open(s.Name(), nil); !errors.Is(err, ErrSize) {
+		if _, err := Open(s.Name()); !errors.Is(err, ErrSize) {
 			t.Errorf("Open of a sparse %d-byte file = %v, want ErrSize", size, err)
 		}
 	}

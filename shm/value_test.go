@@ -46,7 +46,7 @@ func TestValues(t *testing.T) {
 }
 
 func TestFloat64AddConcurrent(t *testing.T) {
-	seg, _ := NewHeap(8, nil)
+	seg, _ := NewHeap(8)
 	f, err := Float64At(seg, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +66,7 @@ func TestFloat64AddConcurrent(t *testing.T) {
 }
 
 func TestPlacement(t *testing.T) {
-	seg, _ := NewHeap(16, nil)
+	seg, _ := NewHeap(16)
 	for _, c := range []struct {
 		name string
 		err  error
@@ -137,13 +137,13 @@ func TestOpenKind(t *testing.T) {
 	}
 	defer Remove(name)
 	defer v.Close()
-	if _, err := OpenFloat64(name, nil); !errors.Is(err, ErrKind) {
+	if _, err := OpenFloat64(name); !errors.Is(err, ErrKind) {
 		t.Fatalf("OpenFloat64 of an int64 = %v, want ErrKind", err)
 	}
-	if _, err := OpenArray[int64](name, nil); !errors.Is(err, ErrKind) {
+	if _, err := OpenArray[int64](name); !errors.Is(err, ErrKind) {
 		t.Fatalf("OpenArray of an int64 = %v, want ErrKind", err)
 	}
-	w, err := OpenInt64(name, nil)
+	w, err := OpenInt64(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestHandleErrors(t *testing.T) {
 	if err := gob.NewEncoder(&bytes.Buffer{}).Encode(arg{Count: v}); !errors.Is(err, handoff.ErrNoTransport) {
 		t.Fatalf("encoding an anonymous value outside spawn = %v, want ErrNoTransport", err)
 	}
-	seg, _ := NewHeap(8, nil)
+	seg, _ := NewHeap(8)
 	if err := gob.NewEncoder(&bytes.Buffer{}).Encode(arg{Raw: seg}); !errors.Is(err, ErrHeap) {
 		t.Fatalf("encoding a heap segment = %v, want ErrHeap", err)
 	}

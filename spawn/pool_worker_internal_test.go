@@ -62,7 +62,7 @@ func TestWorkerLoopHeap(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer tasks.Detach()
-		seg, err := shm.NewHeap(64, nil)
+		seg, err := shm.NewHeap(64)
 		if err != nil {
 			t.Fatal(err)
 		}

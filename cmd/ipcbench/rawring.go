@@ -135,7 +135,7 @@ var rawProduce = spawn.Register("ipcbench.rawproduce", func(ctx context.Context,
 // rawRate is messages per second through a raw ring with the given fences,
 // from a producer child to this process.
 func rawRate(cfg *config, fences rawFences) (float64, error) {
-	seg, err := shm.CreateAnonymous(rawSize, nil)
+	seg, err := shm.CreateAnonymous(rawSize)
 	if err != nil {
 		return 0, err
 	}

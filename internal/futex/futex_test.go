@@ -47,7 +47,7 @@ func sharedWord(seg *shm.Segment) *atomic.Uint32 {
 
 func TestMain(m *testing.M) {
 	helperproc.Register("pong", func(args []string) error {
-		seg, err := shm.Open(args[0], nil)
+		seg, err := shm.Open(args[0])
 		if err != nil {
 			return err
 		}
