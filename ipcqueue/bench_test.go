@@ -48,7 +48,7 @@ func BenchmarkThroughput(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			q.Close()
+			q.Shutdown()
 			if err := cmd.Wait(); err != nil {
 				b.Fatal(err)
 			}
@@ -150,7 +150,7 @@ func BenchmarkPingPong(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			ping.Close()
+			ping.Shutdown()
 			if err := cmd.Wait(); err != nil {
 				b.Fatal(err)
 			}
@@ -236,7 +236,7 @@ func BenchmarkBulk(b *testing.B) {
 			}
 		}
 		b.StopTimer()
-		q.Close()
+		q.Shutdown()
 		if err := cmd.Wait(); err != nil {
 			b.Fatal(err)
 		}
@@ -284,7 +284,7 @@ func BenchmarkGoroutines(b *testing.B) {
 				if producer, err = Open(q.Segment().Name(), nil); err != nil {
 					b.Fatal(err)
 				}
-				defer producer.Detach()
+				defer producer.Close()
 			}
 			ctx := context.Background()
 			errc := make(chan error, 1)

@@ -56,7 +56,7 @@ func TestCorruptHeader(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer q.Detach()
+			defer q.Close()
 			_, _, gerr := q.TryGet()
 			_, perr := q.TryPut(make([]byte, 200))
 			for range 8 {
@@ -123,7 +123,7 @@ func TestCorruptTail(t *testing.T) {
 		{"TryPut", func(q *Queue) error { _, err := q.TryPut([]byte("x")); return err }},
 		{"Put", func(q *Queue) error { return q.Put(t.Context(), []byte("x")) }},
 		{"Stats", func(q *Queue) error { q.Stats(); return ErrCorrupt }},
-		{"Close", func(q *Queue) error { return q.Close() }},
+		{"Close", func(q *Queue) error { return q.Shutdown() }},
 	} {
 		t.Run("dead producer/"+c.name, func(t *testing.T) {
 			q := heapQueue(t, 1024, nil)
@@ -154,7 +154,7 @@ func FuzzQueue(f *testing.F) {
 	q.Put(f.Context(), []byte("seed"))
 	q.Put(f.Context(), make([]byte, 60))
 	seed := append([]byte(nil), q.Segment().Bytes()...)
-	q.Detach()
+	q.Close()
 	f.Add(seed, uint8(0), uint64(0))
 	f.Add(seed, uint8(1), uint64(0))
 	f.Add(seed, uint8(7), uint64(64))
@@ -195,7 +195,7 @@ func fuzzOne(t *testing.T, image []byte, mode uint8, cached, dead uint64) {
 			}
 			return
 		}
-		defer q.Detach()
+		defer q.Close()
 		if mode&4 != 0 {
 			q.cachedHead = cached
 		}
@@ -208,7 +208,7 @@ func fuzzOne(t *testing.T, image []byte, mode uint8, cached, dead uint64) {
 			q.Len()
 		}
 		if mode&8 == 0 {
-			q.Close()
+			q.Shutdown()
 			q.TryGet()
 		}
 	}

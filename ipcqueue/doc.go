@@ -16,10 +16,10 @@
 //
 // Two different things end a queue's use, and they have different names:
 //
-//   - [Queue.Close] closes the queue for everyone: producers in every
-//     process then get [ErrClosed]; consumers drain what is left and then
+//   - [Queue.Shutdown] closes the queue for everyone: producers in every
+//     process then get [ErrShutdown]; consumers drain what is left and then
 //     get [io.EOF]. Every blocked waiter, in every process, is woken.
-//   - [Queue.Detach] releases this handle's mapping only; the queue and
+//   - [Queue.Close] releases this handle's mapping only; the queue and
 //     every other process's handle go on working.
 //
 // A [Typed] queue carries values of one Go type on top of a Queue (see its

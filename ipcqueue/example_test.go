@@ -15,13 +15,13 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	defer q.Detach() // release this handle's mapping
+	defer q.Close() // release this handle's mapping
 
 	ctx := context.Background()
 	for _, s := range []string{"one", "two", "three"} {
 		q.Put(ctx, []byte(s))
 	}
-	q.Close() // for everyone: no more Puts, Gets drain then io.EOF
+	q.Shutdown() // for everyone: no more Puts, Gets drain then io.EOF
 	for {
 		msg, err := q.Get(ctx)
 		if err == io.EOF {
@@ -39,7 +39,7 @@ func Example() {
 
 func ExampleTyped() {
 	q, _ := ipcqueue.NewHeap(4096, nil)
-	defer q.Detach()
+	defer q.Close()
 	type job struct {
 		ID   int64
 		Size float64

@@ -31,7 +31,7 @@ func (q *Queue) GobEncode() ([]byte, error) {
 
 // GobDecode attaches q, which must be new (zero), to the queue a handle
 // names, after validating the queue's layout. The new handle spins with
-// [DefaultSpin]; see [Queue.SetSpin]. Release it with [Queue.Detach].
+// [DefaultSpin]; see [Queue.SetSpin]. Release it with [Queue.Close].
 func (q *Queue) GobDecode(b []byte) error {
 	var w wireQueue
 	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&w); err != nil {

@@ -46,7 +46,7 @@ func registerHelpers() {
 		if err != nil {
 			return err
 		}
-		defer q.Detach()
+		defer q.Close()
 		id, n := atoi(a[1]), atoi(a[2])
 		buf := make([]byte, 128)
 		for s := range n {
@@ -63,7 +63,7 @@ func registerHelpers() {
 		if err != nil {
 			return err
 		}
-		defer q.Detach()
+		defer q.Close()
 		c := newChecker(atoi(a[1]), atoi(a[2]))
 		buf := make([]byte, 128)
 		for {
@@ -115,7 +115,7 @@ func registerHelpers() {
 		if err != nil {
 			return err
 		}
-		defer q.Detach()
+		defer q.Close()
 		// SINKPROF=file profiles the consumer side of the throughput
 		// benchmark (the benchmark's -cpuprofile sees only the producer).
 		if f := os.Getenv("SINKPROF"); f != "" {
@@ -139,12 +139,12 @@ func registerHelpers() {
 		if err != nil {
 			return err
 		}
-		defer in.Detach()
+		defer in.Close()
 		out, err := openArg(a[1], a[2])
 		if err != nil {
 			return err
 		}
-		defer out.Detach()
+		defer out.Close()
 		if err := echoAll(in, out); err != nil {
 			return err
 		}
@@ -197,8 +197,8 @@ func init() {
 		if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&h); err != nil {
 			return err
 		}
-		defer h.P.Detach()
-		defer h.R.Detach()
+		defer h.P.Close()
+		defer h.R.Close()
 		if err := h.P.Put(context.Background(), point{X: 1, Y: -2, Tag: [4]byte{'a'}}); err != nil {
 			return err
 		}
@@ -216,7 +216,7 @@ func init() {
 		if err != nil {
 			return err
 		}
-		defer q.Detach()
+		defer q.Close()
 		fmt.Println("ready")
 		msg, err := q.Get(context.Background())
 		if err == io.EOF {
@@ -232,7 +232,7 @@ func init() {
 		if err != nil {
 			return err
 		}
-		defer q.Detach()
+		defer q.Close()
 		for {
 			ok, err := q.TryPut(make([]byte, 40))
 			if err != nil {
@@ -244,7 +244,7 @@ func init() {
 		}
 		fmt.Println("ready")
 		err = q.Put(context.Background(), []byte("x"))
-		if errors.Is(err, ErrClosed) {
+		if errors.Is(err, ErrShutdown) {
 			fmt.Println("closed")
 			return nil
 		}

@@ -39,7 +39,7 @@ func namedQueue(t testing.TB, size int, opts *Options) *Queue {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { q.Detach(); Remove(name) })
+	t.Cleanup(func() { q.Close(); Remove(name) })
 	return q
 }
 
@@ -75,7 +75,7 @@ func TestProcessMPMC(t *testing.T) {
 			t.Fatalf("producer: %v", err)
 		}
 	}
-	q.Close()
+	q.Shutdown()
 	all := newChecker(producers, per)
 	for i, cmd := range cons {
 		if err := cmd.Wait(); err != nil {
@@ -267,7 +267,7 @@ func TestCloseWakesProcess(t *testing.T) {
 				q := namedQueue(t, 4096, &Options{Spin: spin})
 				w := startWaiter(t, q, c.helper, spin)
 				start := time.Now()
-				q.Close()
+				q.Shutdown()
 				w.expect(t, c.said)
 				el := time.Since(start)
 				if el > time.Second {
@@ -289,7 +289,7 @@ func TestCloseWakesProcess(t *testing.T) {
 							t.Fatal(err)
 						}
 					}
-				} else if err := q.Put(t.Context(), []byte("y")); !errors.Is(err, ErrClosed) {
+				} else if err := q.Put(t.Context(), []byte("y")); !errors.Is(err, ErrShutdown) {
 					t.Fatalf("Put after Close = %v", err)
 				}
 				if st := q.Stats(); st.Waits != waits {

@@ -44,7 +44,7 @@ func (o *Options) spin() time.Duration {
 
 // Queue is a handle to a bounded MPMC queue of byte messages in shared
 // memory. Every process (and goroutine) may Put and Get concurrently
-// through its handle; a Queue is safe for concurrent use, except [Queue.Detach],
+// through its handle; a Queue is safe for concurrent use, except [Queue.Close],
 // which must not race with other calls on the same handle. It must not be
 // copied. The zero Queue is not usable: get one from [New], [Create],
 // [Open], [NewHeap] or gob-decoding a handle.
@@ -253,14 +253,14 @@ func (q *Queue) at(off uint64) unsafe.Pointer { return unsafe.Add(q.base, off) }
 
 func (q *Queue) check() error {
 	if q.detached.Load() {
-		return ErrDetached
+		return os.ErrClosed
 	}
 	return nil
 }
 
 // Put appends msg to the queue, waiting while it is full. It returns
 // [ErrTooLarge] (nothing written) for a message over [Queue.MaxMsg],
-// [ErrClosed] once the queue is closed, and ctx.Err() (nothing written)
+// [ErrShutdown] once the queue is closed, and ctx.Err() (nothing written)
 // if ctx is done first. Put does not retain msg.
 func (q *Queue) Put(ctx context.Context, msg []byte) error {
 	if q.putFast(msg) {
@@ -329,7 +329,7 @@ func (q *Queue) put(ctx context.Context, msg []byte, block bool) (bool, error) {
 		}
 		if q.closed.Load() != 0 {
 			q.plock.unlock()
-			return false, ErrClosed
+			return false, ErrShutdown
 		}
 		t := q.tail.Load()
 		if t&7 != 0 {
@@ -741,11 +741,11 @@ func (q *Queue) Stats() Stats {
 	}
 }
 
-// Close closes the queue for every process: Put then returns [ErrClosed],
+// Shutdown closes the queue for every process: Put then returns [ErrShutdown],
 // Get drains what is left and then returns [io.EOF], and every waiter in
 // every process is woken. It is safe to call twice. It does not release
-// this handle's mapping: see [Queue.Detach].
-func (q *Queue) Close() error {
+// this handle's mapping: see [Queue.Close].
+func (q *Queue) Shutdown() error {
 	if err := q.check(); err != nil {
 		return err
 	}
@@ -765,14 +765,14 @@ func (q *Queue) Close() error {
 	return err
 }
 
-// Closed reports whether the queue has been closed.
-func (q *Queue) Closed() bool { return q.check() == nil && q.closed.Load() != 0 }
+// IsShutdown reports whether the queue has been closed.
+func (q *Queue) IsShutdown() bool { return q.check() == nil && q.closed.Load() != 0 }
 
-// Detach releases this handle's mapping; the queue stays open for every
+// Close releases this handle's mapping; the queue stays open for every
 // other handle and process (and a named queue's file stays: see [Remove]).
 // It is safe to call twice; the handle must not be in use by other
-// goroutines, and any later call returns [ErrDetached].
-func (q *Queue) Detach() error {
+// goroutines, and any later call returns [os.ErrClosed].
+func (q *Queue) Close() error {
 	if q.detached.Swap(true) {
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ func heapQueue(t testing.TB, size int, opts *Options) *Queue {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { q.Detach() })
+	t.Cleanup(func() { q.Close() })
 	return q
 }
 
@@ -82,13 +83,13 @@ func TestCloseDrains(t *testing.T) {
 	ctx := t.Context()
 	q.Put(ctx, []byte("a"))
 	q.Put(ctx, []byte("b"))
-	if err := q.Close(); err != nil {
+	if err := q.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.Close(); err != nil {
+	if err := q.Shutdown(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if err := q.Put(ctx, []byte("c")); !errors.Is(err, ErrClosed) {
+	if err := q.Put(ctx, []byte("c")); !errors.Is(err, ErrShutdown) {
 		t.Fatalf("Put after Close = %v", err)
 	}
 	for _, want := range []string{"a", "b"} {
@@ -99,11 +100,11 @@ func TestCloseDrains(t *testing.T) {
 	if _, err := q.Get(ctx); err != io.EOF {
 		t.Fatalf("Get on drained = %v", err)
 	}
-	q.Detach()
-	if _, err := q.Get(ctx); !errors.Is(err, ErrDetached) {
+	q.Close()
+	if _, err := q.Get(ctx); !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("Get after Detach = %v", err)
 	}
-	if err := q.Detach(); err != nil {
+	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -133,8 +134,8 @@ func TestWaitersWoken(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 		cancel()
 		time.Sleep(50 * time.Millisecond)
-		q.Close()
-		full.Close()
+		q.Shutdown()
+		full.Shutdown()
 		wg.Wait()
 		close(errs)
 		var cancelled, eof, closed int
@@ -144,7 +145,7 @@ func TestWaitersWoken(t *testing.T) {
 				cancelled++
 			case err == io.EOF:
 				eof++
-			case errors.Is(err, ErrClosed):
+			case errors.Is(err, ErrShutdown):
 				closed++
 			default:
 				t.Errorf("unexpected %v", err)
@@ -214,7 +215,7 @@ func runMPMC(t *testing.T, q *Queue, producers, consumers, per int) {
 		})
 	}
 	pw.Wait()
-	q.Close()
+	q.Shutdown()
 	cw.Wait()
 	all := newChecker(producers, per)
 	for _, c := range checks {
@@ -239,7 +240,7 @@ func TestSharedHandleMapped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer q.Detach()
+	defer q.Close()
 	const producers, per = 3, 2000
 	var wg sync.WaitGroup
 	for range producers {

@@ -222,11 +222,11 @@ func (t *Typed[T]) TryGet() (T, bool, error) {
 	return v, true, nil
 }
 
-// Close closes the queue for everyone; see [Queue.Close].
-func (t *Typed[T]) Close() error { return t.q.Close() }
+// Shutdown closes the queue for everyone; see [Queue.Shutdown].
+func (t *Typed[T]) Shutdown() error { return t.q.Shutdown() }
 
-// Detach releases this handle's mapping; see [Queue.Detach].
-func (t *Typed[T]) Detach() error { return t.q.Detach() }
+// Close releases this handle's mapping; see [Queue.Close].
+func (t *Typed[T]) Close() error { return t.q.Close() }
 
 // GobEncode encodes a handle to the queue; see [Queue.GobEncode].
 func (t *Typed[T]) GobEncode() ([]byte, error) { return t.q.GobEncode() }
@@ -239,7 +239,7 @@ func (t *Typed[T]) GobDecode(b []byte) error {
 	}
 	t.q = q
 	if err := t.init(); err != nil {
-		q.Detach()
+		q.Close()
 		return err
 	}
 	return nil

@@ -54,7 +54,7 @@ func TestNoLostWakeups(t *testing.T) {
 		before := unwoken.Load()
 		pingPong(t, ping, pong, n)
 		lost := unwoken.Load() - before
-		ping.Close()
+		ping.Shutdown()
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +72,7 @@ func TestNoLostWakeups(t *testing.T) {
 		before := unwoken.Load()
 		pingPong(t, ping, pong, n)
 		lost := unwoken.Load() - before
-		ping.Close()
+		ping.Shutdown()
 		if err := cmd.Wait(); err != nil {
 			t.Fatalf("echo child: %v", err)
 		}

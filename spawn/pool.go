@@ -253,7 +253,7 @@ func NewPool[In, Out any](ctx context.Context, task *Task[In, Out], opts *PoolOp
 			}
 			p.cancel()
 			p.readCancel()
-			p.results.Detach()
+			p.results.Close()
 			return nil, err
 		}
 		ws = append(ws, w)
@@ -288,7 +288,7 @@ func (p *Pool[In, Out]) startWorker(serial uint64) (*worker[In, Out], error) {
 	}
 	rec, err := shm.NewInt64()
 	if err != nil {
-		tasks.Detach()
+		tasks.Close()
 		return nil, fmt.Errorf("spawn: pool worker record: %w", err)
 	}
 	w := &worker[In, Out]{serial: serial, tasks: tasks, rec: rec, tail: new(tailBuffer)}
@@ -318,8 +318,8 @@ func (p *Pool[In, Out]) startWorker(serial uint64) (*worker[In, Out], error) {
 
 // release frees the parent's handles of the worker's queue and record.
 func (w *worker[In, Out]) release() {
+	w.tasks.Shutdown()
 	w.tasks.Close()
-	w.tasks.Detach()
 	w.rec.Close()
 }
 
@@ -691,7 +691,7 @@ func (p *Pool[In, Out]) maybeDrain() {
 		}
 		if !w.drained {
 			w.drained = true
-			w.tasks.Close()
+			w.tasks.Shutdown()
 		}
 	}
 }
@@ -778,8 +778,8 @@ func (p *Pool[In, Out]) Wait() error {
 	p.cleanup.Do(func() {
 		p.stopParent()
 		p.cancel()
+		p.results.Shutdown()
 		p.results.Close()
-		p.results.Detach()
 	})
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -31,7 +31,7 @@ func TestWorkerLoopHeap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer results.Detach()
+	defer results.Close()
 
 	type heapWorker struct {
 		setup workerSetup
@@ -61,7 +61,7 @@ func TestWorkerLoopHeap(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer tasks.Detach()
+		defer tasks.Close()
 		seg, err := shm.NewHeap(64)
 		if err != nil {
 			t.Fatal(err)
@@ -166,7 +166,7 @@ func TestWorkerLoopHeap(t *testing.T) {
 		}
 	}
 	for i, w := range ws {
-		w.setup.Tasks.Close()
+		w.setup.Tasks.Shutdown()
 		if r := recs[i].Load(); r != 0 {
 			t.Errorf("worker %d: in-flight record %d after its last item", i, r)
 		}
@@ -182,7 +182,7 @@ func TestWorkerLoopHeap(t *testing.T) {
 			t.Fatalf("item %d never reported", v)
 		}
 	}
-	if _, ok, err := results.TryGet(); ok || err != nil && !errors.Is(err, ipcqueue.ErrClosed) {
+	if _, ok, err := results.TryGet(); ok || err != nil && !errors.Is(err, ipcqueue.ErrShutdown) {
 		t.Fatalf("a stray result: %v %v", ok, err)
 	}
 }
@@ -198,7 +198,7 @@ func TestDispatchPrefersLastReporter(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer q.Detach()
+		defer q.Close()
 		p.workers[serial] = &worker[int, int]{serial: serial, tasks: q}
 	}
 	for round, last := range []uint64{3, 1, 4, 2, 3} {

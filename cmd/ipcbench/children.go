@@ -36,7 +36,7 @@ var produce = spawn.Register("ipcbench.produce", func(ctx context.Context, a str
 		out = os.Stdin
 	}
 	if a.Q != nil {
-		defer a.Q.Detach()
+		defer a.Q.Close()
 	}
 	for i := range a.N {
 		binary.LittleEndian.PutUint64(msg, uint64(i))
@@ -73,8 +73,8 @@ var echo = spawn.Register("ipcbench.echo", func(ctx context.Context, a echoArg) 
 			}
 		}
 	}
-	defer a.In.Detach()
-	defer a.Out.Detach()
+	defer a.In.Close()
+	defer a.Out.Close()
 	a.In.SetSpin(a.Spin)
 	a.Out.SetSpin(a.Spin)
 	for {

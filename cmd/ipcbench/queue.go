@@ -73,7 +73,7 @@ func queueRate(cfg *config, size, capacity int) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer q.Detach()
+	defer q.Close()
 	ctx := context.Background()
 	return receiveStream(streamArg{N: streamCount(cfg, size), Size: size, Q: q}, nil, func(buf []byte) error {
 		n, err := q.GetInto(ctx, buf)

@@ -47,12 +47,12 @@ func queueRTT(cfg *config, p float64, spin time.Duration) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer ping.Detach()
+	defer ping.Close()
 	back, err := ipcqueue.New(64<<10, &ipcqueue.Options{Spin: spin})
 	if err != nil {
 		return 0, err
 	}
-	defer back.Detach()
+	defer back.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	child, err := spawn.Start(ctx, echo, echoArg{In: ping, Out: back, Spin: spin})

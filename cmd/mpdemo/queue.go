@@ -18,7 +18,7 @@ type jobArg struct {
 // queueJob runs in a child process: it computes the tutorial's sum and puts
 // it on the shared queue.
 var queueJob = spawn.Register("mpdemo.queueJob", func(ctx context.Context, a jobArg) error {
-	defer a.Results.Detach()
+	defer a.Results.Close()
 	return a.Results.Put(ctx, job(a.N))
 })
 
@@ -30,7 +30,7 @@ func newResults() (*ipcqueue.Typed[sum128], error) {
 	}
 	t, err := ipcqueue.NewTyped[sum128](q)
 	if err != nil {
-		q.Detach()
+		q.Close()
 	}
 	return t, err
 }
@@ -42,7 +42,7 @@ func twoProcesses(ctx context.Context, n int) (sum128, sum128, error) {
 	if err != nil {
 		return sum128{}, sum128{}, err
 	}
-	defer results.Detach()
+	defer results.Close()
 	var procs []*spawn.Process
 	for range 2 {
 		p, err := spawn.Start(ctx, queueJob, jobArg{N: n, Results: results}) // p.start()
