@@ -34,7 +34,7 @@ func BenchmarkThroughput(b *testing.B) {
 		{"ipcqueue/256KiB/spin", 256 << 10, 0}, {"ipcqueue/256KiB/nospin", 256 << 10, -1},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			q := namedQueue(b, c.size, &Options{Spin: c.spin})
+			q := spinning(namedQueue(b, c.size, nil), c.spin)
 			cmd := command(b, "sink", q.Segment().Name(), spinArg(c.spin))
 			if err := cmd.Start(); err != nil {
 				b.Fatal(err)
@@ -126,8 +126,8 @@ func BenchmarkPingPong(b *testing.B) {
 		{"ipcqueue/spin=20us", 20 * time.Microsecond}, {"ipcqueue/spin=100us", 100 * time.Microsecond},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			ping := namedQueue(b, 4096, &Options{Spin: c.spin})
-			pong := namedQueue(b, 4096, &Options{Spin: c.spin})
+			ping := spinning(namedQueue(b, 4096, nil), c.spin)
+			pong := spinning(namedQueue(b, 4096, nil), c.spin)
 			cmd := command(b, "echo", ping.Segment().Name(), pong.Segment().Name(), spinArg(c.spin))
 			if err := cmd.Start(); err != nil {
 				b.Fatal(err)
@@ -281,7 +281,7 @@ func BenchmarkGoroutines(b *testing.B) {
 			producer := q
 			if !shared {
 				var err error
-				if producer, err = Open(q.Segment().Name(), nil); err != nil {
+				if producer, err = Open(q.Segment().Name()); err != nil {
 					b.Fatal(err)
 				}
 				defer producer.Close()

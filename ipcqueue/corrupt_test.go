@@ -17,7 +17,7 @@ func attachBytes(image []byte) (*Queue, error) {
 		return nil, err
 	}
 	copy(seg.Bytes(), image)
-	return attach(seg, nil)
+	return attach(seg)
 }
 
 // TestCorruptHeader flips fields of the control block and of records, and
@@ -35,7 +35,7 @@ func TestCorruptHeader(t *testing.T) {
 	}{
 		{"magic", func(b []byte) { b[offMagic] ^= 1 }, true},
 		{"version", func(b []byte) { le.PutUint32(b[offVersion:], 9) }, true},
-		{"capacity", func(b []byte) { le.PutUint64(b[offCap:], 1<<30) }, true},
+		{"ring size", func(b []byte) { le.PutUint64(b[offCap:], 1<<30) }, true},
 		{"checksum", func(b []byte) { b[offCRC] ^= 1 }, true},
 		{"head misaligned", func(b []byte) { le.PutUint64(b[offHead:], 3) }, false},
 		{"tail far ahead", func(b []byte) { le.PutUint64(b[offTail:], 1<<40); le.PutUint64(b[offFreed:], 0) }, false},
@@ -95,7 +95,7 @@ func noPanic(f func() error) (err error) {
 // ErrCorrupt from every producer path, never a panic: on Put's fast path
 // (the cached head not stale, so the tail is not otherwise checked), and
 // in the repair of a dead producer's lock reached from TryPut, Put,
-// Stats, Get and Close.
+// Stats, Get and Shutdown.
 func TestCorruptTail(t *testing.T) {
 	le := binary.LittleEndian
 	t.Run("fast path", func(t *testing.T) {
@@ -123,7 +123,7 @@ func TestCorruptTail(t *testing.T) {
 		{"TryPut", func(q *Queue) error { _, err := q.TryPut([]byte("x")); return err }},
 		{"Put", func(q *Queue) error { return q.Put(t.Context(), []byte("x")) }},
 		{"Stats", func(q *Queue) error { q.Stats(); return ErrCorrupt }},
-		{"Close", func(q *Queue) error { return q.Shutdown() }},
+		{"Shutdown", func(q *Queue) error { return q.Shutdown() }},
 	} {
 		t.Run("dead producer/"+c.name, func(t *testing.T) {
 			q := heapQueue(t, 1024, nil)
@@ -141,13 +141,13 @@ func TestCorruptTail(t *testing.T) {
 }
 
 // FuzzQueue decodes an arbitrary control block and ring, then runs a few
-// TryGet, TryPut, Stats and Len calls and a Close: errors are fine, panics
+// TryGet, TryPut, Stats and Len calls and a Shutdown: errors are fine, panics
 // and hangs are not. mode selects the state the handle starts from, so
 // that the fuzzer reaches the paths a plain image does not: bit 0 gives
-// the producer lock to a dead process (Put, Stats and Close then repair
+// the producer lock to a dead process (Put, Stats and Shutdown then repair
 // from whatever tail the image holds), bit 1 the consumer lock, bit 2 sets
 // the handle's cached head to cached (Put's fast path trusts it), bit 3
-// keeps the image's lock words as they are (then no Close: a live holder
+// keeps the image's lock words as they are (then no Shutdown: a live holder
 // would block it).
 func FuzzQueue(f *testing.F) {
 	q, _ := NewHeap(256, nil)
@@ -170,7 +170,7 @@ func FuzzQueue(f *testing.F) {
 
 func fuzzOne(t *testing.T, image []byte, mode uint8, cached, dead uint64) {
 	{
-		if len(image) < ctlSize+minCapacity {
+		if len(image) < ctlSize+minRing {
 			return
 		}
 		le := binary.LittleEndian

@@ -1,32 +1,53 @@
 // Package ipcqueue is a bounded multi-producer multi-consumer queue of
 // variable-length byte messages in shared memory: ipckit's answer to
-// Python's multiprocessing.Queue, and faster than a Go channel between two
-// processes.
+// Python's multiprocessing.Queue, for processes of one program or of
+// several.
 //
 // A [Queue] lives in a segment: named ([Create], [Open]), anonymous ([New],
 // passed to children started by spawn) or on the Go heap ([NewHeap], one
-// process only, visible to the race detector). Its capacity is in bytes;
-// every message costs its length rounded up to 8, plus an 8-byte header.
-// A message larger than the maximum message size is refused with
-// [ErrTooLarge].
+// process only, visible to the race detector).
 //
 //	q, _ := ipcqueue.New(1<<20, nil)
 //	q.Put(ctx, []byte("hello"))
 //	msg, _ := q.Get(ctx)
 //
+// # Capacity
+//
+// A queue's capacity is in bytes, and exact. Each message costs its length
+// rounded up to 8, plus an 8-byte header; a message that would cross the
+// end of the ring is preceded by padding up to that end, which costs the
+// rest of the ring. The queue holds messages while these costs add up to
+// at most [Queue.Capacity], which is the ring's size (the constructor's
+// size rounded up to a power of two) less 8 bytes. So a queue of 256 bytes
+// holds 248 bytes of messages: three messages of 56 bytes (64 each), and
+// never four. Messages of one cost that is a power of two (8, 16, 32, ...)
+// always fit Capacity/cost at a time. A message larger than the maximum
+// message size ([Queue.MaxMsg]) is refused with [ErrTooLarge].
+//
+// # Shutdown and Close
+//
 // Two different things end a queue's use, and they have different names:
 //
-//   - [Queue.Shutdown] closes the queue for everyone: producers in every
-//     process then get [ErrShutdown]; consumers drain what is left and then
-//     get [io.EOF]. Every blocked waiter, in every process, is woken.
-//   - [Queue.Close] releases this handle's mapping only; the queue and
-//     every other process's handle go on working.
+//   - [Queue.Shutdown] ends the queue for everyone (Python 3.13's
+//     Queue.shutdown): producers in every process then get [ErrShutdown];
+//     consumers drain what is left and then get [io.EOF]. Every blocked
+//     waiter, in every process, is woken.
+//   - [Queue.Close] releases this handle (its mapping) only; the queue and
+//     every other handle go on working. Calls blocked on the handle return
+//     an error wrapping [os.ErrClosed], as does every later call.
 //
 // A [Typed] queue carries values of one Go type on top of a Queue (see its
 // documentation for the codec).
 //
 // A Queue handle implements gob.GobEncoder and gob.GobDecoder: passed in a
 // spawn argument, it arrives in the child attached to the same queue.
+//
+// # Errors
+//
+// [ErrShutdown] and [ErrCorrupt] are the values every ipckit package
+// shares; [ErrTooLarge] is this package's. A bad constructor argument
+// wraps [os.ErrInvalid], a closed handle [os.ErrClosed], and a cancelled
+// wait returns ctx.Err().
 //
 // # Crash safety
 //

@@ -2,8 +2,11 @@ package ipcqueue_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
+	"time"
 
 	"github.com/ipckit/ipckit/ipcqueue"
 )
@@ -49,4 +52,36 @@ func ExampleTyped() {
 	j, _ := jobs.Get(context.Background())
 	fmt.Println(j.ID, j.Size, jobs.Fixed())
 	// Output: 7 1.5 true
+}
+
+// Capacity is exact: a 256-byte queue holds 248 bytes of messages, so three
+// 56-byte messages (64 bytes each with their header), and never four.
+func ExampleQueue_Capacity() {
+	q, _ := ipcqueue.NewHeap(256, nil)
+	defer q.Close()
+	n := 0
+	for {
+		ok, err := q.TryPut(make([]byte, 56))
+		if err != nil || !ok {
+			break
+		}
+		n++
+	}
+	fmt.Println(q.Capacity(), n)
+	// Output: 248 3
+}
+
+// Close releases one handle; a Get blocked on it returns an error wrapping
+// os.ErrClosed, and the queue goes on for its other handles.
+func ExampleQueue_Close() {
+	q, _ := ipcqueue.NewHeap(4096, nil)
+	got := make(chan error)
+	go func() {
+		_, err := q.Get(context.Background()) // blocks: the queue is empty
+		got <- err
+	}()
+	time.Sleep(10 * time.Millisecond)
+	q.Close()
+	fmt.Println(errors.Is(<-got, os.ErrClosed))
+	// Output: true
 }

@@ -30,11 +30,15 @@ func atoi(s string) int {
 }
 
 func openArg(name, spin string) (*Queue, error) {
-	return Open(name, &Options{Spin: time.Duration(atoi(spin))})
+	q, err := Open(name)
+	if err != nil {
+		return nil, err
+	}
+	return spinning(q, time.Duration(atoi(spin))), nil
 }
 
 // killSelf is the fault hook of the crash tests: SIGKILL, for real.
-func killSelf(string) {
+func killSelf() {
 	syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	select {}
 }
@@ -87,25 +91,25 @@ func registerHelpers() {
 	// crashput NAME: put one message, then die inside the second Put,
 	// after its payload is written and before its commit.
 	helperproc.Register("crashput", func(a []string) error {
-		q, err := Open(a[0], nil)
+		q, err := Open(a[0])
 		if err != nil {
 			return err
 		}
 		if err := q.Put(context.Background(), []byte("before")); err != nil {
 			return err
 		}
-		q.fault = killSelf
+		q.faults.putCopied = killSelf
 		q.Put(context.Background(), []byte("torn torn torn"))
 		return errors.New("survived SIGKILL")
 	})
 	// crashget NAME: take the consumer lock and die inside Get, after
 	// copying the message and before taking it.
 	helperproc.Register("crashget", func(a []string) error {
-		q, err := Open(a[0], nil)
+		q, err := Open(a[0])
 		if err != nil {
 			return err
 		}
-		q.fault = killSelf
+		q.faults.getCopied = killSelf
 		q.Get(context.Background())
 		return errors.New("survived SIGKILL")
 	})
@@ -226,7 +230,7 @@ func init() {
 		return fmt.Errorf("Get = %q, %v", msg, err)
 	})
 	// waitput NAME SPIN: fill the queue, say "ready", then Put; on
-	// ErrClosed say "closed" and exit 0.
+	// ErrShutdown say "shutdown" and exit 0.
 	helperproc.Register("waitput", func(a []string) error {
 		q, err := openArg(a[0], a[1])
 		if err != nil {
@@ -245,7 +249,7 @@ func init() {
 		fmt.Println("ready")
 		err = q.Put(context.Background(), []byte("x"))
 		if errors.Is(err, ErrShutdown) {
-			fmt.Println("closed")
+			fmt.Println("shutdown")
 			return nil
 		}
 		return fmt.Errorf("Put = %v", err)

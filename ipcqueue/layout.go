@@ -12,9 +12,9 @@ import (
 // Queue layout and algorithm
 //
 // The segment's payload holds a 1152-byte control block, then the ring of
-// capacity C bytes (a power of two). Positions are free-running uint64 byte
+// R bytes (a power of two). Positions are free-running uint64 byte
 // counters (they wrap at 2^64; all arithmetic is modulo 2^64); a position p
-// lives at ring offset p & (C-1).
+// lives at ring offset p & (R-1).
 //
 // Records. Each record starts at an 8-aligned position with an 8-byte
 // header word, then its payload, padded to 8. The header word is
@@ -29,17 +29,28 @@ import (
 // "claimed" state visible to consumers, so a dead producer can never leave
 // a half-written record in their way.
 //
+// Capacity. A record that would cross the end of the ring is preceded by a
+// padding record running to the end (shorter than the record). After the
+// last record, the ring keeps one 8-byte word for the terminator (below),
+// which must never overwrite the header at head. So records and padding
+// between head and tail take at most R-8 bytes: that is Queue.Capacity,
+// the figure the package doc states, exactly (TestCapacityExact). Filling
+// those 8 bytes too would mean leaving no terminator when the ring is
+// exactly full: the word a consumer next reads at that position would then
+// be the header of the record it took a lap before. Today that reads as
+// corruption; read as "empty" instead, it would still be taken for a new
+// record in rings of 32 GiB and more, where uint32(p>>3) repeats every
+// lap. So the word stays kept, and the layout unchanged.
+//
 // Producers (two-lock design). Put takes the producer lock (below), reads
 // tail, checks space against head, and writes its record at tail: first it
 // zeroes the header word just after the record (the terminator), then the
 // payload, then stores the header word (the commit, a release store paired
 // with the consumer's atomic load of that word), then stores tail and
-// unlocks. A
-// consumer therefore learns of a record from the record itself, never from
-// tail: on the fast path the two sides share no index at all. A record that
-// would cross the end of the ring is preceded by a padding record running
-// to the end; the real record at offset 0 is committed before the padding,
-// so a consumer that skips the padding finds a committed record.
+// unlocks. A consumer therefore learns of a record from the record itself,
+// never from tail: on the fast path the two sides share no index at all.
+// The real record after a padding is committed before the padding, so a
+// consumer that skips the padding finds a committed record.
 //
 // Why a producer's death is harmless. Everything a producer writes before
 // its commit lies beyond tail in free space, and the word at tail is 0
@@ -55,16 +66,17 @@ import (
 // pairs with the producer's load of head before reusing the space) and
 // unlock. A consumer that finds the ring empty waits holding the lock (the
 // others could not take anything either), so the word it polls is always
-// the next header, never payload a producer is writing a lap later. A consumer killed before that store leaves the record for the
-// next one; after it, the message is gone with it. Head publication costs
-// one store to a line only consumers use. Producers see the free space
-// through a second, lazy copy of head, freed, which a consumer publishes
-// only every capacity/8 bytes, when the queue runs empty, or when a
-// producer sleeps for space: so a producer waiting on a full ring polls a
-// word that changes a few times per lap rather than on every message (the
-// cache-line ping-pong that otherwise halves throughput). Before it sleeps
-// or gives up (TryPut), a producer reads head itself, so laziness never
-// makes Put wait or TryPut fail while there is room.
+// the next header, never payload a producer is writing a lap later. A
+// consumer killed before that store leaves the record for the next one;
+// after it, the message is gone with it. Head publication costs one store
+// to a line only consumers use. Producers see the free space through a
+// second, lazy copy of head, freed, which a consumer publishes only every
+// R/8 bytes, when the queue runs empty, or when a producer sleeps for
+// space: so a producer waiting on a full ring polls a word that changes a
+// few times per lap rather than on every message (the cache-line ping-pong
+// that otherwise halves throughput). Before it sleeps or gives up
+// (TryPut), a producer reads head itself, so laziness never makes Put wait
+// or TryPut fail while there is room.
 //
 // Ordering. The commit, tail, head, freed and unlock stores of the hot
 // paths are release stores (internal/release: a plain MOV on amd64, like
@@ -75,81 +87,114 @@ import (
 // Dekker-style wake-up protocol of wait.go needs. (Side effect: a process
 // killed between its unlock and that add leaves Puts or Gets one short, so
 // Len one off; nothing else.) So a Put makes two locked instructions, the
-// lock's CAS and this add, and so does a Get; a bare ring making the same
-// runs no faster than the queue here (BENCHMARKS.md, raw_ring_lock_add),
-// and only rings making one beat a channel. Moving the fence to the sleepers,
-// each calling membarrier(2) after announcing itself, was built and
-// measured: a blocking round trip went from 6.6 to 16.3 us (the barrier's
-// interrupts cost a VM dearly), over the socket's 9 us, so it was not kept.
+// lock's CAS and this add, and so does a Get. What each costs, and why
+// moving the fence to the sleepers (membarrier(2) in each sleeper) was not
+// kept: BENCHMARKS.md, "Not met, and why" and "ipcqueue: figures moved
+// from code comments".
 //
 // The locks are 64-bit words holding the holder's pid and the low 32 bits
 // of its start time (0 = free), taken by CAS: a waiter that times out on
 // the lock's futex checks the holder with /proc and takes over a dead
-// holder's lock. Waiting is described in wait.go.
+// holder's lock. Waiting is described in wait.go; how Close keeps the
+// mapping until no call uses it, in guard.go.
 //
-// Control block (offsets in the segment's payload). All cross-process
-// accesses are atomic unless marked "plain". Each group of fields that one
-// side writes sits alone in a 128-byte block (two cache lines: the
-// adjacent-line prefetcher fetches lines in pairs), so that a producer's
-// Put and a consumer's Get each write only blocks the other side does not
-// read on its fast path: per message, the two sides share only the ring.
-//
-//	 off size field      written by                      read by
-//	   0    4 magic      creator, once (plain)           openers
-//	   4    4 version    creator, once (plain)           openers
-//	   8    8 capacity   creator, once (plain)           openers
-//	  16    8 maxMsg     creator, once (plain)           openers
-//	  24    4 crc        creator, once: CRC-32C of 0..24 openers
-//	  28    4 closed     Close (under producer lock)     Put, Get on empty
-//	 128    8 plock      producer lock word              producers, recovery
-//	 136    8 tail       producer lock holder            producers, repair
-//	 144    8 puts       producer lock holder            Stats, Len
-//	 152    8 dropped    whoever recovers a lock         Stats
-//	 160    8 claim      producer lock holder: the tail  repair (after the
-//	                     it will publish, before it      holder died)
-//	                     writes its record
-//	 256    4 plockFx    lock futex (bit 0: sleepers)    producers
-//	 384    8 clock      consumer lock word              consumers, recovery
-//	 392    8 head       consumer lock holder            consumers; producers when full
-//	 400    8 gets       consumer lock holder            Stats, Len
-//	 408    8 cdead      whoever recovers consumer lock  Stats
-//	 512    4 clockFx    lock futex                      consumers
-//	 640    4 dataFx     sleeping consumers set bit 0;   producers (load per Put)
-//	                     producers bump it to wake them
-//	 768    4 spaceFx    sleeping producers set bit 0;   consumers (load per Get)
-//	                     consumers bump it to wake them
-//	 896    8 freed      consumer lock holder, lazily    producers, when their
-//	                                                     cached head runs out
-//	1024    8 waits      every sleeper                   Stats
-//	1152    C ring       records as above
+// Control block. Each group of fields that one side writes sits alone in a
+// 128-byte block (two cache lines: the adjacent-line prefetcher fetches
+// lines in pairs), so that a producer's Put and a consumer's Get each
+// write only blocks the other side does not read on its fast path: per
+// message, the two sides share only the ring. The offsets below are in the
+// segment's payload; each says who writes the field, who reads it, and
+// how. "Atomic" means sync/atomic or a release store (internal/release)
+// on one side and an atomic load on the other.
 const (
-	offMagic    = 0
-	offVersion  = 4
-	offCap      = 8
-	offMaxMsg   = 16
-	offCRC      = 24
-	offClosed   = 28
-	offPLock    = 128
-	offTail     = 136
-	offPuts     = 144
-	offDropped  = 152
-	offClaim    = 160
-	offPLockFx  = 256
-	offCLock    = 384
-	offHead     = 392
-	offGets     = 400
-	offCDead    = 408
-	offCLockFx  = 512
-	offDataFx   = 640
-	offSpaceFx  = 768
-	offFreed    = 896
-	offWaits    = 1024
-	ctlSize     = 1152
-	qMagic      = 0x51435049 // "IPCQ"
-	qVersion    = 3          // 3: claim
-	hdrSize     = 8
-	minCapacity = 64
-	maxCapacity = 1 << 40
+	// Fixed part: written once by the creator (plain stores) before the
+	// segment is published; read by every attach (plain loads), which
+	// validates it (readConfig).
+	offMagic   = 0  // uint32: qMagic
+	offVersion = 4  // uint32: qVersion
+	offCap     = 8  // uint64: the ring's size R in bytes
+	offMaxMsg  = 16 // uint64: the maximum message size
+	offCRC     = 24 // uint32: CRC-32C of bytes 0 to 24
+
+	// offShutdown (uint32) is 1 once the queue is shut down. Written by
+	// Shutdown under the producer lock; read by Put under the producer lock
+	// and by Get when the ring is empty, and by IsShutdown. Atomic.
+	offShutdown = 28
+
+	// Producer block: written under the producer lock.
+	//
+	// offPLock (uint64) is the producer lock word: the holder's pid and
+	// start time, or 0. Taken by CAS by every producer; stored 0 by the
+	// holder (release store); taken over by CAS from a dead holder.
+	offPLock = 128
+	// offTail (uint64) is the position after the last published record.
+	// Written by the producer lock holder (release store) and by a repairer
+	// of a dead holder; read by producers under the lock. Atomic.
+	offTail = 136
+	// offPuts (uint64) counts committed messages. Added to (atomic add, the
+	// Put's full fence) by the producer lock holder after unlocking and by
+	// a repairer; read by Stats and Len.
+	offPuts = 144
+	// offDropped (uint64) counts messages lost with a producer that died
+	// inside Put. Added to by whoever repairs the producer lock; read by
+	// Stats. Atomic.
+	offDropped = 152
+	// offClaim (uint64) is the end of the record the producer lock holder
+	// is writing, stored (release store) before it writes anything else;
+	// read only by a repairer, after the holder died. Atomic.
+	offClaim = 160
+	// offPLockFx (uint32) is the producer lock's futex word: bit 0 set
+	// (CAS) by a producer about to sleep on the lock, bumped (CAS) by the
+	// unlocker that sees it. Atomic.
+	offPLockFx = 256
+
+	// Consumer block: written under the consumer lock.
+	//
+	// offCLock (uint64) is the consumer lock word, as offPLock.
+	offCLock = 384
+	// offHead (uint64) is the position of the oldest record not taken.
+	// Written by the consumer lock holder (release store: the message is
+	// taken); read by consumers under the lock, and by producers when the
+	// ring looks full (Put before sleeping, TryPut). Atomic.
+	offHead = 392
+	// offGets (uint64) counts taken messages. Added to (atomic add, the
+	// Get's full fence) by the consumer lock holder after unlocking; read by
+	// Stats and Len.
+	offGets = 400
+	// offCDead (uint64) counts consumer locks taken over from a dead
+	// consumer. Added to by the consumer that took it over; read by Stats.
+	// Atomic.
+	offCDead = 408
+	// offCLockFx (uint32) is the consumer lock's futex word, as offPLockFx.
+	offCLockFx = 512
+
+	// Wake-up words and shared counters.
+	//
+	// offDataFx (uint32): bit 0 set (CAS) by a consumer about to sleep on an
+	// empty ring; loaded by every Put after its fence, and bumped (CAS,
+	// clearing the bit) by the producer that sees the bit. Shutdown adds 2.
+	// Atomic.
+	offDataFx = 640
+	// offSpaceFx (uint32): the same for producers sleeping on a full ring,
+	// loaded by every Get after its fence and bumped by the consumer that
+	// sees the bit. Atomic.
+	offSpaceFx = 768
+	// offFreed (uint64) is a lagging copy of head: written (release store)
+	// by the consumer lock holder every R/8 bytes, when the ring runs empty
+	// and when a producer sleeps for space; read by producers when their
+	// cached head runs out. Atomic.
+	offFreed = 896
+	// offWaits (uint64) counts futex sleeps. Added to by every sleeper;
+	// read by Stats. Atomic.
+	offWaits = 1024
+
+	ctlSize = 1152 // the ring starts here
+
+	qMagic   = 0x51435049 // "IPCQ"
+	qVersion = 3          // 3: claim
+	hdrSize  = 8
+	minRing  = 64
+	maxRing  = 1 << 40
 
 	flagCommit  = 1 << 31
 	flagPadding = 1 << 30
@@ -179,15 +224,15 @@ func bytesOf[T any](p *T) []byte {
 
 // config is the control block's fixed part.
 type config struct {
-	capacity uint64
-	maxMsg   uint64
+	ring   uint64 // the ring's size R
+	maxMsg uint64
 }
 
 func writeConfig(ctl []byte, c config) {
 	le := binary.LittleEndian
 	le.PutUint32(ctl[offMagic:], qMagic)
 	le.PutUint32(ctl[offVersion:], qVersion)
-	le.PutUint64(ctl[offCap:], c.capacity)
+	le.PutUint64(ctl[offCap:], c.ring)
 	le.PutUint64(ctl[offMaxMsg:], c.maxMsg)
 	le.PutUint32(ctl[offCRC:], crc32.Checksum(ctl[:offCRC], castagnoli))
 }
@@ -195,18 +240,18 @@ func writeConfig(ctl []byte, c config) {
 // readConfig validates the control block at the start of payload, a
 // segment payload of len(payload) bytes. It never panics.
 func readConfig(payload []byte) (config, error) {
-	if len(payload) < ctlSize+minCapacity {
-		return config{}, fmt.Errorf("%w: %d-byte segment cannot hold a queue", ErrCorrupt, len(payload))
+	if len(payload) < ctlSize+minRing {
+		return config{}, fmt.Errorf("%d-byte segment cannot hold a queue: %w", len(payload), ErrCorrupt)
 	}
 	le := binary.LittleEndian
-	c := config{capacity: le.Uint64(payload[offCap:]), maxMsg: le.Uint64(payload[offMaxMsg:])}
+	c := config{ring: le.Uint64(payload[offCap:]), maxMsg: le.Uint64(payload[offMaxMsg:])}
 	switch {
 	case le.Uint32(payload[offMagic:]) != qMagic:
-		return c, fmt.Errorf("%w: bad magic %#x", ErrCorrupt, le.Uint32(payload[offMagic:]))
+		return c, fmt.Errorf("bad magic %#x: %w", le.Uint32(payload[offMagic:]), ErrCorrupt)
 	case le.Uint32(payload[offVersion:]) != qVersion:
-		return c, fmt.Errorf("%w: layout version %d, this build reads %d", ErrCorrupt, le.Uint32(payload[offVersion:]), qVersion)
+		return c, fmt.Errorf("layout version %d, this build reads %d: %w", le.Uint32(payload[offVersion:]), qVersion, ErrCorrupt)
 	case le.Uint32(payload[offCRC:]) != crc32.Checksum(payload[:offCRC], castagnoli):
-		return c, fmt.Errorf("%w: control block checksum mismatch", ErrCorrupt)
+		return c, fmt.Errorf("control block checksum mismatch: %w", ErrCorrupt)
 	}
 	return c, c.check(len(payload) - ctlSize)
 }
@@ -214,21 +259,21 @@ func readConfig(payload []byte) (config, error) {
 // check reports whether c is a possible layout for a ring of room bytes.
 func (c config) check(room int) error {
 	switch {
-	case c.capacity < minCapacity || c.capacity > maxCapacity || bits.OnesCount64(c.capacity) != 1:
-		return fmt.Errorf("%w: capacity %d is not a power of two in [%d, %d]", ErrCorrupt, c.capacity, minCapacity, uint64(maxCapacity))
-	case c.capacity > uint64(room):
-		return fmt.Errorf("%w: capacity %d but only %d bytes for the ring", ErrCorrupt, c.capacity, room)
-	case c.maxMsg > maxMsgFor(c.capacity):
-		return fmt.Errorf("%w: maximum message %d too large for capacity %d", ErrCorrupt, c.maxMsg, c.capacity)
+	case c.ring < minRing || c.ring > maxRing || bits.OnesCount64(c.ring) != 1:
+		return fmt.Errorf("ring size %d is not a power of two in [%d, %d]: %w", c.ring, minRing, uint64(maxRing), ErrCorrupt)
+	case c.ring > uint64(room):
+		return fmt.Errorf("ring size %d but only %d bytes for the ring: %w", c.ring, room, ErrCorrupt)
+	case c.maxMsg > maxMsgFor(c.ring):
+		return fmt.Errorf("maximum message %d too large for a %d-byte ring: %w", c.maxMsg, c.ring, ErrCorrupt)
 	}
 	return nil
 }
 
-// maxMsgFor is the largest maximum message size for a capacity: a record
-// of that size, plus the padding before it (smaller than the record) and
-// the terminator after it, must fit in the ring.
-func maxMsgFor(capacity uint64) uint64 {
-	m := (capacity-hdrSize)/2 - 2*hdrSize
+// maxMsgFor is the largest maximum message size for a ring of r bytes: a
+// record of that size, plus the padding before it (smaller than the
+// record) and the terminator after it, must fit in the ring.
+func maxMsgFor(r uint64) uint64 {
+	m := (r-hdrSize)/2 - 2*hdrSize
 	return min(m, MaxMessage)
 }
 
@@ -255,7 +300,7 @@ const (
 )
 
 // decodeHeader interprets the header word w read at position pos of a
-// ring of capacity c with maximum message maxMsg. It returns the kind and
+// ring of c bytes with maximum message maxMsg. It returns the kind and
 // the payload length, or ErrCorrupt for a word that cannot be there: wrong
 // tag, missing commit bit, a length over maxMsg or running past the end of
 // the ring, a padding record that does not end exactly at the ring's end.
@@ -264,25 +309,25 @@ func decodeHeader(w, pos, c, maxMsg uint64) (kind int, n int, err error) {
 		return recEmpty, 0, nil
 	}
 	if w&^(1<<32-1) != tagOf(pos) || w&flagCommit == 0 {
-		return 0, 0, fmt.Errorf("%w: header %#x at position %d", ErrCorrupt, w, pos)
+		return 0, 0, fmt.Errorf("ipcqueue: header %#x at position %d: %w", w, pos, ErrCorrupt)
 	}
 	l := w & lenMask
 	off := pos & (c - 1)
 	if w&flagPadding != 0 {
 		if off+hdrSize+l != c {
-			return 0, 0, fmt.Errorf("%w: padding of %d bytes at offset %d", ErrCorrupt, l, off)
+			return 0, 0, fmt.Errorf("ipcqueue: padding of %d bytes at offset %d: %w", l, off, ErrCorrupt)
 		}
 		return recPadding, int(l), nil
 	}
 	if !msgFits(pos, l, c, maxMsg) {
-		return 0, 0, fmt.Errorf("%w: record of %d bytes at offset %d", ErrCorrupt, l, off)
+		return 0, 0, fmt.Errorf("ipcqueue: record of %d bytes at offset %d: %w", l, off, ErrCorrupt)
 	}
 	return recMessage, int(l), nil
 }
 
 // msgFits reports whether a message record of l payload bytes at position
-// pos is possible: l at most maxMsg, and the record inside the ring of
-// capacity c.
+// pos is possible: l at most maxMsg, and the record inside the ring of c
+// bytes.
 func msgFits(pos, l, c, maxMsg uint64) bool {
 	return l <= maxMsg && pos&(c-1)+recLen(int(l)) <= c
 }

@@ -41,7 +41,7 @@ import (
 const lockSleep = 50 * time.Millisecond
 
 // selfWord is this process's lock word.
-var selfWord = func() uint64 {
+func selfWord() uint64 {
 	id := proc.Self()
 	return uint64(id.Pid)<<32 | uint64(uint32(id.Start))
 }

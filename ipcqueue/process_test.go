@@ -257,14 +257,14 @@ func (w *waiter) expect(t *testing.T, want string) {
 	}
 }
 
-// TestCloseWakesProcess: Close wakes a consumer blocked in Get and a
+// TestShutdownWakesProcess: Shutdown wakes a consumer blocked in Get and a
 // producer blocked in Put in other processes within a second, spinning or
-// not; a Get or Put that starts after Close returns at once.
-func TestCloseWakesProcess(t *testing.T) {
+// not; a Get or Put that starts after Shutdown returns at once.
+func TestShutdownWakesProcess(t *testing.T) {
 	for _, spin := range []time.Duration{-1, 0} {
-		for _, c := range []struct{ helper, said string }{{"waitget", "eof"}, {"waitput", "closed"}} {
+		for _, c := range []struct{ helper, said string }{{"waitget", "eof"}, {"waitput", "shutdown"}} {
 			t.Run(fmt.Sprintf("%s/spin=%v", c.helper, spin), func(t *testing.T) {
-				q := namedQueue(t, 4096, &Options{Spin: spin})
+				q := spinning(namedQueue(t, 4096, nil), spin)
 				w := startWaiter(t, q, c.helper, spin)
 				start := time.Now()
 				q.Shutdown()
@@ -277,7 +277,7 @@ func TestCloseWakesProcess(t *testing.T) {
 				if err := w.cmd.Wait(); err != nil {
 					t.Fatalf("waiter: %v", err)
 				}
-				// After Close: no waiting at all.
+				// After Shutdown: no waiting at all.
 				waits := q.Stats().Waits
 				if c.helper == "waitget" {
 					for {
@@ -290,10 +290,10 @@ func TestCloseWakesProcess(t *testing.T) {
 						}
 					}
 				} else if err := q.Put(t.Context(), []byte("y")); !errors.Is(err, ErrShutdown) {
-					t.Fatalf("Put after Close = %v", err)
+					t.Fatalf("Put after Shutdown = %v", err)
 				}
 				if st := q.Stats(); st.Waits != waits {
-					t.Fatalf("a call after Close slept: %+v", st)
+					t.Fatalf("a call after Shutdown slept: %+v", st)
 				}
 			})
 		}

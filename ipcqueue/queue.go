@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/bits"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -15,47 +16,49 @@ import (
 	"github.com/ipckit/ipckit/shm"
 )
 
-// Options configures a queue handle. A nil *Options means the defaults.
+// Options configures the creation of a queue: what is fixed for the
+// queue's life. A nil *Options, like the zero Options, means the defaults.
+// The constructors only read it, during the call: it may be shared and
+// reused. What each handle may set for itself is a method of [Queue]
+// ([Queue.SetSpin]).
 type Options struct {
 	// MaxMsg is the maximum message size in bytes, fixed when the queue is
-	// created (default: a quarter of the capacity, capped at 1 MiB; at most
-	// about half the capacity). Ignored by Open.
+	// created. The default is a quarter of the ring, at most 1 MiB; the
+	// limit is a little under half the ring (a record and the padding
+	// before it must fit). Out of range is an error wrapping
+	// [os.ErrInvalid].
 	MaxMsg int
 
-	// Mode is the permission of a named queue's file (default 0600).
+	// Mode is the permission of a named queue's file (default 0600). It
+	// applies to named queues ([Create]) only: an anonymous or heap queue
+	// has no file, and [New] and [NewHeap] do not use it.
 	Mode os.FileMode
-
-	// Spin is this handle's longest spin before sleeping on a futex, for
-	// both Put (queue full) and Get (queue empty): 0 means [DefaultSpin],
-	// a negative value means never spin (pure futex waits). The budget
-	// adapts below this bound; see the package's wait.go.
-	Spin time.Duration
-}
-
-func (o *Options) spin() time.Duration {
-	switch {
-	case o == nil || o.Spin == 0:
-		return DefaultSpin
-	case o.Spin < 0:
-		return 0
-	}
-	return o.Spin
 }
 
 // Queue is a handle to a bounded MPMC queue of byte messages in shared
-// memory. Every process (and goroutine) may Put and Get concurrently
-// through its handle; a Queue is safe for concurrent use, except [Queue.Close],
-// which must not race with other calls on the same handle. It must not be
-// copied. The zero Queue is not usable: get one from [New], [Create],
-// [Open], [NewHeap] or gob-decoding a handle.
+// memory. Get one from [New], [NewHeap], [Create], [Open] or by gob-decoding
+// a handle (see [Queue.GobDecode]). The zero Queue is a closed handle:
+// every call on it returns an error wrapping [os.ErrClosed].
+//
+// A Queue is safe for concurrent use by any number of goroutines, and its
+// queue by any number of processes, each through its own handle. That
+// includes [Queue.Close]: it makes calls blocked on this handle return an
+// error wrapping [os.ErrClosed], and releases the mapping only once no call
+// on the handle is in progress. A Queue must not be copied (go vet catches
+// copies): pass the pointer.
+//
+// Slices: [Queue.Put] does not retain msg. [Queue.Get] returns a new slice
+// that belongs to the caller (the queue never touches it again, and it
+// outlives Close); [Queue.GetInto] copies into the caller's buffer. No call
+// returns memory of the ring.
 type Queue struct {
 	_ noCopy
 
 	seg    *shm.Segment
 	ctl    []byte         // control block
-	ring   []byte         // capacity bytes
+	ring   []byte         // the ring, size bytes
 	base   unsafe.Pointer // &ring[0]
-	cap    uint64
+	size   uint64         // the ring's size R (a power of two); Capacity is R-8
 	mask   uint64
 	maxMsg uint64
 	me     uint64 // this process's lock word
@@ -68,19 +71,31 @@ type Queue struct {
 	claim        *atomic.Uint64
 	cdead        *atomic.Uint64
 	waits        *atomic.Uint64
-	closed       *atomic.Uint32
+	shut         *atomic.Uint32
 	dataFx       *atomic.Uint32
 	spaceFx      *atomic.Uint32
 
 	pubEvery uint64 // consumers publish freed every pubEvery bytes
-	detached atomic.Bool
 
-	// The fields each side writes as it goes sit apart, with the pads'
-	// 128 bytes (two cache lines, which the adjacent-line prefetcher
-	// fetches in pairs) between them and everything else: a producer and
-	// a consumer goroutine sharing this handle would otherwise bounce one
-	// line between their cores on every message.
+	// Lifetime of this handle: see guard.go. open and fenced are read by
+	// every call, and written only by attach and Close.
+	open      atomic.Bool // true from attach until Close
+	fenced    bool        // pinned calls fence their entry (no membarrier)
+	bgLockCtx context.Context
+	closeOnce sync.Once
+	closeErr  error
+
+	// The fields written as calls go sit apart, with the pads' 128 bytes
+	// (two cache lines, which the adjacent-line prefetcher fetches in
+	// pairs) between them and everything else: a producer and a consumer
+	// goroutine sharing this handle would otherwise bounce one line between
+	// their cores on every message.
 	_ [128]byte
+
+	// calls counts the counted calls in progress (guard.go): the slow paths
+	// of both sides write it.
+	calls atomic.Int64
+	_     [128]byte
 
 	// cachedHead is a lower bound of head, read and written only under the
 	// producer lock, so a producer loads the shared freed (or head) only
@@ -92,91 +107,100 @@ type Queue struct {
 	getSpin    spinner
 	_          [128]byte
 
-	// fault, if set (tests only), is called at named points of Put and
-	// Get so that a test can kill the process there.
-	fault func(point string)
+	faults faults
 }
 
-// capacityFor rounds size up to a power of two >= minCapacity.
-func capacityFor(size int) (uint64, error) {
-	if size <= 0 || size > maxCapacity {
-		return 0, fmt.Errorf("%w: capacity %d", ErrSize, size)
+// faults are test hooks, bbolt's db.ops style: nil in production. A test
+// helper process sets one to kill itself at that point of a call.
+type faults struct {
+	// putCopied runs inside Put after the record's payload is written and
+	// before it is committed.
+	putCopied func()
+	// getCopied runs inside Get after the message is copied out and before
+	// it is taken.
+	getCopied func()
+}
+
+// ringFor rounds size up to a power of two, at least minRing.
+func ringFor(size int) (uint64, error) {
+	if size <= 0 || size > maxRing {
+		return 0, fmt.Errorf("ipcqueue: size %d, want 1 to %d: %w", size, uint64(maxRing), os.ErrInvalid)
 	}
-	c := uint64(1) << bits.Len64(uint64(size-1))
-	return max(c, minCapacity), nil
+	r := uint64(1) << bits.Len64(uint64(size-1))
+	return max(r, minRing), nil
 }
 
 func (o *Options) config(size int) (config, error) {
-	c, err := capacityFor(size)
+	r, err := ringFor(size)
 	if err != nil {
 		return config{}, err
 	}
-	m := min(c/4, 1<<20, maxMsgFor(c))
+	m := min(r/4, 1<<20, maxMsgFor(r))
 	if o != nil && o.MaxMsg != 0 {
-		if o.MaxMsg < 0 || uint64(o.MaxMsg) > maxMsgFor(c) {
-			return config{}, fmt.Errorf("%w: maximum message %d for capacity %d (at most %d)", ErrSize, o.MaxMsg, c, maxMsgFor(c))
+		if o.MaxMsg < 0 || uint64(o.MaxMsg) > maxMsgFor(r) {
+			return config{}, fmt.Errorf("ipcqueue: maximum message %d for a %d-byte ring, want 1 to %d: %w", o.MaxMsg, r, maxMsgFor(r), os.ErrInvalid)
 		}
 		m = uint64(o.MaxMsg)
 	}
-	return config{capacity: c, maxMsg: m}, nil
+	return config{ring: r, maxMsg: m}, nil
 }
 
-func segOpts(o *Options) *shm.Options {
-	if o == nil {
-		return nil
-	}
-	return &shm.Options{Mode: o.Mode}
-}
-
-// build creates a queue of capacity size (rounded up to a power of two)
-// in a new segment made by mk.
-func build(size int, opts *Options, mk func(n int, so *shm.Options) (*shm.Segment, error)) (*Queue, error) {
+// build creates a queue of size bytes (rounded up to a power of two) in a
+// new segment made by mk.
+func build(size int, opts *Options, mk func(n int) (*shm.Segment, error)) (*Queue, error) {
 	c, err := opts.config(size)
 	if err != nil {
 		return nil, err
 	}
-	seg, err := mk(ctlSize+int(c.capacity), segOpts(opts))
+	seg, err := mk(ctlSize + int(c.ring))
 	if err != nil {
 		return nil, err
 	}
 	writeConfig(seg.Bytes(), c)
-	return attach(seg, opts)
-}
-
-// New makes a queue of size bytes (rounded up to a power of two, at least
-// 64) in an anonymous segment: it reaches other processes only as an
-// argument of a child started by spawn, and is freed when the last process
-// using it exits.
-func New(size int, opts *Options) (*Queue, error) {
-	return build(size, opts, func(n int, _ *shm.Options) (*shm.Segment, error) { return shm.KindQueue.CreateAnonymous(n) })
-}
-
-// NewHeap makes a queue of size bytes on the Go heap: for one process only,
-// where the race detector sees every access.
-func NewHeap(size int, opts *Options) (*Queue, error) {
-	return build(size, opts, func(n int, _ *shm.Options) (*shm.Segment, error) { return shm.KindQueue.NewHeap(n) })
-}
-
-// Create makes a new named queue of size bytes; it fails with an error
-// wrapping [os.ErrExist] if the name is taken. Remove it with [Remove].
-func Create(name string, size int, opts *Options) (*Queue, error) {
-	q, err := build(size, opts, func(n int, so *shm.Options) (*shm.Segment, error) {
-		return shm.KindQueue.Create(name, n, so)
-	})
+	q, err := attach(seg)
 	if err != nil {
-		return nil, fmt.Errorf("ipcqueue: create %q: %w", name, err)
+		return nil, fmt.Errorf("ipcqueue: %w", err)
 	}
 	return q, nil
 }
 
+// New makes a queue in an anonymous segment: it reaches other processes
+// only as an argument of a child started by spawn, and its memory is freed
+// when the last process using it exits. The ring is size bytes rounded up
+// to a power of two (at least 64); messages can use [Queue.Capacity] of
+// them, 8 fewer. A size out of range, like a bad opts.MaxMsg, is an error
+// wrapping [os.ErrInvalid]. opts.Mode does not apply.
+func New(size int, opts *Options) (*Queue, error) {
+	return build(size, opts, shm.KindQueue.CreateAnonymous)
+}
+
+// NewHeap makes a queue as [New] does, on the Go heap: for one process
+// only, where the race detector sees every access. opts.Mode does not
+// apply.
+func NewHeap(size int, opts *Options) (*Queue, error) {
+	return build(size, opts, shm.KindQueue.NewHeap)
+}
+
+// Create makes a new named queue, of size bytes as [New] does; it fails
+// with an error wrapping [os.ErrExist] if the name is taken. Remove it with
+// [Remove].
+func Create(name string, size int, opts *Options) (*Queue, error) {
+	var so *shm.Options
+	if opts != nil {
+		so = &shm.Options{Mode: opts.Mode}
+	}
+	return build(size, opts, func(n int) (*shm.Segment, error) { return shm.KindQueue.Create(name, n, so) })
+}
+
 // Open attaches to the named queue made by [Create], after validating its
-// layout. Only opts.Spin is used.
-func Open(name string, opts *Options) (*Queue, error) {
+// layout (an invalid one is [ErrCorrupt]). The handle spins with
+// [DefaultSpin]; see [Queue.SetSpin].
+func Open(name string) (*Queue, error) {
 	seg, err := shm.KindQueue.Open(name)
 	if err != nil {
-		return nil, fmt.Errorf("ipcqueue: open %q: %w", name, err)
+		return nil, err
 	}
-	q, err := attach(seg, opts)
+	q, err := attach(seg)
 	if err != nil {
 		return nil, fmt.Errorf("ipcqueue: open %q: %w", name, err)
 	}
@@ -184,32 +208,32 @@ func Open(name string, opts *Options) (*Queue, error) {
 }
 
 // Remove deletes the named queue's file; handles keep working until they
-// are detached.
+// are closed.
 func Remove(name string) error { return shm.Remove(name) }
 
 // attach validates seg's control block and returns a handle that owns seg
 // (closing seg if it fails).
-func attach(seg *shm.Segment, opts *Options) (*Queue, error) {
+func attach(seg *shm.Segment) (*Queue, error) {
 	q := new(Queue)
-	if err := q.attachTo(seg, opts); err != nil {
+	if err := q.attachTo(seg); err != nil {
 		seg.Close()
 		return nil, err
 	}
 	return q, nil
 }
 
-// attachTo fills the zero handle q for the queue in seg.
-func (q *Queue) attachTo(seg *shm.Segment, opts *Options) error {
+// attachTo fills the zero handle q for the queue in seg, and opens it.
+func (q *Queue) attachTo(seg *shm.Segment) error {
 	b := seg.Bytes()
 	c, err := readConfig(b)
 	if err != nil {
 		return err
 	}
-	end := ctlSize + int(c.capacity)
+	end := ctlSize + int(c.ring)
 	q.seg, q.ctl, q.ring = seg, b[:ctlSize:ctlSize], b[ctlSize:end:end]
 	q.base = unsafe.Pointer(&q.ring[0])
-	q.cap, q.mask, q.maxMsg, q.me = c.capacity, c.capacity-1, c.maxMsg, selfWord()
-	q.pubEvery = c.capacity / 8
+	q.size, q.mask, q.maxMsg, q.me = c.ring, c.ring-1, c.maxMsg, selfWord()
+	q.pubEvery = c.ring / 8
 	q.plock = newRlock(u64At(q.ctl, offPLock), u32At(q.ctl, offPLockFx))
 	q.clock = newRlock(u64At(q.ctl, offCLock), u32At(q.ctl, offCLockFx))
 	q.tail, q.head = u64At(q.ctl, offTail), u64At(q.ctl, offHead)
@@ -218,86 +242,113 @@ func (q *Queue) attachTo(seg *shm.Segment, opts *Options) error {
 	q.dropped, q.cdead = u64At(q.ctl, offDropped), u64At(q.ctl, offCDead)
 	q.claim = u64At(q.ctl, offClaim)
 	q.waits = u64At(q.ctl, offWaits)
-	q.closed = u32At(q.ctl, offClosed)
+	q.shut = u32At(q.ctl, offShutdown)
 	q.dataFx, q.spaceFx = u32At(q.ctl, offDataFx), u32At(q.ctl, offSpaceFx)
 	q.cachedHead = q.freed.Load()
-	q.putSpin.init(opts.spin())
-	q.getSpin.init(opts.spin())
+	q.SetSpin(0)
+	q.fenced = !haveMembarrier()
+	q.bgLockCtx = &closeAware{Context: context.Background(), open: &q.open}
+	q.open.Store(true)
 	return nil
 }
 
-// SetSpin sets this handle's longest spin before sleeping (d < 0: never
-// spin; d == 0: [DefaultSpin]). It affects this handle only.
+// SetSpin sets this handle's longest spin before sleeping on a futex, for
+// both Put (queue full) and Get (queue empty): d == 0 means [DefaultSpin],
+// d < 0 never spin (pure futex waits). The budget adapts below this bound
+// (see wait.go). It affects this handle only, and may be called at any
+// time, concurrently with other calls.
 func (q *Queue) SetSpin(d time.Duration) {
-	s := (&Options{Spin: d}).spin()
-	q.putSpin.init(s)
-	q.getSpin.init(s)
+	switch {
+	case d == 0:
+		d = DefaultSpin
+	case d < 0:
+		d = 0
+	}
+	q.putSpin.init(d)
+	q.getSpin.init(d)
 }
 
-// Capacity returns the ring's size in bytes.
-func (q *Queue) Capacity() int { return int(q.cap) }
+// Capacity returns how many bytes of messages the queue holds (see the
+// package doc, "Capacity"): the ring's size less 8, 0 on the zero Queue. A
+// message costs its length rounded up to 8, plus 8, and the padding before
+// a message that would cross the end of the ring counts too. So messages
+// of one cost c that is a power of two fit exactly Capacity/c at a time,
+// wherever the ring's indices stand; messages of any costs always fit in an
+// empty queue when their costs, plus the largest cost less 8 (the most a
+// padding can take), add up to at most Capacity.
+func (q *Queue) Capacity() int {
+	if q.size == 0 {
+		return 0
+	}
+	return int(q.size - hdrSize)
+}
 
 // MaxMsg returns the largest message the queue accepts.
 func (q *Queue) MaxMsg() int { return int(q.maxMsg) }
 
-// Segment returns the segment the queue lives in.
+// Segment returns the segment the queue lives in. It is closed with the
+// handle.
 func (q *Queue) Segment() *shm.Segment { return q.seg }
 
 // hdr returns the header word at position p (8-aligned: in bounds).
 func (q *Queue) hdr(p uint64) *atomic.Uint64 { return (*atomic.Uint64)(q.at(p & q.mask)) }
 
-// at is the address of ring offset off (< capacity), without a bounds
+// at is the address of ring offset off (< the ring's size), without a bounds
 // check: the hot paths index the ring only at offsets they have masked or
 // validated.
 func (q *Queue) at(off uint64) unsafe.Pointer { return unsafe.Add(q.base, off) }
 
-func (q *Queue) check() error {
-	if q.detached.Load() {
-		return os.ErrClosed
-	}
-	return nil
-}
-
 // Put appends msg to the queue, waiting while it is full. It returns
 // [ErrTooLarge] (nothing written) for a message over [Queue.MaxMsg],
-// [ErrShutdown] once the queue is closed, and ctx.Err() (nothing written)
-// if ctx is done first. Put does not retain msg.
+// [ErrShutdown] once the queue is shut down, ctx.Err() (nothing written) if
+// ctx is done first, and an error wrapping [os.ErrClosed] once this handle
+// is closed (also to a Put waiting when [Queue.Close] is called). Put does
+// not retain msg.
 func (q *Queue) Put(ctx context.Context, msg []byte) error {
-	if q.putFast(msg) {
-		return nil
-	}
-	_, err := q.put(ctx, msg, true)
+	_, err := q.putCall(ctx, msg, true)
 	return err
 }
 
 // TryPut appends msg if there is room now: false, nil means the queue is
-// full (or another producer holds the producer lock a moment).
+// full (or another producer holds the producer lock a moment). Its errors
+// are Put's.
 func (q *Queue) TryPut(msg []byte) (bool, error) {
-	if q.putFast(msg) {
-		return true, nil
+	return q.putCall(context.Background(), msg, false)
+}
+
+func (q *Queue) putCall(ctx context.Context, msg []byte, block bool) (bool, error) {
+	c, err := q.enter()
+	if err != nil {
+		return false, err
 	}
-	return q.put(context.Background(), msg, false)
+	ok := q.putFast(&c, msg)
+	if !ok {
+		ok, err = q.put(ctx, &c, msg, block)
+	}
+	c.leave()
+	return ok, err
 }
 
 // putFast is Put's common case: the producer lock is free, the queue open,
-// and the record fits before the ring's end within the cached free space.
-// In every other case it changes nothing and reports false, and the
-// general path (put) decides. It has no loop and no error to build, and
-// indexes the ring without bounds checks at offsets it has validated
-// (with Get's ready, a few ns off BenchmarkInProcess, measured side by
-// side).
-func (q *Queue) putFast(msg []byte) bool {
+// the message short (pinnedCopy), and the record fits before the ring's
+// end within the cached free space. In every other case it changes
+// nothing and reports false, and the general path (put) decides. It has
+// no loop and no error to build, and indexes the ring without bounds
+// checks at offsets it has validated (BENCHMARKS.md, "ipcqueue: figures
+// moved from code comments").
+func (q *Queue) putFast(c *call, msg []byte) bool {
 	n := uint64(len(msg))
-	if n > q.maxMsg || q.detached.Load() || !q.plock.tryLock(q.me) {
+	if n > q.maxMsg || n > pinnedCopy || !q.plock.tryLock(q.me) {
 		return false
 	}
 	t := q.tail.Load()
 	pad, end := q.place(t, recLen(int(n)))
-	if t&7 != 0 || end+hdrSize-q.cachedHead > q.cap || q.closed.Load() != 0 {
+	if t&7 != 0 || end+hdrSize-q.cachedHead > q.size || q.shut.Load() != 0 {
+		c.count() // unlock may wake a sleeper: a system call
 		q.plock.unlock()
 		return false
 	}
-	q.write(t, pad, msg)
+	q.write(c, t, pad, msg)
 	return true
 }
 
@@ -305,39 +356,41 @@ func (q *Queue) putFast(msg []byte) bool {
 // of padding (0, or the rest of the ring if it would cross the ring's
 // end), ending at end.
 func (q *Queue) place(t, L uint64) (pad, end uint64) {
-	if off := t & q.mask; off+L > q.cap {
-		pad = q.cap - off
+	if off := t & q.mask; off+L > q.size {
+		pad = q.size - off
 	}
 	return pad, t + pad + L
 }
 
-func (q *Queue) put(ctx context.Context, msg []byte, block bool) (bool, error) {
-	if err := q.check(); err != nil {
-		return false, err
-	}
+// put is Put's general path: c becomes counted.
+func (q *Queue) put(ctx context.Context, c *call, msg []byte, block bool) (bool, error) {
+	c.count()
 	if uint64(len(msg)) > q.maxMsg {
 		return false, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(msg), q.maxMsg)
 	}
 	L := recLen(len(msg))
 	exact := false // check head itself, not only freed
 	for {
+		if !q.open.Load() {
+			return false, errClosed
+		}
 		if err := q.lockProducers(ctx, block); err != nil {
 			if errors.Is(err, errBusy) {
 				return false, nil
 			}
 			return false, err
 		}
-		if q.closed.Load() != 0 {
+		if q.shut.Load() != 0 {
 			q.plock.unlock()
 			return false, ErrShutdown
 		}
 		t := q.tail.Load()
 		if t&7 != 0 {
 			q.plock.unlock()
-			return false, fmt.Errorf("%w: tail %d", ErrCorrupt, t)
+			return false, fmt.Errorf("ipcqueue: tail %d: %w", t, ErrCorrupt)
 		}
 		pad, end := q.place(t, L)
-		if end+hdrSize-q.cachedHead > q.cap {
+		if end+hdrSize-q.cachedHead > q.size {
 			// Full by the cached head: look at freed; at head itself only
 			// for TryPut or after spinning on freed failed, so a producer
 			// on a full ring does not poll the line consumers write on
@@ -345,22 +398,23 @@ func (q *Queue) put(ctx context.Context, msg []byte, block bool) (bool, error) {
 			if err := q.refreshHead(t, q.freed); err != nil {
 				return false, err
 			}
-			if end+hdrSize-q.cachedHead > q.cap && (exact || !block) {
+			if end+hdrSize-q.cachedHead > q.size && (exact || !block) {
 				if err := q.refreshHead(t, q.head); err != nil {
 					return false, err
 				}
 			}
 		}
-		if end+hdrSize-q.cachedHead > q.cap {
+		if end+hdrSize-q.cachedHead > q.size {
 			q.plock.unlock()
 			if !block {
 				return false, nil
 			}
+			// Ready when there is room, or nothing to wait for.
 			lazyReady := func() bool {
-				return end+hdrSize-q.freed.Load() <= q.cap || q.closed.Load() != 0
+				return end+hdrSize-q.freed.Load() <= q.size || q.shut.Load() != 0 || !q.open.Load()
 			}
 			exactReady := func() bool {
-				return end+hdrSize-q.head.Load() <= q.cap || q.closed.Load() != 0
+				return end+hdrSize-q.head.Load() <= q.size || q.shut.Load() != 0 || !q.open.Load()
 			}
 			ok, start := q.putSpin.spin(lazyReady)
 			if ok {
@@ -375,7 +429,7 @@ func (q *Queue) put(ctx context.Context, msg []byte, block bool) (bool, error) {
 			}
 			continue
 		}
-		q.write(t, pad, msg)
+		q.write(c, t, pad, msg)
 		return true, nil
 	}
 }
@@ -383,7 +437,7 @@ func (q *Queue) put(ctx context.Context, msg []byte, block bool) (bool, error) {
 // write puts msg at tail t, after pad bytes of padding (0, or the rest of
 // the ring), under the producer lock, which it releases. The caller has
 // checked that the record and the terminator after it fit.
-func (q *Queue) write(t, pad uint64, msg []byte) {
+func (q *Queue) write(c *call, t, pad uint64, msg []byte) {
 	// Claim (for a repairer, should this process die before it publishes
 	// tail), then write the record (and the padding before it, committed
 	// last). A plain store: only a repairer reads claim, after this
@@ -394,8 +448,9 @@ func (q *Queue) write(t, pad uint64, msg []byte) {
 	o := p & q.mask
 	*(*uint64)(q.at(end & q.mask)) = 0 // the terminator
 	copy(unsafe.Slice((*byte)(q.at(o+hdrSize)), len(msg)), msg)
-	if q.fault != nil {
-		q.fault("put")
+	if q.faults.putCopied != nil {
+		c.count()
+		q.faults.putCopied()
 	}
 	// Commit (release stores: the consumer's atomic load of the header
 	// pairs with them), publish tail, unlock; then the atomic add is the
@@ -408,8 +463,20 @@ func (q *Queue) write(t, pad uint64, msg []byte) {
 	release.Store64(q.tail, end)
 	q.plock.unlockRel()
 	q.puts.Add(1)
-	q.plock.wakeWaiters()
-	wake(q.dataFx)
+	wakeAfter(c, &q.plock, q.dataFx)
+}
+
+// wakeAfter wakes the sleepers of lock l and of fx, if either has any: the
+// end of a Put or a Get, after its fence. Loading the two words decides,
+// as the same loads inside wakeWaiters and wake would (a sleeper that sets
+// its bit after them re-checks the queue before it sleeps, see wait.go);
+// only if a bit is set does c become counted, for the system call.
+func wakeAfter(c *call, l *rlock, fx *atomic.Uint32) {
+	if (l.fx.Load()|fx.Load())&1 != 0 {
+		c.count()
+		l.wakeWaiters()
+		wake(fx)
+	}
 }
 
 // refreshHead sets cachedHead from w (freed or head), under the producer
@@ -417,20 +484,21 @@ func (q *Queue) write(t, pad uint64, msg []byte) {
 // (freed may lag head by up to about pubEvery plus a record and a padding.)
 func (q *Queue) refreshHead(t uint64, w *atomic.Uint64) error {
 	h := w.Load()
-	limit := q.cap
+	limit := q.size
 	if w == q.freed {
-		limit = 2 * q.cap
+		limit = 2 * q.size
 	}
 	if t-h > limit || t&7 != 0 || h&7 != 0 {
 		q.plock.unlock()
-		return fmt.Errorf("%w: tail %d, head %d, capacity %d", ErrCorrupt, t, h, q.cap)
+		return fmt.Errorf("ipcqueue: tail %d, head %d, ring of %d bytes: %w", t, h, q.size, ErrCorrupt)
 	}
 	q.cachedHead = h
 	return nil
 }
 
 // lockProducers takes the producer lock (block) or tries to, repairing
-// what a dead holder left; errBusy means the lock is busy in try mode.
+// what a dead holder left; errBusy means the lock is busy in try mode. The
+// caller's call is counted: the lock may wait.
 func (q *Queue) lockProducers(ctx context.Context, block bool) error {
 	if q.plock.tryLock(q.me) {
 		return nil
@@ -441,7 +509,7 @@ func (q *Queue) lockProducers(ctx context.Context, block bool) error {
 		}
 		return errBusy
 	}
-	rec, err := q.plock.lock(ctx, q.me, q.waits)
+	rec, err := q.plock.lock(q.lockCtx(ctx), q.me, q.waits)
 	if err != nil {
 		return err
 	}
@@ -472,7 +540,7 @@ func (q *Queue) repairLocked() error {
 func (q *Queue) repairProducer() error {
 	t := q.tail.Load()
 	if t&7 != 0 {
-		return fmt.Errorf("%w: tail %d", ErrCorrupt, t)
+		return fmt.Errorf("ipcqueue: tail %d: %w", t, ErrCorrupt)
 	}
 	if c := q.claim.Load(); int64(c-t) <= 0 {
 		wake(q.dataFx)
@@ -481,7 +549,7 @@ func (q *Queue) repairProducer() error {
 	committed := false
 	for range 2 { // at most a padding record and the record after it
 		w := q.hdr(t).Load()
-		kind, n, err := decodeHeader(w, t, q.cap, q.maxMsg)
+		kind, n, err := decodeHeader(w, t, q.size, q.maxMsg)
 		if err != nil || kind == recEmpty {
 			break
 		}
@@ -504,9 +572,10 @@ func (q *Queue) repairProducer() error {
 }
 
 // Get removes and returns the oldest message, waiting while the queue is
-// empty. Once the queue is closed and drained it returns [io.EOF]; if ctx
-// is done first, ctx.Err() with the queue unchanged. The returned slice is
-// the caller's.
+// empty. Once the queue is shut down and drained it returns [io.EOF]; if
+// ctx is done first, ctx.Err() with the queue unchanged; once this handle
+// is closed (also to a Get waiting when [Queue.Close] is called), an error
+// wrapping [os.ErrClosed]. The returned slice is new and the caller's.
 func (q *Queue) Get(ctx context.Context) ([]byte, error) {
 	var out []byte
 	_, _, err := q.get(ctx, nil, &out, true, false)
@@ -514,8 +583,9 @@ func (q *Queue) Get(ctx context.Context) ([]byte, error) {
 }
 
 // GetInto is Get that copies the message into buf and returns its length,
-// without allocating. If buf is too short it returns the message's length
-// and [io.ErrShortBuffer], leaving the message in the queue.
+// without allocating; the queue keeps nothing of buf. If buf is too short
+// it returns the message's length and [io.ErrShortBuffer], leaving the
+// message in the queue.
 func (q *Queue) GetInto(ctx context.Context, buf []byte) (int, error) {
 	n, _, err := q.get(ctx, buf, nil, true, false)
 	return n, err
@@ -523,7 +593,8 @@ func (q *Queue) GetInto(ctx context.Context, buf []byte) (int, error) {
 
 // TryGet returns the oldest message if there is one now: ok is false when
 // the queue is empty (or another consumer holds the consumer lock a
-// moment). A closed, drained queue returns [io.EOF].
+// moment). A shut down, drained queue returns [io.EOF]. Its other errors
+// are Get's.
 func (q *Queue) TryGet() (msg []byte, ok bool, err error) {
 	_, ok, err = q.get(context.Background(), nil, &msg, false, false)
 	return msg, ok, err
@@ -547,39 +618,68 @@ func (q *Queue) ready(h uint64, buf []byte, out *[]byte) (int, bool) {
 	w := q.hdr(h).Load()
 	l := w & lenMask
 	ok := w&^(1<<32-1) == tagOf(h) && w&(flagCommit|flagPadding) == flagCommit &&
-		msgFits(h, l, q.cap, q.maxMsg) && (out != nil || int(l) <= len(buf))
+		msgFits(h, l, q.size, q.maxMsg) && (out != nil || int(l) <= len(buf))
 	return int(l), ok
 }
 
 // get takes one message into buf, or into a new *out if out != nil. A
 // message longer than buf stays in the queue (io.ErrShortBuffer), or with
 // discard is taken without being copied (its length says so).
+func (q *Queue) get(ctx context.Context, buf []byte, out *[]byte, block, discard bool) (int, bool, error) {
+	c, err := q.enter()
+	if err != nil {
+		return 0, false, err
+	}
+	n, ok, err := q.getWith(ctx, &c, buf, out, block, discard)
+	c.leave()
+	return n, ok, err
+}
+
+// getWith is get within call c. Its fast path takes a ready message of at
+// most pinnedCopy bytes while c may still be pinned; anything else makes c
+// counted first.
+func (q *Queue) getWith(ctx context.Context, c *call, buf []byte, out *[]byte, block, discard bool) (int, bool, error) {
+	if q.clock.tryLock(q.me) {
+		h := q.head.Load()
+		if n, ok := q.ready(h, buf, out); ok && n <= pinnedCopy {
+			return q.take(c, h, n, buf, out), true, nil
+		}
+		c.count()
+	} else {
+		c.count()
+		if err := q.lockConsumers(ctx, block); err != nil {
+			if errors.Is(err, errBusy) {
+				return 0, false, nil
+			}
+			return 0, false, err
+		}
+	}
+	return q.getLocked(ctx, c, buf, out, block, discard)
+}
+
+// getLocked is get's general path, holding the consumer lock (which it
+// releases) within the counted call c.
 //
 // A consumer waits for data holding the consumer lock: the other consumers
 // could not take anything anyway, and with the lock held, head cannot move
 // under the waiter, so the word it polls is always the next record's header
 // (never payload that a producer is writing a lap later).
-func (q *Queue) get(ctx context.Context, buf []byte, out *[]byte, block, discard bool) (int, bool, error) {
-	if err := q.check(); err != nil {
-		return 0, false, err
-	}
-	if err := q.lockConsumers(ctx, block); err != nil {
-		if errors.Is(err, errBusy) {
-			return 0, false, nil
-		}
-		return 0, false, err
-	}
+func (q *Queue) getLocked(ctx context.Context, c *call, buf []byte, out *[]byte, block, discard bool) (int, bool, error) {
 	for {
+		if !q.open.Load() {
+			q.clock.unlock()
+			return 0, false, errClosed
+		}
 		h := q.head.Load()
 		if n, ok := q.ready(h, buf, out); ok {
-			return q.take(h, n, buf, out), true, nil
+			return q.take(c, h, n, buf, out), true, nil
 		}
 		if h&7 != 0 {
 			q.clock.unlock()
-			return 0, false, fmt.Errorf("%w: head %d", ErrCorrupt, h)
+			return 0, false, fmt.Errorf("ipcqueue: head %d: %w", h, ErrCorrupt)
 		}
 		hw := q.hdr(h)
-		kind, n, err := decodeHeader(hw.Load(), h, q.cap, q.maxMsg)
+		kind, n, err := decodeHeader(hw.Load(), h, q.size, q.maxMsg)
 		if err != nil {
 			q.clock.unlock()
 			return 0, false, err
@@ -589,8 +689,8 @@ func (q *Queue) get(ctx context.Context, buf []byte, out *[]byte, block, discard
 			q.head.Store(h + hdrSize + uint64(n))
 			continue
 		case recEmpty:
-			if q.closed.Load() != 0 {
-				// Close happened after every Put that committed before
+			if q.shut.Load() != 0 {
+				// Shutdown happened after every Put that committed before
 				// it: one more look settles whether anything is left.
 				if hw.Load() == 0 {
 					q.clock.unlock()
@@ -603,7 +703,8 @@ func (q *Queue) get(ctx context.Context, buf []byte, out *[]byte, block, discard
 				q.clock.unlock()
 				return 0, false, nil
 			}
-			ready := func() bool { return hw.Load() != 0 || q.closed.Load() != 0 }
+			// Ready when a record arrives, or nothing to wait for.
+			ready := func() bool { return hw.Load() != 0 || q.shut.Load() != 0 || !q.open.Load() }
 			if q.getSpin.maxNs.Load() > 0 { // pausing is spinning
 				q.pace.wait()
 			}
@@ -633,22 +734,23 @@ func (q *Queue) get(ctx context.Context, buf []byte, out *[]byte, block, discard
 			}
 			buf = nil // taken without being copied
 		}
-		return q.take(h, n, buf, out), true, nil
+		return q.take(c, h, n, buf, out), true, nil
 	}
 }
 
 // take copies the n-byte message at head h into buf (or a new *out, if out
 // is not nil), removes it, and releases the consumer lock. The caller has
 // validated the record; buf may be shorter than n only to discard it.
-func (q *Queue) take(h uint64, n int, buf []byte, out *[]byte) int {
+func (q *Queue) take(c *call, h uint64, n int, buf []byte, out *[]byte) int {
 	src := unsafe.Slice((*byte)(q.at(h&q.mask+hdrSize)), n)
 	if out != nil {
 		*out = append([]byte(nil), src...)
 	} else {
 		copy(buf, src)
 	}
-	if q.fault != nil {
-		q.fault("get")
+	if q.faults.getCopied != nil {
+		c.count()
+		q.faults.getCopied()
 	}
 	// Take the message (head), publish freed if due, unlock, then fence
 	// (the add) before looking at the futex words. The sleeper bit of
@@ -664,15 +766,14 @@ func (q *Queue) take(h uint64, n int, buf []byte, out *[]byte) int {
 	q.pace.took++
 	q.clock.unlockRel()
 	q.gets.Add(1)
-	q.clock.wakeWaiters()
-	wake(q.spaceFx)
+	wakeAfter(c, &q.clock, q.spaceFx)
 	return n
 }
 
 // publish stores h in freed now, for producers spinning on it, and wakes
 // sleeping producers (the consumer is about to wait). Under the consumer
-// lock. A release store is enough: a sleeping producer re-checks head
-// itself, which take stored before its fence.
+// lock, in a counted call. A release store is enough: a sleeping producer
+// re-checks head itself, which take stored before its fence.
 func (q *Queue) publish(h uint64) {
 	if q.freed.Load() != h {
 		release.Store64(q.freed, h)
@@ -681,7 +782,7 @@ func (q *Queue) publish(h uint64) {
 }
 
 // lockConsumers takes the consumer lock (block) or tries to; errBusy
-// means the lock is busy in try mode.
+// means the lock is busy in try mode. The caller's call is counted.
 func (q *Queue) lockConsumers(ctx context.Context, block bool) error {
 	if q.clock.tryLock(q.me) {
 		return nil
@@ -693,27 +794,32 @@ func (q *Queue) lockConsumers(ctx context.Context, block bool) error {
 		}
 		return errBusy
 	}
-	rec, err := q.clock.lock(ctx, q.me, q.waits)
+	rec, err := q.clock.lock(q.lockCtx(ctx), q.me, q.waits)
 	if rec {
 		q.cdead.Add(1)
 	}
 	return err
 }
 
-// Len returns the number of messages in the queue (a snapshot).
+// Len returns the number of messages in the queue (a snapshot), 0 on a
+// closed handle.
 func (q *Queue) Len() int {
-	if q.check() != nil {
+	c, err := q.enter()
+	if err != nil {
 		return 0
 	}
 	g := q.gets.Load()
 	p := q.puts.Load()
+	c.leave()
 	if p < g {
 		return 0
 	}
 	return int(p - g)
 }
 
-// Stats are a queue's counters, shared by every process using it.
+// Stats are a queue's counters, shared by every process using it. The
+// zero Stats is a queue that nothing has used (or a closed handle's). It is
+// a plain value: copy it freely.
 type Stats struct {
 	Puts    uint64 // messages committed by Put
 	Gets    uint64 // messages taken by Get
@@ -726,11 +832,13 @@ type Stats struct {
 
 // Stats returns the queue's counters. It also notices a producer that
 // died inside Put (and counts its message in Dropped); on a corrupt queue
-// it only reads the counters.
+// it only reads the counters. A closed handle returns the zero Stats.
 func (q *Queue) Stats() Stats {
-	if q.check() != nil {
+	c, err := q.enterCounted() // the liveness check reads /proc
+	if err != nil {
 		return Stats{}
 	}
+	defer c.leave()
 	if q.plock.recoverDead(q.me) {
 		q.repairProducer()
 		q.plock.unlock()
@@ -741,22 +849,26 @@ func (q *Queue) Stats() Stats {
 	}
 }
 
-// Shutdown closes the queue for every process: Put then returns [ErrShutdown],
-// Get drains what is left and then returns [io.EOF], and every waiter in
-// every process is woken. It is safe to call twice. It does not release
-// this handle's mapping: see [Queue.Close].
+// Shutdown ends the queue for every process (Python 3.13's
+// Queue.shutdown): Put then returns [ErrShutdown], Get drains what is left
+// and then returns [io.EOF], and every waiter in every process is woken.
+// It is safe to call twice. It does not release this handle: see
+// [Queue.Close]. On a corrupt queue it shuts the queue down all the same
+// and returns [ErrCorrupt].
 func (q *Queue) Shutdown() error {
-	if err := q.check(); err != nil {
+	c, err := q.enterCounted()
+	if err != nil {
 		return err
 	}
+	defer c.leave()
 	// Under the producer lock, so that every Put either committed before
-	// Close or sees closed. A corrupt queue is closed all the same (no Put
-	// can commit on it), and Close reports the corruption.
-	err := q.lockProducers(context.Background(), true)
+	// Shutdown or sees shut. A corrupt queue is shut down all the same (no
+	// Put can commit on it), and Shutdown reports the corruption.
+	err = q.lockProducers(context.Background(), true)
 	if err != nil && !errors.Is(err, ErrCorrupt) {
 		return err
 	}
-	q.closed.Store(1)
+	q.shut.Store(1)
 	if err == nil {
 		q.plock.unlock()
 	}
@@ -765,18 +877,28 @@ func (q *Queue) Shutdown() error {
 	return err
 }
 
-// IsShutdown reports whether the queue has been closed.
-func (q *Queue) IsShutdown() bool { return q.check() == nil && q.closed.Load() != 0 }
-
-// Close releases this handle's mapping; the queue stays open for every
-// other handle and process (and a named queue's file stays: see [Remove]).
-// It is safe to call twice; the handle must not be in use by other
-// goroutines, and any later call returns [os.ErrClosed].
-func (q *Queue) Close() error {
-	if q.detached.Swap(true) {
-		return nil
+// IsShutdown reports whether the queue has been shut down (by any
+// process); false on a closed handle.
+func (q *Queue) IsShutdown() bool {
+	c, err := q.enter()
+	if err != nil {
+		return false
 	}
-	return q.seg.Close()
+	shut := q.shut.Load() != 0
+	c.leave()
+	return shut
+}
+
+// Close releases this handle: its mapping and descriptor. The queue goes on
+// for every other handle and process (a named queue's file stays: see
+// [Remove]; to end the queue for everyone, see [Queue.Shutdown]). Calls
+// blocked on this handle, in Put, Get or their kin, return an error
+// wrapping [os.ErrClosed] at once, and so does every later call; Close
+// returns once no call on the handle is in progress. It is safe to call
+// twice, and concurrently with any other call.
+func (q *Queue) Close() error {
+	q.closeOnce.Do(func() { q.closeErr = q.closeHandle() })
+	return q.closeErr
 }
 
 // noCopy makes go vet's copylocks check report copies.

@@ -21,10 +21,16 @@ func heapQueue(t testing.TB, size int, opts *Options) *Queue {
 	return q
 }
 
+// spinning sets q's spin budget (see Queue.SetSpin) and returns q.
+func spinning(q *Queue, d time.Duration) *Queue {
+	q.SetSpin(d)
+	return q
+}
+
 func TestPutGetBasic(t *testing.T) {
 	q := heapQueue(t, 1024, nil)
 	ctx := t.Context()
-	if q.Capacity() != 1024 || q.MaxMsg() != 256 {
+	if q.Capacity() != 1024-8 || q.MaxMsg() != 256 {
 		t.Fatalf("capacity %d max %d", q.Capacity(), q.MaxMsg())
 	}
 	for i := range 100 { // several laps, with padding
@@ -78,7 +84,9 @@ func TestPutGetBasic(t *testing.T) {
 	}
 }
 
-func TestCloseDrains(t *testing.T) {
+// TestShutdownDrains: after Shutdown, Put fails with ErrShutdown and Get
+// drains, then returns io.EOF; after Close the handle returns os.ErrClosed.
+func TestShutdownDrains(t *testing.T) {
 	q := heapQueue(t, 1024, nil)
 	ctx := t.Context()
 	q.Put(ctx, []byte("a"))
@@ -87,10 +95,10 @@ func TestCloseDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := q.Shutdown(); err != nil {
-		t.Fatalf("second Close: %v", err)
+		t.Fatalf("second Shutdown: %v", err)
 	}
 	if err := q.Put(ctx, []byte("c")); !errors.Is(err, ErrShutdown) {
-		t.Fatalf("Put after Close = %v", err)
+		t.Fatalf("Put after Shutdown = %v", err)
 	}
 	for _, want := range []string{"a", "b"} {
 		if got, err := q.Get(ctx); err != nil || string(got) != want {
@@ -102,7 +110,7 @@ func TestCloseDrains(t *testing.T) {
 	}
 	q.Close()
 	if _, err := q.Get(ctx); !errors.Is(err, os.ErrClosed) {
-		t.Fatalf("Get after Detach = %v", err)
+		t.Fatalf("Get after Close = %v", err)
 	}
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
@@ -110,11 +118,11 @@ func TestCloseDrains(t *testing.T) {
 }
 
 // TestWaitersWoken blocks consumers on an empty queue and producers on a
-// full one, then cancels some and closes the queue under the others.
+// full one, then cancels some and shuts the queue down under the others.
 func TestWaitersWoken(t *testing.T) {
 	for _, spin := range []time.Duration{0, -1} {
-		q := heapQueue(t, 256, &Options{Spin: spin})
-		full := heapQueue(t, 256, &Options{Spin: spin})
+		q := spinning(heapQueue(t, 256, nil), spin)
+		full := spinning(heapQueue(t, 256, nil), spin)
 		for {
 			if ok, _ := full.TryPut(make([]byte, 40)); !ok {
 				break
@@ -138,7 +146,7 @@ func TestWaitersWoken(t *testing.T) {
 		full.Shutdown()
 		wg.Wait()
 		close(errs)
-		var cancelled, eof, closed int
+		var cancelled, eof, shut int
 		for err := range errs {
 			switch {
 			case errors.Is(err, context.Canceled):
@@ -146,13 +154,13 @@ func TestWaitersWoken(t *testing.T) {
 			case err == io.EOF:
 				eof++
 			case errors.Is(err, ErrShutdown):
-				closed++
+				shut++
 			default:
 				t.Errorf("unexpected %v", err)
 			}
 		}
-		if cancelled != 8 || eof != 4 || closed != 4 {
-			t.Errorf("spin %v: %d cancelled, %d EOF, %d ErrClosed", spin, cancelled, eof, closed)
+		if cancelled != 8 || eof != 4 || shut != 4 {
+			t.Errorf("spin %v: %d cancelled, %d EOF, %d ErrShutdown", spin, cancelled, eof, shut)
 		}
 		if full.Len() == 0 {
 			t.Error("cancelled Put changed the queue")
@@ -166,7 +174,7 @@ func TestWaitersWoken(t *testing.T) {
 func TestHeapMPMC(t *testing.T) {
 	const producers, consumers, per = 4, 2, 25000
 	for _, spin := range []time.Duration{0, -1} {
-		q := heapQueue(t, 4096, &Options{Spin: spin})
+		q := spinning(heapQueue(t, 4096, nil), spin)
 		start := ^uint64(0) - 64*1024 + 1
 		q.tail.Store(start)
 		q.head.Store(start)

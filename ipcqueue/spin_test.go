@@ -11,7 +11,7 @@ import (
 // of each paying a futex sleep and wake.
 func TestSpinRecoversAfterIdle(t *testing.T) {
 	const maxSpin = 400 * time.Microsecond
-	q := heapQueue(t, 4096, &Options{Spin: maxSpin})
+	q := spinning(heapQueue(t, 4096, nil), maxSpin)
 	ctx := t.Context()
 	msg := make([]byte, 8)
 	// handoff puts n messages, each d after the consumer took the one

@@ -25,7 +25,12 @@ import (
 //     message), which allocates and costs microseconds.
 //
 // A Typed is safe for concurrent use, like its Queue, and implements
-// gob.GobEncoder and gob.GobDecoder like it.
+// gob.GobEncoder and gob.GobDecoder like it. The zero Typed is not usable
+// (its methods panic): get one from [NewTyped] or by gob-decoding a handle.
+// A Typed may be copied; the copies share the Queue, and [Typed.Close]
+// closes it for all of them. Values are copied in and out: Put keeps
+// nothing of v, and Get returns a value the caller owns (for a gob-encoded
+// T, new memory).
 type Typed[T any] struct {
 	q     *Queue
 	fixed bool
@@ -37,8 +42,10 @@ type Typed[T any] struct {
 // every Get).
 const maxBools = 64
 
-// NewTyped returns a typed view of q. It fails with [ErrSize] if T is
-// fixed-size and larger than q's maximum message.
+// NewTyped returns a typed view of q. It fails with [ErrTooLarge] if T is
+// fixed-size and larger than q's maximum message, since no value would
+// fit. (A gob-encoded value that does not fit is refused by Put, with
+// ErrTooLarge too.)
 func NewTyped[T any](q *Queue) (*Typed[T], error) {
 	t := &Typed[T]{q: q}
 	if err := t.init(); err != nil {
@@ -57,7 +64,7 @@ func (t *Typed[T]) init() error {
 		t.fixed = ok
 	}
 	if t.fixed && t.size > t.q.MaxMsg() {
-		return fmt.Errorf("%w: %v takes %d bytes, the queue's maximum message is %d", ErrSize, typ, t.size, t.q.MaxMsg())
+		return fmt.Errorf("%w: %v takes %d bytes, the queue's maximum message is %d", ErrTooLarge, typ, t.size, t.q.MaxMsg())
 	}
 	return nil
 }
@@ -117,7 +124,7 @@ func (t *Typed[T]) checkFixed(v *T, n int) error {
 		b := bytesOf(v)
 		for _, off := range t.bools {
 			if b[off] > 1 {
-				return fmt.Errorf("%w: byte %d at the offset of a bool of %v", ErrCorrupt, b[off], reflect.TypeFor[T]())
+				return fmt.Errorf("ipcqueue: byte %d at the offset of a bool of %v: %w", b[off], reflect.TypeFor[T](), ErrCorrupt)
 			}
 		}
 	}
@@ -144,13 +151,13 @@ func (t *Typed[T]) encodeGob(v T) ([]byte, error) {
 func (t *Typed[T]) decodeGob(b []byte) (T, error) {
 	var v T
 	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&v); err != nil {
-		return v, fmt.Errorf("%w: decode %T: %v", ErrCorrupt, v, err)
+		return v, fmt.Errorf("ipcqueue: decode %T: %v: %w", v, err, ErrCorrupt)
 	}
 	return v, nil
 }
 
 func (t *Typed[T]) sizeErr(n int) error {
-	return fmt.Errorf("%w: %d-byte message for a %d-byte %v", ErrCorrupt, n, t.size, reflect.TypeFor[T]())
+	return fmt.Errorf("ipcqueue: %d-byte message for a %d-byte %v: %w", n, t.size, reflect.TypeFor[T](), ErrCorrupt)
 }
 
 // Put appends v; see [Queue.Put].
@@ -222,10 +229,10 @@ func (t *Typed[T]) TryGet() (T, bool, error) {
 	return v, true, nil
 }
 
-// Shutdown closes the queue for everyone; see [Queue.Shutdown].
+// Shutdown ends the queue for everyone; see [Queue.Shutdown].
 func (t *Typed[T]) Shutdown() error { return t.q.Shutdown() }
 
-// Close releases this handle's mapping; see [Queue.Close].
+// Close releases this handle; see [Queue.Close].
 func (t *Typed[T]) Close() error { return t.q.Close() }
 
 // GobEncode encodes a handle to the queue; see [Queue.GobEncode].

@@ -47,7 +47,7 @@ func TestTyped(t *testing.T) {
 	if _, err := p.Get(ctx); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Get of a 5-byte point = %v", err)
 	}
-	if _, err := NewTyped[[8192]byte](q); !errors.Is(err, ErrSize) {
+	if _, err := NewTyped[[8192]byte](q); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("NewTyped of a too large T = %v", err)
 	}
 }

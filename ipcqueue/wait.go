@@ -24,44 +24,46 @@ import (
 // every sleeper. The sleeper's CAS and the waker's atomic add after its
 // store are full fences, so either the sleeper's re-check sees the store
 // or the waker sees the bit: no lost wake-up, and no syscall at all while
-// nobody sleeps. A sleeper that dies
-// costs at most one needless wake. Sleeps are bounded (waitSleep) so that
-// sleepers also notice dead lock holders; Close bumps both words and wakes
-// everyone; a cancelled context wakes its own sleeper (futex.WaitContext).
+// nobody sleeps. A sleeper that dies costs at most one needless wake.
+// Sleeps are bounded (waitSleep) so that sleepers also notice dead lock
+// holders; Shutdown bumps both words and wakes everyone; Close wakes the
+// handle's own sleepers (guard.go), which re-check the handle when they
+// wake; a cancelled context wakes its own sleeper (futex.WaitContext).
 //
-// The spin budget is adaptive, per handle and per side, between minSpin
-// and the handle's Spin (max). It starts at max and doubles (up to max)
-// each time spinning succeeded. A spin that runs out halves it (down to
-// minSpin), and then the caller sleeps; when the sleep ends with the queue
-// ready, the caller reports how long the whole wait took (spin included),
-// and if that was at most max, the budget becomes at least twice that (up
-// to max): a spin that long would have caught it. So a queue that is
-// mostly idle (waits longer than max) decays to minSpin and burns little
-// CPU, while a handle whose waits are steadily shorter than max recovers
-// its budget after a single futex sleep, whatever an idle period did to
-// it. (Halving alone, with doubling only after a successful spin, never
-// recovered: after one idle period the budget sat at minSpin, every wait
-// of 5-50 us missed it and paid a futex wake.) The measured wait includes
-// the futex wake-up latency (a few microseconds here, tens at p99), which
-// errs on the side of spinning a little longer.
+// The spin budget is adaptive, per handle and per side, between minSpin and
+// the handle's bound (max, set by Queue.SetSpin). It starts at max and
+// doubles (up to max) each time spinning succeeded. A spin that runs out
+// halves it (down to minSpin), and then the caller sleeps; when the sleep
+// ends with the queue ready, the caller reports how long the whole wait took
+// (spin included), and if that was at most max, the budget becomes at least
+// twice that (up to max): a spin that long would have caught it. So a queue
+// that is mostly idle (waits longer than max) decays to minSpin and burns
+// little CPU, while a handle whose waits are steadily shorter than max
+// recovers its budget after a single futex sleep, whatever an idle period
+// did to it. (Halving alone, with doubling only after a successful spin,
+// never recovers: after one idle period the budget sits at minSpin, and
+// every wait a little longer than that misses it and pays a futex wake.) The
+// measured wait includes the futex wake-up latency, which errs on the side
+// of spinning a little longer.
 //
-// Measured here (BenchmarkPingPong, 64-byte round trip between two
-// processes on 2 vCPUs): a spin hand-off takes about 0.1 us each way
-// (p50 0.20-0.24 us round trip), a futex sleep and wake about 3 us each way
-// (p50 6 us, p99 60 us). With a 1 us or 5 us budget the p99 is 21 us: some
-// hand-offs miss the budget and pay the futex; from 20 us up the p99 stays
-// at 0.34 us. Hence DefaultSpin = 50 us, which a spinner burns in full
-// only when the other side is genuinely slow, and then halves. Between
-// polls a spinner executes one PAUSE (about 25 ns here, BenchmarkPause):
-// ten of them cost 250 ns and a quarter of the round trip.
+// DefaultSpin is sized from BenchmarkPingPong's sweep of fixed budgets: a
+// spin hand-off costs a small fraction of a futex sleep and wake, a budget
+// of a few microseconds lets some hand-offs miss it and pay the futex at
+// the p99, and from some tens of microseconds up the p99 stays at the spin
+// hand-off's. DefaultSpin sits above that knee; a spinner burns it in full
+// only when the other side is genuinely slow, and then halves it. Between
+// polls a spinner executes one PAUSE: more would add their latency to
+// every hand-off. The figures: BENCHMARKS.md, "ipcqueue: figures moved
+// from code comments".
 
-// DefaultSpin is the spin budget of a handle whose Options.Spin is 0.
+// DefaultSpin is the spin budget of a new handle, and of one given 0 by
+// [Queue.SetSpin].
 const DefaultSpin = 50 * time.Microsecond
 
 const (
 	minSpin   = 2 * time.Microsecond
 	waitSleep = 100 * time.Millisecond
-	spinPause = 1 // PAUSE instructions between two polls (one is about 25 ns here: BenchmarkPause)
+	spinPause = 1 // PAUSE instructions between two polls (BenchmarkPause times one)
 )
 
 // spinner is one side's adaptive spin budget.
@@ -161,10 +163,14 @@ func sleep(ctx context.Context, fx *atomic.Uint32, waits *atomic.Uint64, ready f
 
 // unwoken counts this process's sleeps, on a queue's or a lock's futex,
 // that ended with nobody having bumped the word: they ran out their time
-// (or a cancellable wait's slice). Between one producer and one consumer
-// exchanging messages, each is a lost wake-up (with more consumers, one
-// may also wait out lockSleep on the consumer lock while another holds it
-// waiting for data), which is how the tests watch the wake-up protocols.
+// (or a cancellable wait's slice), or Close woke them (it wakes without a
+// bump). Between one producer and one consumer exchanging messages, each is
+// a lost wake-up (with more consumers, one may also wait out lockSleep on
+// the consumer lock while another holds it waiting for data), which is how
+// the tests watch the wake-up protocols. It is a process-wide counter, not
+// a field of a Queue, because it counts for the process (a test's helper
+// process reports its own) and is kept inside the robust lock's and the
+// sleeper's code, which the shared robust core will replace.
 var unwoken atomic.Uint64
 
 // countUnwoken is called after a sleep on fx announced with value f.
@@ -189,21 +195,18 @@ func wakeAll(fx *atomic.Uint32) {
 
 // pacer keeps a streaming consumer from chasing the producer record by
 // record. A consumer that polls the header a producer is writing pulls that
-// cache line away from the producer while it writes it: profiled here, a
-// producer streaming 64-byte messages to a caught-up consumer spends three
-// quarters of its time stalled in the copy into the ring. So a consumer
-// whose waits are part of a stream first pauses a moment (pacePause PAUSEs,
-// about 0.45 us here: BenchmarkPause) and then takes what arrived meanwhile
-// without waiting. Measured (cmd/ipcbench queue_64B, old and new binaries
-// alternating): 15.8-16.4 M msgs/s before the pacer and the short fast
-// paths, 19.1-20.2 M after; the ping-pong p50 is unchanged. Whether it
-// streams is learnt: after a paused wait, at least paceStream messages
-// taken before the next wait mean a stream (keep pausing; at 20 M messages
-// a second a pause holds about nine); fewer mean request-response traffic,
-// requests of a few messages included, whose latency a pause would only add
-// to (stop, and probe again after paceProbe waits, so a stream is found
-// within that many). A handle that never spins never paces. Fields are
-// guarded by the consumer lock.
+// cache line away from the producer while it writes it, and the producer
+// stalls in its copy into the ring (the profile: BENCHMARKS.md, "ipcqueue:
+// figures moved from code comments"). So a consumer whose waits are part of
+// a stream first pauses a moment (pacePause PAUSEs: at full speed, long
+// enough for several messages to arrive) and then takes what arrived
+// meanwhile without waiting. Whether it streams is learnt: after a paused
+// wait, at least paceStream messages taken before the next wait mean a
+// stream (keep pausing); fewer mean request-response traffic, requests of a
+// few messages included, whose latency a pause would only add to (stop, and
+// probe again after paceProbe waits, so a stream is found within that many).
+// A handle that never spins never paces. Fields are guarded by the consumer
+// lock.
 type pacer struct {
 	took   int  // messages taken since the last wait
 	on     bool // pausing

@@ -45,9 +45,8 @@ func TestNoLostWakeups(t *testing.T) {
 	if testing.Short() {
 		n = 2000
 	}
-	off := &Options{Spin: -1}
 	t.Run("goroutines", func(t *testing.T) {
-		ping, pong := heapQueue(t, 4096, off), heapQueue(t, 4096, off)
+		ping, pong := spinning(heapQueue(t, 4096, nil), -1), spinning(heapQueue(t, 4096, nil), -1)
 		done := make(chan error, 1)
 		go func() { done <- echoAll(ping, pong) }()
 		pingPong(t, ping, pong, 1)
@@ -61,7 +60,7 @@ func TestNoLostWakeups(t *testing.T) {
 		lostWakeups(t, lost, n)
 	})
 	t.Run("processes", func(t *testing.T) {
-		ping, pong := namedQueue(t, 4096, off), namedQueue(t, 4096, off)
+		ping, pong := spinning(namedQueue(t, 4096, nil), -1), spinning(namedQueue(t, 4096, nil), -1)
 		cmd := command(t, "echo", ping.Segment().Name(), pong.Segment().Name(), spinArg(-1))
 		var out bytes.Buffer
 		cmd.Stdout = &out

@@ -27,31 +27,68 @@ import (
 // the records of the parties that arrived, and a dead one breaks it; so does
 // a guard holder that died (found by the next guard holder).
 //
-// Layout (BarrierSize(parties) bytes; every field atomic):
-//
-//	off size field     written by         read by
-//	  0   16 guard     see Mutex          -
-//	 16    4 gen       guard holder       waiters; the futex word
-//	 20    4 parties   creator, once      attach (then a local)
-//	 24    4 arrived   guard holder       guard holder
-//	 28    4 magic     creator, once      attach
-//	 32  8*n slots     guard holder       guard holder: {pid u32, start u32}
+// Layout: BarrierSize(parties) bytes at an 8-byte aligned offset. Every
+// field is read and written with atomic operations; "the guard holder" is
+// whoever holds the guard at the time, and "the creator" is InitBarrierAt,
+// which runs before anyone else may use the memory. TestLayout pins the
+// offsets.
+const (
+	// offBarGuard is the guard: a Mutex's words (offWord, offState,
+	// offOwner), written and read as a Mutex's are.
+	offBarGuard = 0
+	// offBarGen (uint32) is the futex word waiters sleep on: the generation
+	// times genIncrement, plus brokenBit. Written by the guard holder (the
+	// last arrival adds genIncrement; breaking sets brokenBit), and by a
+	// party giving up without the guard (CAS that sets brokenBit); read by
+	// every party.
+	offBarGen = 16
+	// offBarParties (uint32) is the number of parties. Written by the
+	// creator, once; read by attach, which keeps it in a local (a later
+	// change is never seen).
+	offBarParties = 20
+	// offBarArrived (uint32) counts the parties of this generation that
+	// arrived. Written and read by the guard holder.
+	offBarArrived = 24
+	// offBarMagic (uint32) holds barMagic. Written by the creator, once;
+	// read by attach.
+	offBarMagic = 28
+	// barHeader is where the arrival slots start: slot i, barSlotSize bytes
+	// at barHeader+barSlotSize*i, is the uint64 rec(pid, start) of the party
+	// that arrived i-th. Written by that party under the guard (and zeroed
+	// by the last arrival); read by the guard holder checking liveness.
+	barHeader = 32
+	// barSlotSize is the bytes an arrival slot takes.
+	barSlotSize = 8
+)
+
 const (
 	barMagic     = 0x52524142 // "BARR"
-	barHeader    = 32
 	maxParties   = 1 << 16
 	brokenBit    = 1
 	genIncrement = 2
 )
 
 // BarrierSize returns the bytes a Barrier for parties parties takes.
-func BarrierSize(parties int) int { return barHeader + 8*parties }
+func BarrierSize(parties int) int { return barHeader + barSlotSize*parties }
+
+// validParties returns an error if a Barrier cannot have parties parties.
+func validParties(parties int) error {
+	if parties < 1 || parties > maxParties {
+		return fmt.Errorf("semaphore: %d parties, want 1 to %d: %w", parties, maxParties, os.ErrInvalid)
+	}
+	return nil
+}
 
 // Barrier makes a fixed number of parties, in any processes, wait for each
 // other, like Python's multiprocessing.Barrier.
 //
-// A *Barrier is safe for concurrent use and may be passed to a child
-// process. It must not be copied.
+// A *Barrier is safe for concurrent use by goroutines and processes (Close
+// aside: see the package doc, "Closing"), and may be passed to a child
+// process (see the package doc, "Sharing"). A Barrier must not be copied.
+// The zero Barrier is not usable: get one from [NewBarrier],
+// [CreateBarrier], [OpenBarrier], [InitBarrierAt] or [BarrierAt]. Zeroed
+// shared memory does not hold a Barrier ([BarrierAt] refuses it with
+// [ErrCorrupt]). No method returns a slice.
 type Barrier struct {
 	object
 	spin        spinner
@@ -60,21 +97,22 @@ type Barrier struct {
 	parties     int
 }
 
-// NewBarrier returns a Barrier for parties parties in an anonymous segment
-// of its own.
+// NewBarrier returns a Barrier for parties parties (1 to 65536) in an
+// anonymous segment of its own.
 func NewBarrier(parties int) (*Barrier, error) {
-	if parties < 1 || parties > maxParties {
-		return nil, fmt.Errorf("semaphore: %d parties out of range", parties)
+	if err := validParties(parties); err != nil {
+		return nil, err
 	}
 	seg, err := shm.KindBarrier.CreateAnonymous(BarrierSize(parties))
 	return ownBarrier(seg, err, parties)
 }
 
-// CreateBarrier returns a Barrier for parties parties in a new named
-// segment; see [shm.Create]. Only opts.Mode is used.
+// CreateBarrier returns a Barrier for parties parties (1 to 65536) in a new
+// named segment; see [shm.Create] for the name and for opts (nil for the
+// defaults).
 func CreateBarrier(name string, parties int, opts *shm.Options) (*Barrier, error) {
-	if parties < 1 || parties > maxParties {
-		return nil, fmt.Errorf("semaphore: %d parties out of range", parties)
+	if err := validParties(parties); err != nil {
+		return nil, err
 	}
 	seg, err := shm.KindBarrier.Create(name, BarrierSize(parties), opts)
 	return ownBarrier(seg, err, parties)
@@ -95,20 +133,21 @@ func OpenBarrier(name string) (*Barrier, error) {
 	return own(barrierAt)(shm.KindBarrier.Open(name))
 }
 
-// InitBarrierAt makes a Barrier for parties parties at off (a multiple of
-// 8) in seg.Bytes(), over whatever was there; [BarrierSize] bytes must fit.
-// Nobody may use the memory meanwhile. The Barrier does not own seg.
+// InitBarrierAt makes a Barrier for parties parties (1 to 65536) at off (a
+// multiple of 8) in seg.Bytes(), over whatever was there; [BarrierSize]
+// bytes must fit. Nobody may use the memory meanwhile. The Barrier does not
+// own seg.
 func InitBarrierAt(seg *shm.Segment, off, parties int) (*Barrier, error) {
-	if parties < 1 || parties > maxParties {
-		return nil, fmt.Errorf("semaphore: %d parties out of range", parties)
+	if err := validParties(parties); err != nil {
+		return nil, err
 	}
 	b := new(Barrier)
 	if err := b.place(seg, off, BarrierSize(parties)); err != nil {
 		return nil, err
 	}
 	clear(b.mem)
-	u32(b.mem, 20).Store(uint32(parties))
-	u32(b.mem, 28).Store(barMagic)
+	u32(b.mem, offBarParties).Store(uint32(parties))
+	u32(b.mem, offBarMagic).Store(barMagic)
 	b.words(parties)
 	return b, nil
 }
@@ -132,14 +171,14 @@ func (b *Barrier) attach(seg *shm.Segment, off int) error {
 	if err := b.place(seg, off, barHeader); err != nil {
 		return err
 	}
-	if m := u32(b.mem, 28).Load(); m != barMagic {
-		return fmt.Errorf("%w: barrier magic %#x", ErrLayout, m)
+	if m := u32(b.mem, offBarMagic).Load(); m != barMagic {
+		return fmt.Errorf("semaphore: barrier magic %#x, want %#x: %w", m, barMagic, ErrCorrupt)
 	}
-	n := int(u32(b.mem, 20).Load())
+	n := int(u32(b.mem, offBarParties).Load())
 	if n < 1 || n > maxParties {
-		return fmt.Errorf("%w: %d parties", ErrLayout, n)
+		return fmt.Errorf("semaphore: %d parties in a barrier, want 1 to %d: %w", n, maxParties, ErrCorrupt)
 	}
-	if err := b.place(seg, off, BarrierSize(n)); err != nil {
+	if err := b.extend(BarrierSize(n), fmt.Sprintf("%d parties", n)); err != nil {
 		return err
 	}
 	b.words(n)
@@ -147,15 +186,15 @@ func (b *Barrier) attach(seg *shm.Segment, off int) error {
 }
 
 func (b *Barrier) words(n int) {
-	b.guard = guardAt(b.mem, &b.closed, &b.spin)
-	b.gen, b.arrive = u32(b.mem, 16), u32(b.mem, 24)
+	b.guard = guardAt(b.mem[offBarGuard:], &b.closed, &b.spin)
+	b.gen, b.arrive = u32(b.mem, offBarGen), u32(b.mem, offBarArrived)
 	b.parties = n
 }
 
 // Parties returns the number of parties the barrier waits for.
 func (b *Barrier) Parties() int { return b.parties }
 
-func (b *Barrier) slot(i int) *atomic.Uint64 { return u64(b.mem, barHeader+8*i) }
+func (b *Barrier) slot(i int) *atomic.Uint64 { return u64(b.mem, barHeader+barSlotSize*i) }
 
 // Wait waits until all parties have called Wait and returns this party's
 // arrival index, 0 to Parties()-1. It returns [ErrBroken] if the barrier is
@@ -178,7 +217,7 @@ func (b *Barrier) Wait(ctx context.Context) (int, error) {
 	if idx < 0 || idx >= b.parties {
 		b.breakLocked()
 		b.guard.unlock()
-		return 0, fmt.Errorf("%w: %d parties arrived of %d", ErrLayout, idx, b.parties)
+		return 0, fmt.Errorf("semaphore: %d parties arrived at a barrier of %d: %w", idx, b.parties, ErrCorrupt)
 	}
 	if idx == b.parties-1 {
 		b.arrive.Store(0)
@@ -295,6 +334,12 @@ func (b *Barrier) Abort() error {
 // Broken reports whether the barrier is broken.
 // After Close it reports true.
 func (b *Barrier) Broken() bool { return b.closed.Load() || b.gen.Load()&brokenBit != 0 }
+
+// Segment returns the segment b lives in.
+func (b *Barrier) Segment() *shm.Segment { return b.seg }
+
+// Offset returns b's offset in [shm.Segment.Bytes].
+func (b *Barrier) Offset() int { return b.off }
 
 // Close releases the Barrier's own segment, if it made or opened one. A
 // party of this process waiting in Wait gives up: it breaks the barrier and

@@ -28,15 +28,24 @@
 // Lock fails with [ErrNotRecoverable] and does not acquire it, so nobody
 // works on data that nobody repaired. Use errors.Is to test for both.
 //
+// # Errors
+//
+// [ErrOwnerDead], [ErrNotRecoverable] and [ErrCorrupt] are the same values
+// in every ipckit package. A bad argument (a count, value, offset or size
+// out of range, a path that is not a lock file) is an error that wraps
+// [os.ErrInvalid] and names the value; shared memory that cannot hold what
+// it should (a wrong magic number, an impossible count) is [ErrCorrupt].
+//
 // # Sharing
 //
 // Every object lives in a shared-memory segment from package shm: its own
-// (New..., anonymous; Create.../Open..., named) or, with the ...At
-// functions, at an offset of a segment the caller owns (a heap segment from
-// shm.NewHeap works too, for tests under the race detector). An object
-// passes to a child process started by spawn as a small handle: it
-// implements gob.GobEncoder and gob.GobDecoder, and the decoded object is
-// attached to the same memory.
+// (New..., anonymous; Create.../Open..., named, where Create... takes a
+// *shm.Options for the segment's mode and Open... only the name) or, with
+// the ...At functions, at an offset of a segment the caller owns (a heap
+// segment from shm.NewHeap works too, for tests under the race detector);
+// Segment and Offset say where. An object passes to a child process started
+// by spawn as a small handle: it implements gob.GobEncoder and
+// gob.GobDecoder, and the decoded object is attached to the same memory.
 //
 // # Closing
 //

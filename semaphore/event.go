@@ -18,19 +18,32 @@ import (
 // sleeper when it changes the flag. Nothing is owned, so nothing is lost
 // when a process dies.
 //
-// Layout (EventSize bytes):
-//
-//	off size field  written by          read by
-//	  0    4 word   Set, Clear (CAS)    IsSet, Wait; the futex word
+// Layout: EventSize bytes at an 8-byte aligned offset; TestLayout pins the
+// offset.
+const (
+	// offEventWord (uint32) is the futex word: bit 0 the flag, bits 1 to 31
+	// the count of Sets that found the flag clear. Written by Set (CAS) and
+	// Clear (And); read by IsSet and Wait. Atomic. Bytes 4 to 7 are
+	// padding, always 0.
+	offEventWord = 0
+	// eventFlag is the flag's bit of the word; eventSets is the increment of
+	// its count.
+	eventFlag = 1
+	eventSets = 2
+)
 
 // EventSize is the number of bytes an [Event] takes in a segment.
 const EventSize = 8
 
 // Event is a flag in shared memory that processes can wait for, like
-// Python's multiprocessing.Event. The zero memory holds a clear Event.
+// Python's multiprocessing.Event.
 //
-// An *Event is safe for concurrent use and may be passed to a child process.
-// It must not be copied.
+// An *Event is safe for concurrent use by goroutines and processes (Close
+// aside: see the package doc, "Closing"), and may be passed to a child
+// process (see the package doc, "Sharing"). An Event must not be copied. The
+// zero Event is not usable: get one from [NewEvent], [CreateEvent],
+// [OpenEvent] or [EventAt]. Zeroed shared memory, on the other hand, holds a
+// clear Event. No method returns a slice.
 type Event struct {
 	object
 	word *atomic.Uint32
@@ -42,7 +55,7 @@ func NewEvent() (*Event, error) {
 }
 
 // CreateEvent returns a clear Event in a new named segment; see
-// [shm.Create]. Only opts.Mode is used.
+// [shm.Create] for the name and for opts (nil for the defaults).
 func CreateEvent(name string, opts *shm.Options) (*Event, error) {
 	return own(eventAt)(shm.KindEvent.Create(name, EventSize, opts))
 }
@@ -62,11 +75,18 @@ func EventAt(seg *shm.Segment, off int) (*Event, error) {
 
 func eventAt(seg *shm.Segment, off int) (*Event, *object, error) {
 	e := new(Event)
-	if err := e.place(seg, off, EventSize); err != nil {
+	if err := e.attach(seg, off); err != nil {
 		return nil, nil, err
 	}
-	e.word = u32(e.mem, 0)
 	return e, &e.object, nil
+}
+
+func (e *Event) attach(seg *shm.Segment, off int) error {
+	if err := e.place(seg, off, EventSize); err != nil {
+		return err
+	}
+	e.word = u32(e.mem, offEventWord)
+	return nil
 }
 
 // Set sets the flag and wakes every waiter. After Close it does nothing.
@@ -76,10 +96,10 @@ func (e *Event) Set() {
 	}
 	for {
 		w := e.word.Load()
-		if w&1 != 0 {
+		if w&eventFlag != 0 {
 			return
 		}
-		if e.word.CompareAndSwap(w, (w+2)|1) {
+		if e.word.CompareAndSwap(w, (w+eventSets)|eventFlag) {
 			futex.Wake(addr(e.word), 0)
 			return
 		}
@@ -89,12 +109,12 @@ func (e *Event) Set() {
 // Clear clears the flag. After Close it does nothing.
 func (e *Event) Clear() {
 	if !e.closed.Load() {
-		e.word.And(^uint32(1))
+		e.word.And(^uint32(eventFlag))
 	}
 }
 
 // IsSet reports whether the flag is set (false after Close).
-func (e *Event) IsSet() bool { return !e.closed.Load() && e.word.Load()&1 != 0 }
+func (e *Event) IsSet() bool { return !e.closed.Load() && e.word.Load()&eventFlag != 0 }
 
 // Wait waits until the flag is set, or ctx is done (then it returns
 // ctx.Err()).
@@ -104,7 +124,7 @@ func (e *Event) Wait(ctx context.Context) error {
 	}
 	defer e.leave()
 	w := e.word.Load()
-	if w&1 != 0 {
+	if w&eventFlag != 0 {
 		return nil
 	}
 	for {
@@ -116,7 +136,7 @@ func (e *Event) Wait(ctx context.Context) error {
 			return err
 		}
 		now := e.word.Load()
-		if now&1 != 0 || now>>1 != w>>1 {
+		if now&eventFlag != 0 || now>>1 != w>>1 {
 			return nil
 		}
 		if e.closed.Load() {
@@ -125,6 +145,12 @@ func (e *Event) Wait(ctx context.Context) error {
 		w = now
 	}
 }
+
+// Segment returns the segment e lives in.
+func (e *Event) Segment() *shm.Segment { return e.seg }
+
+// Offset returns e's offset in [shm.Segment.Bytes].
+func (e *Event) Offset() int { return e.off }
 
 // Close releases the Event's own segment, if it made or opened one, and
 // returns [os.ErrClosed] to this process's calls waiting in Wait. It is safe
@@ -137,10 +163,6 @@ func (e *Event) GobEncode() ([]byte, error) { return e.encode() }
 // GobDecode attaches e, which must be new, to the Event a handle names.
 func (e *Event) GobDecode(b []byte) error {
 	return decode(b, func(seg *shm.Segment, off int) (*object, error) {
-		if err := e.place(seg, off, EventSize); err != nil {
-			return nil, err
-		}
-		e.word = u32(e.mem, 0)
-		return &e.object, nil
+		return &e.object, e.attach(seg, off)
 	})
 }

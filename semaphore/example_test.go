@@ -3,8 +3,12 @@
 package semaphore_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/ipckit/ipckit/semaphore"
@@ -56,4 +60,99 @@ func ExampleSemaphore() {
 	// Output:
 	// true true false
 	// semaphore: released too many times
+}
+
+// An Event lets one side tell the others that something happened; a child
+// started by spawn waits on it the same way.
+func ExampleEvent() {
+	e, err := semaphore.NewEvent()
+	if err != nil {
+		panic(err)
+	}
+	defer e.Close()
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := e.Wait(context.Background()); err != nil {
+			panic(err)
+		}
+		fmt.Println("the event is set")
+	}()
+	e.Set()
+	<-done
+	fmt.Println(e.IsSet())
+	e.Clear()
+	fmt.Println(e.IsSet())
+	// Output:
+	// the event is set
+	// true
+	// false
+}
+
+// A Barrier holds every party until the last one arrives; each gets its
+// arrival index.
+func ExampleBarrier() {
+	b, err := semaphore.NewBarrier(3)
+	if err != nil {
+		panic(err)
+	}
+	defer b.Close()
+
+	var wg sync.WaitGroup
+	indexes := make([]int, 3)
+	for i := range indexes {
+		wg.Go(func() {
+			idx, err := b.Wait(context.Background())
+			if err != nil {
+				panic(err)
+			}
+			indexes[i] = idx
+		})
+	}
+	wg.Wait()
+	slices.Sort(indexes)
+	fmt.Println(b.Parties(), indexes, b.Broken())
+	// Output: 3 [0 1 2] false
+}
+
+// A FileMutex is a lock on a file that every process opening the same path
+// shares. Here two handles on one path stand for two processes; closing a
+// handle that holds the lock is like its process dying.
+func ExampleFileMutex() {
+	dir, err := os.MkdirTemp("", "ipckit-example-")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "lock")
+
+	a, err := semaphore.NewFileMutex(path)
+	if err != nil {
+		panic(err)
+	}
+	defer a.Close()
+	b, err := semaphore.NewFileMutex(path)
+	if err != nil {
+		panic(err)
+	}
+
+	if err := b.Lock(); err != nil {
+		panic(err)
+	}
+	ok, err := a.TryLock()
+	fmt.Println("a while b holds it:", ok, err)
+
+	b.Close() // b "dies" holding the lock: the kernel releases it
+	ok, err = a.TryLock()
+	fmt.Println("a after b died:", ok, errors.Is(err, semaphore.ErrOwnerDead))
+	// a holds the lock: repair what it guards, then
+	a.MarkConsistent()
+	a.Unlock()
+
+	fmt.Println(a.Lock(), a.Unlock())
+	// Output:
+	// a while b holds it: false <nil>
+	// a after b died: true true
+	// <nil> <nil>
 }

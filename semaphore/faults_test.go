@@ -172,17 +172,15 @@ func TestSemaphoreCorrupt(t *testing.T) {
 	}
 	// The slot count after attach: this handle keeps its own copy.
 	for _, n := range []uint32{0, 3, 1 << 20, 0xffffffff} {
-		u32(s.mem, 48).Store(n)
+		u32(s.mem, offSemNSlots).Store(n)
 		if !s.TryAcquire() || s.Release() != nil {
 			t.Fatalf("nslots %d: acquire/release failed", n)
 		}
-		if _, err := SemaphoreAt(seg, 0); n != 3 && !errors.Is(err, ErrLayout) {
-			t.Fatalf("attach with nslots %d = %v", n, err)
-		} else if n == 3 && err == nil {
-			t.Fatal("attach with 3 slots in a 2-slot segment succeeded")
+		if _, err := SemaphoreAt(seg, 0); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("attach with nslots %d = %v, want ErrCorrupt", n, err)
 		}
 	}
-	u32(s.mem, 48).Store(2)
+	u32(s.mem, offSemNSlots).Store(2)
 	// Both permits held by a process that cannot exist, with a huge count.
 	sl := s.slot(1)
 	sl.start.Store(7)
@@ -216,7 +214,7 @@ func TestSemaphoreCorrupt(t *testing.T) {
 }
 
 // TestBarrierCorruptCount corrupts the arrival count while a party waits:
-// the next arrival gets ErrLayout, the waiting party ErrBroken, at once.
+// the next arrival gets ErrCorrupt, the waiting party ErrBroken, at once.
 func TestBarrierCorruptCount(t *testing.T) {
 	for _, n := range []uint32{3, 1000, 0xffffffff} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
@@ -231,9 +229,9 @@ func TestBarrierCorruptCount(t *testing.T) {
 				time.Sleep(time.Millisecond)
 			}
 			b.arrive.Store(n)
-			u32(b.mem, 20).Store(0) // parties, after attach: not re-read
-			if _, err := b.Wait(t.Context()); !errors.Is(err, ErrLayout) {
-				t.Fatalf("Wait with %d arrived = %v, want ErrLayout", n, err)
+			u32(b.mem, offBarParties).Store(0) // after attach: not re-read
+			if _, err := b.Wait(t.Context()); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Wait with %d arrived = %v, want ErrCorrupt", n, err)
 			}
 			select {
 			case err := <-other:
@@ -243,7 +241,7 @@ func TestBarrierCorruptCount(t *testing.T) {
 			case <-time.After(time.Second):
 				t.Fatal("waiting party not released")
 			}
-			if _, err := BarrierAt(seg, 0); !errors.Is(err, ErrLayout) {
+			if _, err := BarrierAt(seg, 0); !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("attach with 0 parties = %v", err)
 			}
 		})

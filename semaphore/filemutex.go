@@ -36,24 +36,31 @@ import (
 // ever touches a closed descriptor (or a descriptor number reused by another
 // file) or an unmapped record.
 //
-// Record (fileRecSize bytes at the start of the lock file; atomic; pinned
-// by TestLayout):
-//
-//	off size field  written by             read by
-//	  0    4 magic  first opener (CAS)     openers
-//	  4    4 dirty  exclusive holder       every new holder
-//	  8    4 state  exclusive holder       every new holder
-//	 12    4 pid    exclusive holder       diagnostics
-//	 16    8 start  exclusive holder       diagnostics
+// Record: fileRecSize bytes at the start of the lock file, mapped shared by
+// every FileMutex on the file. Every field is read and written with atomic
+// operations; "the exclusive holder" is whoever holds the flock exclusively
+// at the time. TestLayout pins the offsets.
 const (
+	// recMagic (uint32) holds fileMagic. Written by the first opener (CAS
+	// from 0); read by every opener.
+	recMagic = 0
+	// recDirty (uint32) is 1 from the moment an exclusive holder has the
+	// lock until just before it unlocks. Written by the exclusive holder;
+	// read by every new holder, exclusive or shared.
+	recDirty = 4
+	// recState (uint32) is the consistency state (stateConsistent...).
+	// Written by the exclusive holder; read by every new holder.
+	recState = 8
+	// recPid (uint32) is the pid of the last exclusive holder. Written by
+	// the exclusive holder; read by nobody in this package (diagnostics).
+	recPid = 12
+	// recStart (uint64) is the low 32 bits of that holder's start time.
+	// Written by the exclusive holder; read by nobody in this package
+	// (diagnostics). Bytes 24 to 63 are reserved, 0.
+	recStart = 16
+
 	fileMagic   = 0x58544d46 // "FMTX"
 	fileRecSize = 64
-
-	recMagic = 0
-	recDirty = 4
-	recState = 8
-	recPid   = 12
-	recStart = 16
 )
 
 // fileRecord is the holder record of a lock file.
@@ -63,10 +70,14 @@ type fileRecord struct {
 }
 
 // fileRecordAt checks the record at the start of b (a mapped lock file)
-// and returns it; a zeroed record becomes a new one.
+// and returns it; a zeroed record becomes a new one. Its errors carry no
+// package prefix: the caller names the file.
 func fileRecordAt(b []byte) (fileRecord, error) {
-	if len(b) < fileRecSize || !aligned8(b) {
-		return fileRecord{}, fmt.Errorf("%w: %d-byte record", ErrLockFile, len(b))
+	if len(b) < fileRecSize {
+		return fileRecord{}, fmt.Errorf("record of %d bytes, want %d: %w", len(b), fileRecSize, os.ErrInvalid)
+	}
+	if !aligned8(b) {
+		return fileRecord{}, fmt.Errorf("record not 8-byte aligned: %w", os.ErrInvalid)
 	}
 	r := fileRecord{
 		magic: u32(b, recMagic), dirty: u32(b, recDirty), state: u32(b, recState),
@@ -74,7 +85,7 @@ func fileRecordAt(b []byte) (fileRecord, error) {
 	}
 	if !r.magic.CompareAndSwap(0, fileMagic) {
 		if got := r.magic.Load(); got != fileMagic {
-			return fileRecord{}, fmt.Errorf("%w: magic %#x", ErrLockFile, got)
+			return fileRecord{}, fmt.Errorf("record magic %#x, want %#x: %w", got, fileMagic, ErrCorrupt)
 		}
 	}
 	return r, nil
@@ -131,15 +142,18 @@ func (r fileRecord) markConsistent() {
 // next holder is told with [ErrOwnerDead]; see the package doc.
 //
 // FileMutex calls flock(2) itself, on a descriptor it opens once and keeps,
-// instead of using github.com/gofrs/flock: gofrs/flock opens the file on
-// every Lock and closes it on every Unlock, which made a Lock+Unlock pair
-// cost about 6 times a raw flock pair in BenchmarkFileMutex; the target is
-// 1.2 times.
+// instead of using github.com/gofrs/flock, which opens the file on every
+// Lock and closes it on every Unlock: a system call pair per lock that a
+// kept descriptor does not pay (figures: BENCHMARKS.md, section "semaphore:
+// figures moved from code comments").
 //
 // The lock file holds a 64-byte record and must not be used for anything
-// else. A *FileMutex is safe for concurrent use and may be passed to a child
-// process (its handle is the path). It must not be copied. The zero value
-// is not usable: get one from [NewFileMutex].
+// else.
+//
+// A *FileMutex is safe for concurrent use by goroutines and processes, and
+// may be passed to a child process (its handle is the path; see the package
+// doc, "Sharing"). A FileMutex must not be copied. The zero FileMutex is
+// not usable: get one from [NewFileMutex]. No method returns a slice.
 type FileMutex struct {
 	_      noCopy
 	path   string
@@ -164,12 +178,14 @@ type FileMutex struct {
 const closedRef = 1 << 40
 
 // NewFileMutex opens the lock file at path, creating it (mode 0600) if it
-// does not exist. It refuses a symbolic link and a file that is not a lock
-// file, with [ErrLockFile].
+// does not exist. It never follows a symbolic link (opening one fails). A
+// path that is not a lock file (not a regular file, or not of a lock file's
+// size) is an error that wraps [os.ErrInvalid]; a lock file whose record is
+// impossible, [ErrCorrupt].
 func NewFileMutex(path string) (*FileMutex, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("semaphore: lock file %s: %w", path, err)
 	}
 	f, mapped, err := openLockFile(abs)
 	if err != nil {

@@ -137,7 +137,7 @@ func TestFileMutexRefuses(t *testing.T) {
 	dir := t.TempDir()
 	other := filepath.Join(dir, "data")
 	os.WriteFile(other, []byte("not a lock file"), 0o600)
-	if _, err := NewFileMutex(other); !errors.Is(err, ErrLockFile) {
+	if _, err := NewFileMutex(other); !errors.Is(err, os.ErrInvalid) {
 		t.Fatalf("NewFileMutex of a data file = %v", err)
 	}
 	link := filepath.Join(dir, "link")
@@ -151,7 +151,7 @@ func TestFileMutexRefuses(t *testing.T) {
 	f, _ := os.OpenFile(bad, os.O_RDWR, 0)
 	f.WriteAt([]byte{1, 2, 3, 4}, 0)
 	f.Close()
-	if _, err := NewFileMutex(bad); !errors.Is(err, ErrLockFile) {
+	if _, err := NewFileMutex(bad); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("NewFileMutex with a bad magic = %v", err)
 	}
 }

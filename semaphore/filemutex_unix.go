@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+
+	"github.com/ipckit/ipckit/internal/shmfile"
 )
 
 const (
@@ -22,16 +24,16 @@ func openLockFile(path string) (*os.File, []byte, error) {
 	}
 	st, err := f.Stat()
 	if err == nil && !st.Mode().IsRegular() {
-		err = fmt.Errorf("%w: not a regular file", ErrLockFile)
+		err = fmt.Errorf("not a regular file, so not a lock file: %w", os.ErrInvalid)
 	}
 	if err == nil && st.Size() == 0 {
 		err = f.Truncate(fileRecSize)
 	} else if err == nil && st.Size() != fileRecSize {
-		err = fmt.Errorf("%w: %d bytes, want %d", ErrLockFile, st.Size(), fileRecSize)
+		err = fmt.Errorf("%d bytes, want %d, so not a lock file: %w", st.Size(), fileRecSize, os.ErrInvalid)
 	}
 	var rec []byte
 	if err == nil {
-		rec, err = syscall.Mmap(int(f.Fd()), 0, fileRecSize, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+		rec, err = shmfile.Map(f, fileRecSize)
 	}
 	if err != nil {
 		f.Close()
@@ -40,7 +42,7 @@ func openLockFile(path string) (*os.File, []byte, error) {
 	return f, rec, nil
 }
 
-func unmapRecord(rec []byte) error { return syscall.Munmap(rec) }
+func unmapRecord(rec []byte) error { return shmfile.Unmap(rec) }
 
 func flockWait(fd, how int) error {
 	for {

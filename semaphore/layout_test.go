@@ -75,11 +75,11 @@ func TestLayout(t *testing.T) {
 		fs := append(mutexFields(s.guard, "guard"),
 			field{"seq", unsafe.Pointer(s.seq), 16, 4, true},
 			field{"sleepers", unsafe.Pointer(s.sleepers), 20, 4, false},
-			field{"magic", unsafe.Pointer(&s.mem[24]), 24, 4, false},
+			field{"magic", unsafe.Pointer(u32(s.mem, offSemMagic)), 24, 4, false},
 			field{"flags", unsafe.Pointer(s.flags), 28, 4, false},
 			field{"base", unsafe.Pointer(s.base), 32, 8, false},
 			field{"avail", unsafe.Pointer(s.avail), 40, 8, false},
-			field{"nslots", unsafe.Pointer(&s.mem[48]), 48, 4, false},
+			field{"nslots", unsafe.Pointer(u32(s.mem, offSemNSlots)), 48, 4, false},
 			field{"reclaimed", unsafe.Pointer(s.reclaimed), 56, 8, false},
 		)
 		for i := range holders {
@@ -91,7 +91,7 @@ func TestLayout(t *testing.T) {
 				field{"slot.start", unsafe.Pointer(sl.start), o + 8, 8, false})
 		}
 		check(t, s.mem, fs)
-		if u32(s.mem, 24).Load() != semMagic || u32(s.mem, 48).Load() != holders {
+		if u32(s.mem, offSemMagic).Load() != semMagic || u32(s.mem, offSemNSlots).Load() != holders {
 			t.Error("magic or nslots not where attach reads them")
 		}
 	})
@@ -106,15 +106,15 @@ func TestLayout(t *testing.T) {
 		}
 		fs := append(mutexFields(b.guard, "guard"),
 			field{"gen", unsafe.Pointer(b.gen), 16, 4, true},
-			field{"parties", unsafe.Pointer(&b.mem[20]), 20, 4, false},
+			field{"parties", unsafe.Pointer(u32(b.mem, offBarParties)), 20, 4, false},
 			field{"arrived", unsafe.Pointer(b.arrive), 24, 4, false},
-			field{"magic", unsafe.Pointer(&b.mem[28]), 28, 4, false},
+			field{"magic", unsafe.Pointer(u32(b.mem, offBarMagic)), 28, 4, false},
 		)
 		for i := range parties {
 			fs = append(fs, field{"slot", unsafe.Pointer(b.slot(i)), uintptr(32 + 8*i), 8, false})
 		}
 		check(t, b.mem, fs)
-		if u32(b.mem, 20).Load() != parties || u32(b.mem, 28).Load() != barMagic {
+		if u32(b.mem, offBarParties).Load() != parties || u32(b.mem, offBarMagic).Load() != barMagic {
 			t.Error("parties or magic not where attach reads them")
 		}
 	})
@@ -150,7 +150,7 @@ func TestLayout(t *testing.T) {
 		if waitersBit != 1<<31 || pidMask != 1<<30-1 || stateConsistent != 0 ||
 			stateInconsistent != 1 || stateNotRecoverable != 2 || semMagic != 0x414d4553 ||
 			barMagic != 0x52524142 || fileMagic != 0x58544d46 || brokenBit != 1 || genIncrement != 2 ||
-			flagBounded != 1 {
+			flagBounded != 1 || eventFlag != 1 || eventSets != 2 {
 			t.Fatal("a shared constant changed")
 		}
 	})

@@ -117,25 +117,32 @@ func count(m interface {
 func start(t testing.TB, name string, v any) *exec.Cmd {
 	t.Helper()
 	var buf bytes.Buffer
-	files, err := handoff.Collect(func() error { return gob.NewEncoder(&buf).Encode(v) })
-	if err != nil {
+	files, ids, release := handoff.Collect(v)
+	defer release()
+	if err := gob.NewEncoder(&buf).Encode(v); err != nil {
 		t.Fatal(err)
 	}
-	cmd := helperproc.Command(t, name, strconv.Itoa(len(files)), base64.StdEncoding.EncodeToString(buf.Bytes()))
+	fds := make([]string, len(ids))
+	for i, id := range ids {
+		fds[i] = strconv.Itoa(id)
+	}
+	cmd := helperproc.Command(t, name, strings.Join(fds, ","), base64.StdEncoding.EncodeToString(buf.Bytes()))
 	cmd.ExtraFiles = files
 	return cmd
 }
 
 func receive(args []string, v any) error {
-	n, err := strconv.Atoi(args[0])
-	if err != nil {
-		return err
+	var ids []int
+	var files []*os.File
+	for fd := range strings.FieldsFuncSeq(args[0], func(r rune) bool { return r == ',' }) {
+		id, err := strconv.Atoi(fd)
+		if err != nil {
+			return err
+		}
+		ids = append(ids, id)
+		files = append(files, os.NewFile(uintptr(handoff.FirstFD+len(files)), "inherited"))
 	}
-	files := make([]*os.File, n)
-	for i := range files {
-		files[i] = os.NewFile(uintptr(handoff.FirstFD+i), "inherited")
-	}
-	handoff.SetInherited(files)
+	handoff.SetInherited(ids, files)
 	b, err := base64.StdEncoding.DecodeString(args[1])
 	if err != nil {
 		return err

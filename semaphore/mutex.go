@@ -47,11 +47,12 @@ import (
 // other like a sync.Mutex, and, like a sync.Mutex, any of them may unlock it.
 //
 // Spinning. Before it sleeps, a locker polls the word for a while: a futex
-// wake-up between two CPUs of a VM costs tens of microseconds, more than a
-// short critical section in another process. How long is adapted per lock
-// and per process (see spinner): the budget grows when spinning won the lock
-// late in the budget and shrinks when it ran out, between spinMin and
-// spinMax. BenchmarkMutexSpin measures it against no spinning.
+// wake-up between two CPUs of a VM costs more than a short critical section
+// in another process (figures: BENCHMARKS.md, section "semaphore: figures
+// moved from code comments"). How long is adapted per lock and per process
+// (see spinner): the budget grows when spinning won the lock late in the
+// budget and shrinks when it ran out, between spinMin and spinMax.
+// BenchmarkMutexSpin measures it against no spinning.
 //
 // Layout (MutexSize bytes, all fields atomic; pinned by TestLayout):
 //
@@ -69,10 +70,21 @@ const (
 	stateNotRecoverable = 2
 )
 
-// Offsets of the mutex words; TestLayout pins them.
+// Offsets of the mutex words from the start of a Mutex or of a guard (the
+// internal lock of a Semaphore or Barrier); TestLayout pins them. Every
+// access is atomic.
 const (
-	offWord  = 0
+	// offWord is the futex word: the holder's pid, and waitersBit. Written
+	// by lockers (CAS 0 -> pid), the unlocker (CAS or Swap to 0) and
+	// recoverers (CAS); read by everyone.
+	offWord = 0
+	// offState is the consistency state (stateConsistent...). Written by the
+	// holder (and by a recoverer, which is then the holder); read by a new
+	// holder just after it acquires.
 	offState = 4
+	// offOwner is the holder record, rec(pid, start). Written by the holder
+	// after its CAS and zeroed before its unlock; claimed (CAS to 0) by a
+	// recoverer; read by waiters checking the holder's liveness.
 	offOwner = 8
 )
 
@@ -83,8 +95,12 @@ const MutexSize = 16
 // goroutines of one process, like Python's multiprocessing.Lock, and that
 // survives its holder's death (see the package doc, "Owner death").
 //
-// A *Mutex is safe for concurrent use and may be passed to a child process.
-// It must not be copied. Zeroed memory holds an unlocked Mutex.
+// A *Mutex is safe for concurrent use by goroutines and processes (Close
+// aside: see the package doc, "Closing"), and may be passed to a child
+// process (see the package doc, "Sharing"). A Mutex must not be copied. The
+// zero Mutex is not usable: get one from [NewMutex], [CreateMutex],
+// [OpenMutex] or [MutexAt]. Zeroed shared memory, on the other hand, holds
+// an unlocked Mutex. No method returns a slice.
 type Mutex struct {
 	object
 	spin spinner
@@ -118,7 +134,7 @@ func NewMutex() (*Mutex, error) {
 }
 
 // CreateMutex returns an unlocked Mutex in a new named segment; see
-// [shm.Create]. Only opts.Mode is used.
+// [shm.Create] for the name and for opts (nil for the defaults).
 func CreateMutex(name string, opts *shm.Options) (*Mutex, error) {
 	return own(mutexAt)(shm.KindMutex.Create(name, MutexSize, opts))
 }
@@ -149,7 +165,7 @@ func (m *Mutex) attach(seg *shm.Segment, off int) error {
 		return err
 	}
 	if self.pid == 0 || self.pid > pidMask {
-		return fmt.Errorf("semaphore: pid %d does not fit a lock word", self.pid)
+		return fmt.Errorf("semaphore: pid %d, a lock word holds 1 to %d: %w", self.pid, pidMask, errors.ErrUnsupported)
 	}
 	m.mu = wordsAt(m.mem, &m.closed, &m.spin)
 	return nil
@@ -207,6 +223,12 @@ func (m *Mutex) MarkConsistent() error {
 	return m.mu.markConsistent()
 }
 
+// Segment returns the segment m lives in.
+func (m *Mutex) Segment() *shm.Segment { return m.seg }
+
+// Offset returns m's offset in [shm.Segment.Bytes].
+func (m *Mutex) Offset() int { return m.off }
+
 // Close releases the Mutex's own segment, if it made or opened one, and
 // returns [os.ErrClosed] to this process's calls waiting for it, and to
 // every later call. It does not unlock m. It is safe to call twice.
@@ -224,7 +246,8 @@ func (m *Mutex) GobDecode(b []byte) error {
 
 // faultAfterCAS, when set (by a test helper process), runs between the CAS
 // that takes a lock and the store of the owner record: the window a holder
-// can die in without a record.
+// can die in without a record. It is a package global, not a field of the
+// lock, until the shared robust core replaces mutexWords (which runs it).
 var faultAfterCAS func()
 
 // acquired finishes a lock the caller just took: record the owner, then

@@ -39,21 +39,37 @@ type object struct {
 }
 
 // place checks that size bytes at off fit in seg and are 8-byte aligned.
+// Its errors are the caller's: they wrap os.ErrInvalid.
 func (o *object) place(seg *shm.Segment, off, size int) error {
 	if err := supported(); err != nil {
 		return err
 	}
 	if seg == nil {
-		return fmt.Errorf("%w: nil segment", ErrLayout)
+		return fmt.Errorf("semaphore: nil segment: %w", os.ErrInvalid)
 	}
 	b := seg.Bytes()
-	if off < 0 || off%8 != 0 || size > len(b) || off > len(b)-size {
-		return fmt.Errorf("%w: %d bytes at offset %d of a %d-byte segment", ErrLayout, size, off, len(b))
+	if off < 0 || off%8 != 0 {
+		return fmt.Errorf("semaphore: offset %d, want a multiple of 8, at least 0: %w", off, os.ErrInvalid)
+	}
+	if size > len(b) || off > len(b)-size {
+		return fmt.Errorf("semaphore: %d bytes at offset %d do not fit a %d-byte segment: %w", size, off, len(b), os.ErrInvalid)
 	}
 	o.seg, o.off, o.mem = seg, off, b[off:off+size:off+size]
 	if !aligned8(o.mem) {
-		return fmt.Errorf("%w: misaligned offset %d", ErrLayout, off)
+		return fmt.Errorf("semaphore: offset %d of a segment whose memory is not 8-byte aligned: %w", off, os.ErrInvalid)
 	}
+	return nil
+}
+
+// extend grows the placed object to size bytes, a size computed from a
+// count read from shared memory (what): one that does not fit the segment
+// is ErrCorrupt, not the caller's error.
+func (o *object) extend(size int, what string) error {
+	b := o.seg.Bytes()
+	if size < 0 || size > len(b)-o.off {
+		return fmt.Errorf("semaphore: %s take %d bytes at offset %d, which do not fit a %d-byte segment: %w", what, size, o.off, len(b), ErrCorrupt)
+	}
+	o.mem = b[o.off : o.off+size : o.off+size]
 	return nil
 }
 
@@ -91,12 +107,6 @@ func (o *object) close(words ...*atomic.Uint32) error {
 	return nil
 }
 
-// Segment returns the segment the object lives in.
-func (o *object) Segment() *shm.Segment { return o.seg }
-
-// Offset returns the object's offset in [shm.Segment.Bytes].
-func (o *object) Offset() int { return o.off }
-
 // Handles
 
 type wire struct {
@@ -120,7 +130,7 @@ func decode(b []byte, attach func(seg *shm.Segment, off int) (*object, error)) e
 		return fmt.Errorf("semaphore: decode handle: %w", err)
 	}
 	if w.Seg == nil {
-		return fmt.Errorf("%w: handle without a segment", ErrLayout)
+		return fmt.Errorf("semaphore: handle names no segment: %w", os.ErrInvalid)
 	}
 	o, err := attach(w.Seg, w.Off)
 	if err != nil {

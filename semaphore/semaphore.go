@@ -30,26 +30,58 @@ import (
 // (a permit handed on with the work), and a Release that no slot accounts for
 // is [ErrTooManyReleases]. In an unbounded semaphore it adds a permit.
 //
-// Layout (SemaphoreSize bytes; every field atomic; "guard" means written
-// only by the guard's holder):
-//
-//	off size field     written by         read by
-//	  0   16 guard     see Mutex          -
-//	 16    4 seq       guard holder       sleepers; the futex word
-//	 20    4 sleepers  sleepers (Add)     releasers: whether to wake
-//	 24    4 magic     creator, once      attach
-//	 28    4 flags     creator, once      guard holder: bit 0 bounded
-//	 32    8 base      creator; guard     guard holder: permits not held
-//	                                      plus permits held
-//	 40    8 avail     guard holder       guard holder; Value
-//	 48    4 nslots    creator, once      attach (then kept in a local)
-//	 56    8 reclaimed guard holder       Reclaimed: permits taken back
-//	 64 16*n slots     guard holder       guard holder: {pid u32, count
-//	                                      u32, start u64}; pid 0 = free
+// Layout: SemaphoreSize bytes at an 8-byte aligned offset. Every field is
+// read and written with atomic operations; "the guard holder" is whoever
+// holds the guard at the time, and "the creator" is InitSemaphoreAt, which
+// runs before anyone else may use the memory. TestLayout pins the offsets.
+const (
+	// offSemGuard is the guard: a Mutex's words (offWord, offState,
+	// offOwner), written and read as a Mutex's are.
+	offSemGuard = 0
+	// offSemSeq (uint32) is the futex word sleepers wait on. Written (Add) by
+	// the guard holder in Release and in a reclaim that frees permits; read
+	// by a sleeper before it sleeps and after it wakes.
+	offSemSeq = 16
+	// offSemSleepers (uint32) counts sleepers. Written (Add) by each sleeper
+	// around its sleep; read by Release and reclaim: whether to wake.
+	offSemSleepers = 20
+	// offSemMagic (uint32) holds semMagic. Written by the creator, once;
+	// read by attach.
+	offSemMagic = 24
+	// offSemFlags (uint32): bit 0 is flagBounded. Written by the creator,
+	// once; read by the guard holder in Release.
+	offSemFlags = 28
+	// offSemBase (uint64) is the permits free plus the permits held.
+	// Written by the creator, and by the guard holder when an unbounded
+	// Release adds a permit; read by the guard holder.
+	offSemBase = 32
+	// offSemAvail (uint64) is the permits free. Written by the creator and
+	// the guard holder; read by the guard holder, and by Value without it.
+	offSemAvail = 40
+	// offSemNSlots (uint32) is the number of holder slots. Written by the
+	// creator, once; read by attach, which keeps it in a local (a later
+	// change is never seen). Bytes 52 to 55 are padding, always 0.
+	offSemNSlots = 48
+	// offSemReclaimed (uint64) counts the permits taken back from dead
+	// holders. Written (Add) by the guard holder; read by Reclaimed.
+	offSemReclaimed = 56
+	// semHeader is where the holder slots start: slot i is slotSize bytes
+	// at semHeader+slotSize*i.
+	semHeader = 64
+)
+
+// A holder slot: written only by the guard holder (claimed pid last, freed
+// pid first, so a slot is never live half-written) and read by the guard
+// holder; atomic.
+const (
+	offSlotPid   = 0  // uint32: the holder's pid; 0 means free
+	offSlotCount = 4  // uint32: the permits it holds
+	offSlotStart = 8  // uint64: the low 32 bits of its start time
+	slotSize     = 16 // bytes a slot takes
+)
+
 const (
 	semMagic     = 0x414d4553 // "SEMA"
-	semHeader    = 64
-	slotSize     = 16
 	maxHolders   = 1 << 16
 	defHolders   = 64
 	flagBounded  = 1
@@ -59,34 +91,63 @@ const (
 // tryGuardWait bounds how long TryAcquire waits for the guard.
 const tryGuardWait = 100 * time.Millisecond
 
-// SemaphoreOptions configures a new [Semaphore]. A nil *SemaphoreOptions
-// means the defaults.
+// SemaphoreOptions configures a new [Semaphore]. A nil *SemaphoreOptions,
+// like the zero value, means the defaults. [SemaphoreSize] reads Holders
+// only, as the other fields do not change the size.
+//
+// A constructor reads the options during the call and keeps no reference
+// to them: they may be reused or changed afterwards, but not while a
+// constructor reads them.
 type SemaphoreOptions struct {
 	// Bounded makes Release beyond the initial value an error, like
 	// Python's BoundedSemaphore.
 	Bounded bool
-	// Holders is how many processes may hold permits at once (default 64).
+	// Holders is how many processes may hold permits at once: 1 to 65536,
+	// or 0 for the default, 64.
 	Holders int
-	// Mode is the permission of a named semaphore's segment (default 0600).
+	// Mode is the permission of a named semaphore's file (default 0600). It
+	// applies to [CreateSemaphore] only: an anonymous semaphore, or one
+	// placed in a segment the caller made, has no file of its own.
 	Mode os.FileMode
 }
 
-func (o *SemaphoreOptions) holders() int {
-	if o == nil || o.Holders == 0 {
-		return defHolders
+// check returns the number of holder slots opts asks for, or an error if it
+// or value is out of range.
+func (o *SemaphoreOptions) check(value int) (int, error) {
+	n := defHolders
+	if o != nil && o.Holders != 0 {
+		n = o.Holders
 	}
-	return o.Holders
+	if n < 1 || n > maxHolders {
+		return 0, fmt.Errorf("semaphore: %d holders, want 1 to %d (or 0 for %d): %w", n, maxHolders, defHolders, os.ErrInvalid)
+	}
+	if value < 0 || value > maxSemaphore {
+		return 0, fmt.Errorf("semaphore: value %d, want 0 to %d: %w", value, maxSemaphore, os.ErrInvalid)
+	}
+	return n, nil
 }
 
-// SemaphoreSize returns the bytes a Semaphore made with opts takes.
-func SemaphoreSize(opts *SemaphoreOptions) int { return semHeader + slotSize*opts.holders() }
+// SemaphoreSize returns the bytes a Semaphore made with opts takes, or 0 if
+// opts.Holders is out of range (which the constructors refuse).
+func SemaphoreSize(opts *SemaphoreOptions) int {
+	n, err := opts.check(0)
+	if err != nil {
+		return 0
+	}
+	return semHeader + slotSize*n
+}
 
 // Semaphore is a counting semaphore in shared memory, like Python's
 // multiprocessing.Semaphore (or BoundedSemaphore, see
 // [SemaphoreOptions.Bounded]). Permits held by a process that dies come back.
 //
-// A *Semaphore is safe for concurrent use and may be passed to a child
-// process. It must not be copied.
+// A *Semaphore is safe for concurrent use by goroutines and processes (Close
+// aside: see the package doc, "Closing"), and may be passed to a child
+// process (see the package doc, "Sharing"). A Semaphore must not be copied.
+// The zero Semaphore is not usable: get one from [NewSemaphore],
+// [CreateSemaphore], [OpenSemaphore], [InitSemaphoreAt] or [SemaphoreAt].
+// Zeroed shared memory does not hold a Semaphore ([SemaphoreAt] refuses it
+// with [ErrCorrupt]). No method returns a slice.
 type Semaphore struct {
 	object
 	spin                 spinner
@@ -97,16 +158,22 @@ type Semaphore struct {
 	nslots               int
 }
 
-// NewSemaphore returns a Semaphore with value permits in an anonymous
-// segment of its own.
+// NewSemaphore returns a Semaphore with value permits (0 to 2^31-1) in an
+// anonymous segment of its own.
 func NewSemaphore(value int, opts *SemaphoreOptions) (*Semaphore, error) {
+	if _, err := opts.check(value); err != nil {
+		return nil, err
+	}
 	seg, err := shm.KindSemaphore.CreateAnonymous(SemaphoreSize(opts))
 	return ownInit(seg, err, value, opts)
 }
 
-// CreateSemaphore returns a Semaphore with value permits in a new named
-// segment; see [shm.Create].
+// CreateSemaphore returns a Semaphore with value permits (0 to 2^31-1) in a
+// new named segment; see [shm.Create] for the name.
 func CreateSemaphore(name string, value int, opts *SemaphoreOptions) (*Semaphore, error) {
+	if _, err := opts.check(value); err != nil {
+		return nil, err
+	}
 	var so *shm.Options
 	if opts != nil {
 		so = &shm.Options{Mode: opts.Mode}
@@ -131,13 +198,14 @@ func OpenSemaphore(name string) (*Semaphore, error) {
 	return own(semaphoreAt)(shm.KindSemaphore.Open(name))
 }
 
-// InitSemaphoreAt makes a Semaphore with value permits at off (a multiple of
-// 8) in seg.Bytes(), over whatever was there; [SemaphoreSize] bytes must fit.
-// Nobody may use the memory meanwhile. The Semaphore does not own seg.
+// InitSemaphoreAt makes a Semaphore with value permits (0 to 2^31-1) at off
+// (a multiple of 8) in seg.Bytes(), over whatever was there;
+// [SemaphoreSize] bytes must fit. Nobody may use the memory meanwhile. The
+// Semaphore does not own seg.
 func InitSemaphoreAt(seg *shm.Segment, off, value int, opts *SemaphoreOptions) (*Semaphore, error) {
-	n := opts.holders()
-	if value < 0 || value > maxSemaphore || n < 1 || n > maxHolders {
-		return nil, fmt.Errorf("semaphore: value %d or holders %d out of range", value, n)
+	n, err := opts.check(value)
+	if err != nil {
+		return nil, err
 	}
 	s := new(Semaphore)
 	if err := s.place(seg, off, semHeader+slotSize*n); err != nil {
@@ -150,8 +218,8 @@ func InitSemaphoreAt(seg *shm.Segment, off, value int, opts *SemaphoreOptions) (
 	}
 	s.base.Store(uint64(value))
 	s.avail.Store(uint64(value))
-	u32(s.mem, 48).Store(uint32(n))
-	u32(s.mem, 24).Store(semMagic)
+	u32(s.mem, offSemNSlots).Store(uint32(n))
+	u32(s.mem, offSemMagic).Store(semMagic)
 	return s, nil
 }
 
@@ -174,14 +242,14 @@ func (s *Semaphore) attach(seg *shm.Segment, off int) error {
 	if err := s.place(seg, off, semHeader); err != nil {
 		return err
 	}
-	if m := u32(s.mem, 24).Load(); m != semMagic {
-		return fmt.Errorf("%w: semaphore magic %#x", ErrLayout, m)
+	if m := u32(s.mem, offSemMagic).Load(); m != semMagic {
+		return fmt.Errorf("semaphore: semaphore magic %#x, want %#x: %w", m, semMagic, ErrCorrupt)
 	}
-	n := int(u32(s.mem, 48).Load())
+	n := int(u32(s.mem, offSemNSlots).Load())
 	if n < 1 || n > maxHolders {
-		return fmt.Errorf("%w: %d holder slots", ErrLayout, n)
+		return fmt.Errorf("semaphore: %d holder slots, want 1 to %d: %w", n, maxHolders, ErrCorrupt)
 	}
-	if err := s.place(seg, off, semHeader+slotSize*n); err != nil {
+	if err := s.extend(semHeader+slotSize*n, fmt.Sprintf("%d holder slots", n)); err != nil {
 		return err
 	}
 	s.words(n)
@@ -189,9 +257,9 @@ func (s *Semaphore) attach(seg *shm.Segment, off int) error {
 }
 
 func (s *Semaphore) words(n int) {
-	s.guard = guardAt(s.mem, &s.closed, &s.spin)
-	s.seq, s.sleepers, s.flags = u32(s.mem, 16), u32(s.mem, 20), u32(s.mem, 28)
-	s.base, s.avail, s.reclaimed = u64(s.mem, 32), u64(s.mem, 40), u64(s.mem, 56)
+	s.guard = guardAt(s.mem[offSemGuard:], &s.closed, &s.spin)
+	s.seq, s.sleepers, s.flags = u32(s.mem, offSemSeq), u32(s.mem, offSemSleepers), u32(s.mem, offSemFlags)
+	s.base, s.avail, s.reclaimed = u64(s.mem, offSemBase), u64(s.mem, offSemAvail), u64(s.mem, offSemReclaimed)
 	s.nslots = n
 }
 
@@ -202,7 +270,7 @@ type slot struct {
 
 func (s *Semaphore) slot(i int) slot {
 	off := semHeader + slotSize*i
-	return slot{u32(s.mem, off), u32(s.mem, off+4), u64(s.mem, off+8)}
+	return slot{u32(s.mem, off+offSlotPid), u32(s.mem, off+offSlotCount), u64(s.mem, off+offSlotStart)}
 }
 
 func (sl slot) free() {
@@ -422,6 +490,12 @@ func (s *Semaphore) Value() int {
 	}
 	return int(min(s.avail.Load(), math.MaxInt32))
 }
+
+// Segment returns the segment s lives in.
+func (s *Semaphore) Segment() *shm.Segment { return s.seg }
+
+// Offset returns s's offset in [shm.Segment.Bytes].
+func (s *Semaphore) Offset() int { return s.off }
 
 // Close releases the Semaphore's own segment, if it made or opened one, and
 // returns [os.ErrClosed] to this process's calls waiting in Acquire. Permits

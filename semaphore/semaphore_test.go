@@ -5,6 +5,7 @@ package semaphore
 import (
 	"context"
 	"errors"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -65,12 +66,15 @@ func TestSemaphoreUnbounded(t *testing.T) {
 
 func TestSemaphoreNamed(t *testing.T) {
 	name := helperproc.Name(t)
-	s, err := CreateSemaphore(name, 1, &SemaphoreOptions{Bounded: true, Holders: 4})
+	s, err := CreateSemaphore(name, 1, &SemaphoreOptions{Bounded: true, Holders: 4, Mode: 0o640})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer shm.Remove(name)
 	defer s.Close()
+	if fi, err := os.Stat(shm.Path(name)); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("named semaphore's file: %v, %v; want mode 0640", fi, err)
+	}
 	o, err := OpenSemaphore(name)
 	if err != nil {
 		t.Fatal(err)
@@ -83,15 +87,15 @@ func TestSemaphoreNamed(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Corrupt the slot count: attach refuses it.
-	u32(s.mem, 48).Store(0)
-	if _, err := SemaphoreAt(s.seg, 0); !errors.Is(err, ErrLayout) {
+	u32(s.mem, offSemNSlots).Store(0)
+	if _, err := SemaphoreAt(s.seg, 0); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("attach to a corrupt semaphore = %v", err)
 	}
-	u32(s.mem, 48).Store(1 << 20)
-	if _, err := SemaphoreAt(s.seg, 0); !errors.Is(err, ErrLayout) {
+	u32(s.mem, offSemNSlots).Store(1 << 20)
+	if _, err := SemaphoreAt(s.seg, 0); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("attach to a corrupt semaphore = %v", err)
 	}
-	if _, err := SemaphoreAt(s.seg, 8); !errors.Is(err, ErrLayout) {
+	if _, err := SemaphoreAt(s.seg, 8); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("attach at a wrong offset = %v", err)
 	}
 }

@@ -2,28 +2,36 @@ package shm
 
 import (
 	"fmt"
-	"math"
+	"os"
 	"sync/atomic"
 )
 
-// Elem is the set of element types an [Array] can hold.
+// Elem is the set of element types an [Array] can hold. It is a type
+// constraint only: it has no values.
 type Elem interface {
 	int32 | int64 | uint64 | float64
 }
 
 // Array is a fixed-length array of numbers in shared memory, like Python's
-// multiprocessing.Array, with atomic operations on each element. An index
-// out of range panics, as it does for a Go slice.
+// multiprocessing.Array, with operations on each element that are atomic
+// across processes, as those of [Int32], [Int64], [Uint64] and [Float64]
+// are. An index out of range panics, as it does for a Go slice.
 //
-// An *Array is safe for concurrent use and may be passed to a child process
-// (see the package doc). It must not be copied. The zero Array is not
-// usable: get one from [NewArray], [CreateArray], [OpenArray] or [ArrayAt].
+// The zero Array is not usable: get one from [NewArray], [CreateArray],
+// [OpenArray], [ArrayAt] or [CatalogArray], or decode a handle into a new
+// one with [Array.GobDecode]. An *Array is safe for concurrent use by
+// goroutines and processes, and may be passed to a child process (see the
+// package doc). It must not be copied (go vet catches copies): pass the
+// pointer. It returns no slices: every access goes through its methods, so
+// that each is atomic. It may be used until [Array.Close] or, placed with
+// [ArrayAt], until its segment's [Segment.Close].
 type Array[T Elem] struct {
 	elems []T // in shared memory; every access is atomic
 	ref
 }
 
-// Aliases for the array types by element, to match the value types.
+// Aliases for the array types by element, to match the value types. Each
+// is its Array type; see [Array] for what they share.
 type (
 	Int32Array   = Array[int32]
 	Int64Array   = Array[int64]
@@ -46,10 +54,12 @@ func elemKind[T Elem]() (kind Kind, size int) {
 
 // ArrayAt places an array of n elements at off (a multiple of the element
 // size) in seg.Bytes(). The elements are seg's memory as it is: not zeroed.
+// A count or offset that is negative, misaligned or does not fit is an
+// error wrapping [os.ErrInvalid].
 func ArrayAt[T Elem](seg *Segment, off, n int) (*Array[T], error) {
 	kind, size := elemKind[T]()
 	if n < 0 || n > seg.Size()/size {
-		return nil, fmt.Errorf("%w: %d elements of %d bytes in a %d-byte segment", ErrRange, n, size, seg.Size())
+		return nil, fmt.Errorf("shm: %d elements of %d bytes do not fit in a segment of %d bytes: %w", n, size, seg.Size(), os.ErrInvalid)
 	}
 	at, err := seg.span(off, n*size, size)
 	if err != nil {
@@ -78,15 +88,18 @@ func arrayKind[T Elem]() Kind {
 	return kind
 }
 
+// arraySize returns the bytes n elements take, or an error if n is not
+// 0 to MaxSize/size.
 func arraySize[T Elem](n int) (int, error) {
 	_, size := elemKind[T]()
 	if n < 0 || n > MaxSize/size {
-		return 0, fmt.Errorf("%w: array length %d", ErrRange, n)
+		return 0, fmt.Errorf("shm: array length %d, want 0 to %d: %w", n, MaxSize/size, os.ErrInvalid)
 	}
 	return n * size, nil
 }
 
 // NewArray returns an array of n zeros in an anonymous segment of its own.
+// A length outside 0 to [MaxSize] bytes is an error wrapping [os.ErrInvalid].
 func NewArray[T Elem](n int) (*Array[T], error) {
 	size, err := arraySize[T](n)
 	if err != nil {
@@ -129,7 +142,7 @@ func (a *Array[T]) Load(i int) T {
 	case *uint64:
 		return T(atomic.LoadUint64(p))
 	case *float64:
-		return T(math.Float64frombits(floatBits(p).Load()))
+		return T(loadFloat(floatBits(p)))
 	}
 	panic("unreachable")
 }
@@ -144,7 +157,7 @@ func (a *Array[T]) Store(i int, v T) {
 	case *uint64:
 		atomic.StoreUint64(p, uint64(v))
 	case *float64:
-		floatBits(p).Store(math.Float64bits(float64(v)))
+		storeFloat(floatBits(p), float64(v))
 	}
 }
 
@@ -173,7 +186,7 @@ func (a *Array[T]) Swap(i int, v T) T {
 	case *uint64:
 		return T(atomic.SwapUint64(p, uint64(v)))
 	case *float64:
-		return T(math.Float64frombits(floatBits(p).Swap(math.Float64bits(float64(v)))))
+		return T(swapFloat(floatBits(p), float64(v)))
 	}
 	panic("unreachable")
 }
@@ -188,7 +201,7 @@ func (a *Array[T]) CompareAndSwap(i int, old, new T) bool {
 	case *uint64:
 		return atomic.CompareAndSwapUint64(p, uint64(old), uint64(new))
 	case *float64:
-		return floatBits(p).CompareAndSwap(math.Float64bits(float64(old)), math.Float64bits(float64(new)))
+		return casFloat(floatBits(p), float64(old), float64(new))
 	}
 	panic("unreachable")
 }

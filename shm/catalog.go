@@ -3,6 +3,7 @@ package shm
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -18,7 +19,8 @@ import (
 // leaves nothing locked.
 //
 // The payload starts with a small header and a fixed table of entries; the
-// values follow, allocated by an atomic bump pointer and never freed.
+// values follow, allocated by an atomic bump pointer and never freed. The
+// constants below name every offset, with who writes and reads it and how.
 //
 //	off size field    written by              read by
 //	  0    4 magic    creator, once           attach
@@ -51,13 +53,61 @@ import (
 // until then only the pid's existence is checked.
 
 const (
-	catMagic    = 0x4c544143 // "CATL"
-	catHeader   = 64
-	entrySize   = 128
-	maxNameLen  = 88
-	catEntries  = 64
-	catPoll     = 50 * time.Microsecond
+	catMagic   = 0x4c544143 // "CATL"
+	catHeader  = 64
+	entrySize  = 128
+	maxNameLen = 88
+	catEntries = 64
+	catPoll    = 50 * time.Microsecond
+)
+
+// Offsets in the catalog's header, from the start of the payload.
+const (
+	// catOffMagic is a uint32, catMagic: the creator stores it last in
+	// initCatalog, atomically, after the two words below; CatalogAt loads
+	// it first, atomically (pairing with that store), to attach.
+	catOffMagic = 0
+	// catOffEntries is a uint32, the table's entry count: the creator
+	// stores it once, atomically, before the magic; CatalogAt loads it
+	// once, atomically, bounds-checks it and keeps a local copy.
+	catOffEntries = 4
+	// catOffBump is a uint64, the offset (in the payload) of the first free
+	// byte for values: the creator stores it before the magic; allocators
+	// (alloc) load it and advance it by compare-and-swap; all atomic.
+	catOffBump = 8
+)
+
+// Offsets in a table entry, from the entry's start. The state word orders
+// the rest: a claimer writes a field before the state store that the
+// comment names, and a reader reads it only after loading that state (or a
+// later one), so the fields need no ordering of their own.
+const (
+	// entryOffState is a uint32: the state in bits 0-2, the claimer's pid
+	// above. A claimer takes a free entry by compare-and-swap, then stores
+	// each later state; settle and answer may CAS a dead claimer's entry to
+	// abandoned; everyone loads it. All atomic.
+	entryOffState = 0
+	// entryOffStart is a uint64, the claimer's start time, for the
+	// liveness check: the claimer stores it right after its claiming CAS;
+	// waiters on a claiming or named entry load it (owner). Both atomic.
+	entryOffStart = 8
+	// entryOffOff is a uint64, the value's offset in the payload: the
+	// claimer stores it before state=ready; answer loads it after loading
+	// ready and bounds-checks it. Both atomic.
 	entryOffOff = 16
+	// entryOffSize is a uint64, the value's size in bytes: the claimer
+	// stores it before state=named; answer loads it after ready. Both
+	// atomic.
+	entryOffSize = 24
+	// entryOffKindLen is a uint32, the value's Kind in bits 0-15 and the
+	// name's length in bits 16-31: the claimer stores it before
+	// state=named; name and answer load it after named. Both atomic.
+	entryOffKindLen = 32
+	// entryOffName holds the name's bytes, up to maxNameLen: the claimer
+	// copies them in before state=named (plain stores; the state store
+	// publishes them); name reads them after loading named or ready (plain
+	// loads).
+	entryOffName = 40
 )
 
 const (
@@ -68,17 +118,20 @@ const (
 	entryAbandoned
 )
 
-// ErrCatalogFull means a Catalog has no free entry or no room for a value.
-var ErrCatalogFull = errors.New("shm: catalog full")
-
 // errRetry asks find to search again: the entry it waited on was abandoned.
 var errRetry = errors.New("shm: retry")
 
 // Catalog is a segment of named shared values that every process finds by
-// name; see [Catalog.Int64] and [CatalogArray]. A Catalog is safe for
-// concurrent use, from any number of processes; it must not be copied. The
-// zero Catalog is not usable: get one from [NewCatalog], [CreateCatalog] or
-// [OpenCatalog]. The values it returns live until the Catalog is closed.
+// name; see [Catalog.Int64] and [CatalogArray].
+//
+// The zero Catalog is not usable: get one from [NewCatalog],
+// [CreateCatalog], [OpenCatalog] or [CatalogAt], or decode a handle into a
+// new one with [Catalog.GobDecode]. A *Catalog is safe for concurrent use by
+// goroutines and by any number of processes, and may be passed to a child
+// process (see the package doc). It must not be copied (go vet catches
+// copies): pass the pointer. It returns no slices; the values it returns
+// live in its segment and may be used until [Catalog.Close] (their own
+// Close leaves the catalog alone).
 type Catalog struct {
 	_       noCopy
 	seg     *Segment
@@ -126,28 +179,29 @@ func initCatalog(seg *Segment, err error) (*Catalog, error) {
 		return nil, err
 	}
 	b := seg.Bytes()
-	ptrAt[atomic.Uint32](b, 4).Store(catEntries)
-	ptrAt[atomic.Uint64](b, 8).Store(uint64(catHeader + entrySize*catEntries))
-	ptrAt[atomic.Uint32](b, 0).Store(catMagic)
+	ptrAt[atomic.Uint32](b, catOffEntries).Store(catEntries)
+	ptrAt[atomic.Uint64](b, catOffBump).Store(uint64(catHeader + entrySize*catEntries))
+	ptrAt[atomic.Uint32](b, catOffMagic).Store(catMagic) // pairs with the load in CatalogAt
 	return CatalogAt(seg)
 }
 
 // CatalogAt attaches to the catalog that fills seg, after checking its
-// layout. Closing the Catalog closes seg.
+// layout: a segment that does not hold one is an error matching
+// [ErrCorrupt] ([ErrBadMagic] or [ErrSize]). Closing the Catalog closes seg.
 func CatalogAt(seg *Segment) (*Catalog, error) {
 	b := seg.Bytes()
 	if len(b) < catHeader {
 		return nil, fmt.Errorf("%w: %d bytes cannot hold a catalog", ErrSize, len(b))
 	}
-	if m := ptrAt[atomic.Uint32](b, 0).Load(); m != catMagic {
-		return nil, fmt.Errorf("%w: catalog magic %#x", ErrBadMagic, m)
+	if m := ptrAt[atomic.Uint32](b, catOffMagic).Load(); m != catMagic {
+		return nil, fmt.Errorf("%w %#x: not a catalog", ErrBadMagic, m)
 	}
-	n := int(ptrAt[atomic.Uint32](b, 4).Load())
+	n := int(ptrAt[atomic.Uint32](b, catOffEntries).Load())
 	data := catHeader + entrySize*n
 	if n < 1 || n > 1<<16 || data > len(b) {
 		return nil, fmt.Errorf("%w: catalog of %d entries in %d bytes", ErrSize, n, len(b))
 	}
-	return &Catalog{seg: seg, entries: n, bump: ptrAt[atomic.Uint64](b, 8), data: data}, nil
+	return &Catalog{seg: seg, entries: n, bump: ptrAt[atomic.Uint64](b, catOffBump), data: data}, nil
 }
 
 // Segment returns the catalog's segment.
@@ -183,7 +237,7 @@ type entry struct {
 
 func (c *Catalog) entry(i int) entry {
 	b := c.seg.Bytes()[catHeader+entrySize*i : catHeader+entrySize*(i+1)]
-	return entry{b, ptrAt[atomic.Uint32](b, 0)}
+	return entry{b, ptrAt[atomic.Uint32](b, entryOffState)}
 }
 
 // stateOf splits a state word into the state and the claimer's pid.
@@ -196,22 +250,22 @@ func (e entry) set(st uint32) { e.state.Store(st | proc.Self().Pid<<3) }
 
 func (e entry) owner() proc.ID {
 	_, pid := stateOf(e.state.Load())
-	return proc.ID{Pid: pid, Start: ptrAt[atomic.Uint64](e.b, 8).Load()}
+	return proc.ID{Pid: pid, Start: ptrAt[atomic.Uint64](e.b, entryOffStart).Load()}
 }
 
 func (e entry) name() string {
-	n := min(int(ptrAt[atomic.Uint32](e.b, 32).Load()>>16), maxNameLen)
-	return string(e.b[40 : 40+n])
+	n := min(int(ptrAt[atomic.Uint32](e.b, entryOffKindLen).Load()>>16), maxNameLen)
+	return string(e.b[entryOffName : entryOffName+n])
 }
 
 // place finds the value called name, or makes it: size bytes aligned to
 // align, of kind kind. It returns the value's offset in the segment.
 func (c *Catalog) place(name string, kind Kind, size, align int) (int, error) {
 	if name == "" || len(name) > maxNameLen {
-		return 0, fmt.Errorf("%w %q: a catalog name has 1 to %d bytes", ErrName, name, maxNameLen)
+		return 0, fmt.Errorf("shm: catalog name %q has %d bytes, want 1 to %d: %w", name, len(name), maxNameLen, os.ErrInvalid)
 	}
-	if size < 0 || size > MaxSize {
-		return 0, fmt.Errorf("%w: size %d", ErrRange, size)
+	if err := checkSize(size); err != nil {
+		return 0, err
 	}
 	for {
 		off, err := c.find(name, kind, size, align)
@@ -245,10 +299,10 @@ func (c *Catalog) find(name string, kind Kind, size, align int) (int, error) {
 
 // claim fills entry i, just claimed, for name.
 func (c *Catalog) claim(i int, e entry, name string, kind Kind, size, align int) (int, error) {
-	ptrAt[atomic.Uint64](e.b, 8).Store(proc.Self().Start)
-	ptrAt[atomic.Uint64](e.b, 24).Store(uint64(size))
-	copy(e.b[40:], name)
-	ptrAt[atomic.Uint32](e.b, 32).Store(uint32(len(name))<<16 | uint32(kind))
+	ptrAt[atomic.Uint64](e.b, entryOffStart).Store(proc.Self().Start)
+	ptrAt[atomic.Uint64](e.b, entryOffSize).Store(uint64(size))
+	copy(e.b[entryOffName:], name)
+	ptrAt[atomic.Uint32](e.b, entryOffKindLen).Store(uint32(len(name))<<16 | uint32(kind))
 	e.set(entryNamed) // pairs with the state loads in find and below
 	// The same name below us was claimed first, and wins.
 	for j := range i {
@@ -293,14 +347,14 @@ func (c *Catalog) answer(e entry, kind Kind, size int) (int, error) {
 		word := e.state.Load()
 		switch st, _ := stateOf(word); st {
 		case entryReady:
-			word := ptrAt[atomic.Uint32](e.b, 32).Load()
-			got, gotSize := Kind(word&0xffff), ptrAt[atomic.Uint64](e.b, 24).Load()
+			word := ptrAt[atomic.Uint32](e.b, entryOffKindLen).Load()
+			got, gotSize := Kind(word&0xffff), ptrAt[atomic.Uint64](e.b, entryOffSize).Load()
 			if got != kind || gotSize != uint64(size) {
 				return 0, fmt.Errorf("%w: %q holds a %v of %d bytes, not a %v of %d", ErrKind, e.name(), got, gotSize, kind, size)
 			}
 			off := ptrAt[atomic.Uint64](e.b, entryOffOff).Load()
 			if off < uint64(c.data) || off > uint64(c.seg.Size()) || gotSize > uint64(c.seg.Size())-off {
-				return 0, fmt.Errorf("%w: catalog entry at %d+%d outside the segment", ErrRange, off, gotSize)
+				return 0, fmt.Errorf("shm: catalog entry %q: %d bytes at offset %d lie outside the values: %w", e.name(), gotSize, off, ErrCorrupt)
 			}
 			return int(off), nil
 		case entryNamed:
@@ -374,10 +428,11 @@ func (c *Catalog) Float64(name string) (*Float64, error) {
 // element type is an [ErrKind] error.
 func CatalogArray[T Elem](c *Catalog, name string, n int) (*Array[T], error) {
 	kind, size := elemKind[T]()
-	if n < 0 || n > MaxSize/size {
-		return nil, fmt.Errorf("%w: array length %d", ErrRange, n)
+	bytes, err := arraySize[T](n)
+	if err != nil {
+		return nil, err
 	}
-	off, err := c.place(name, kind, n*size, size)
+	off, err := c.place(name, kind, bytes, size)
 	if err != nil {
 		return nil, err
 	}

@@ -5,8 +5,10 @@ package shm
 import (
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -122,8 +124,14 @@ func TestCatalogKinds(t *testing.T) {
 			t.Errorf("a lookup of another type = %v, want ErrKind", err)
 		}
 	}
-	if _, err := c.Int64(""); !errors.Is(err, ErrName) {
-		t.Errorf("empty name: %v", err)
+	for _, err := range []error{
+		second(c.Int64("")),
+		second(c.Int64(strings.Repeat("x", maxNameLen+1))),
+		second(CatalogArray[int64](c, "neg", -1)),
+	} {
+		if !errors.Is(err, os.ErrInvalid) {
+			t.Errorf("a bad name or length: %v, want ErrInvalid", err)
+		}
 	}
 	if _, err := CatalogArray[int64](c, "big", 1000); !errors.Is(err, ErrCatalogFull) {
 		t.Errorf("too big: %v, want ErrCatalogFull", err)
@@ -148,8 +156,8 @@ func TestCatalogDeadClaimer(t *testing.T) {
 	for _, st := range []uint32{entryClaiming, entryNamed} {
 		c := heapCatalog(t, 256)
 		e := c.entry(0)
-		copy(e.b[40:], "x")
-		e.b[32], e.b[34] = byte(KindInt64), 1
+		copy(e.b[entryOffName:], "x")
+		e.b[entryOffKindLen], e.b[entryOffKindLen+2] = byte(KindInt64), 1
 		e.state.Store(st | dead<<3)
 		v, err := c.Int64("x")
 		if err != nil {
@@ -168,23 +176,23 @@ func TestCatalogDeadClaimer(t *testing.T) {
 func TestCatalogCorrupt(t *testing.T) {
 	c := heapCatalog(t, 64)
 	b := c.seg.Bytes()
-	b[0] ^= 1
-	if _, err := CatalogAt(c.seg); !errors.Is(err, ErrBadMagic) {
-		t.Errorf("bad magic: %v", err)
+	b[catOffMagic] ^= 1
+	if _, err := CatalogAt(c.seg); !errors.Is(err, ErrBadMagic) || !errors.Is(err, ErrCorrupt) {
+		t.Errorf("bad magic: %v, want ErrBadMagic and ErrCorrupt", err)
 	}
-	b[0] ^= 1
-	b[6] = 0xff // a huge entry count
-	if _, err := CatalogAt(c.seg); !errors.Is(err, ErrSize) {
-		t.Errorf("bad entry count: %v", err)
+	b[catOffMagic] ^= 1
+	b[catOffEntries+2] = 0xff // a huge entry count
+	if _, err := CatalogAt(c.seg); !errors.Is(err, ErrSize) || !errors.Is(err, ErrCorrupt) {
+		t.Errorf("bad entry count: %v, want ErrSize and ErrCorrupt", err)
 	}
-	b[6] = 0
+	b[catOffEntries+2] = 0
 	// An entry whose offset points outside the segment.
 	v, err := c.Int64("v")
 	if err != nil || v == nil {
 		t.Fatal(err)
 	}
 	*ptrAt[uint64](c.entry(0).b, entryOffOff) = 1 << 40
-	if _, err := c.Int64("v"); !errors.Is(err, ErrRange) {
-		t.Errorf("bad offset: %v, want ErrRange", err)
+	if _, err := c.Int64("v"); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("bad offset: %v, want ErrCorrupt", err)
 	}
 }

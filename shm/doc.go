@@ -25,4 +25,12 @@
 // A mapped segment that another process truncates raises SIGBUS on access.
 // Anonymous segments are sealed against it; for named ones, [Segment.Check]
 // detects it and [Guard] turns the fault into an error.
+//
+// Errors: a bad argument (a name, size, offset, length or kind) is an error
+// wrapping [os.ErrInvalid] that says which value was wrong; a missing or
+// taken name wraps [os.ErrNotExist] or [os.ErrExist]; [Segment.Check] and
+// GobEncode after Close wrap [os.ErrClosed]. Shared memory that does not
+// hold what it should is [ErrCorrupt], the sentinel every ipckit package
+// shares, or one of its kinds ([ErrBadMagic], [ErrChecksum], [ErrSize]),
+// which match both.
 package shm

@@ -15,14 +15,47 @@ import (
 // Segments and the values in them implement gob.GobEncoder and
 // gob.GobDecoder, so an argument that holds them can be encoded in a parent
 // and decoded in a child. The encoding is a small handle, never the memory:
-// a named segment travels as its name; an anonymous one as the index of a
-// descriptor that spawn passes to the child (internal/handoff), so it only
-// travels inside spawn. The decoded object is attached to the same memory
-// and owns its own mapping, which its Close releases.
+// a named segment travels as its name; an anonymous one as the identifier
+// (the parent's descriptor number) of the file that spawn passes to the
+// child, so it travels only inside spawn (internal/handoff). The init
+// below tells internal/handoff which of this package's types are handles
+// and which file each passes, so that spawn finds them in its argument.
+// The decoded object is attached to the same memory and owns its own
+// mapping, which its Close releases.
+
+func init() {
+	handoff.Register(
+		handoff.For(func(s *Segment) []*os.File { return s.handoffFiles() }),
+		handoff.For(func(c *Catalog) []*os.File { return c.Segment().handoffFiles() }),
+		handoff.For(func(v *Int32) []*os.File { return v.Segment().handoffFiles() }),
+		handoff.For(func(v *Int64) []*os.File { return v.Segment().handoffFiles() }),
+		handoff.For(func(v *Uint64) []*os.File { return v.Segment().handoffFiles() }),
+		handoff.For(func(v *Float64) []*os.File { return v.Segment().handoffFiles() }),
+		handoff.For(func(a *Array[int32]) []*os.File { return a.Segment().handoffFiles() }),
+		handoff.For(func(a *Array[int64]) []*os.File { return a.Segment().handoffFiles() }),
+		handoff.For(func(a *Array[uint64]) []*os.File { return a.Segment().handoffFiles() }),
+		handoff.For(func(a *Array[float64]) []*os.File { return a.Segment().handoffFiles() }),
+	)
+}
+
+// handoffFiles returns the file that s's handle passes to a child: an open
+// anonymous segment's; none for a named one (it travels by name), a heap
+// one or a closed one (their encoding fails).
+func (s *Segment) handoffFiles() []*os.File {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.file == nil || s.name != "" {
+		return nil
+	}
+	return []*os.File{s.file}
+}
 
 type wireSegment struct {
 	Name string // named segments
-	FD   int    // anonymous segments: handoff index + 1
+	FD   int    // anonymous segments: the parent's descriptor number + 1 (handoff.ID)
 	Kind Kind   // the segment's kind, checked again on the other side
 }
 
@@ -43,11 +76,11 @@ func (s *Segment) wire() (wireSegment, error) {
 	case s.name != "":
 		return wireSegment{Name: s.name, Kind: s.kind}, nil
 	}
-	i, err := handoff.Add(s.file)
+	fd, err := handoff.ID(s.file)
 	if err != nil {
-		return wireSegment{}, fmt.Errorf("shm: %w", err)
+		return wireSegment{}, fmt.Errorf("shm: encode a handle to an anonymous segment: %w", err)
 	}
-	return wireSegment{FD: i + 1, Kind: s.kind}, nil
+	return wireSegment{FD: fd + 1, Kind: s.kind}, nil
 }
 
 func (w wireSegment) open() (*Segment, error) {
@@ -59,10 +92,10 @@ func (w wireSegment) open() (*Segment, error) {
 	}
 	f, err := handoff.File(w.FD - 1)
 	if err != nil {
-		return nil, fmt.Errorf("shm: %w", err)
+		return nil, fmt.Errorf("shm: decode a handle to the parent's descriptor %d: %w", w.FD-1, err)
 	}
 	if !shmfile.Regular(f) {
-		return nil, fmt.Errorf("shm: inherited descriptor %d is not a segment", w.FD-1)
+		return nil, fmt.Errorf("shm: the descriptor inherited for the parent's %d is not a segment", w.FD-1)
 	}
 	if f, err = shmfile.Dup(f); err != nil {
 		return nil, fmt.Errorf("shm: %w", err)

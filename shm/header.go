@@ -23,12 +23,19 @@ import (
 //	  8    8 size      creator, once  opener: must equal the file size
 //	 16    8 payload   creator, once  opener: offset of the caller's bytes
 //	 24    4 pid       creator, once  diagnostics: creator's pid
-//	 28    4 _         zero
+//	 28    4 _         creator, zero  nobody (reserved)
 //	 32    8 started   creator, once  diagnostics: creator's start time
-//	 40    8 param     creator, once  kind-specific (e.g. element count)
+//	 40    8 _         creator, zero  nobody (reserved)
 //	 48    4 checksum  creator, once  opener: CRC-32C of bytes 0..48
 //	 52    4 state     creator, last, atomic store; opener, atomic load
-//	 56    8 _         zero
+//	 56    8 _         creator, zero  nobody (reserved)
+//
+// The fixed fields are plain stores and loads: the creator writes them
+// before it publishes the segment (state, then its name, or its descriptor
+// to a child), and an opener reads them after loading state. The reserved
+// bytes are zero in layout version 1 and covered by the checksum where it
+// reaches (28 and 40); a later version may give them a use, and says so
+// with its version number.
 type header struct {
 	Magic    uint32
 	Version  uint16
@@ -36,12 +43,12 @@ type header struct {
 	Size     uint64
 	Payload  uint64
 	Pid      uint32
-	_        uint32
+	_        uint32 // reserved, zero
 	Started  uint64
-	Param    uint64
+	_        uint64 // reserved, zero
 	Checksum uint32
 	State    uint32
-	_        uint64
+	_        uint64 // reserved, zero
 }
 
 const (
@@ -49,15 +56,30 @@ const (
 	magic      = 0x4b435049 // "IPCK" in little-endian bytes
 	version    = 1
 
-	offChecksum = 48
-	offState    = 52
-
 	stateInit  = 0
 	stateReady = 1
 )
 
+// Offsets of the header's fields; the table above says who writes and
+// reads each, and header_test.go pins them to the header struct.
+const (
+	offMagic     = 0
+	offVersion   = 4
+	offKind      = 6
+	offSize      = 8
+	offPayload   = 16
+	offPid       = 24
+	offReserved0 = 28 // 4 bytes
+	offStarted   = 32
+	offReserved1 = 40 // 8 bytes
+	offChecksum  = 48
+	offState     = 52
+	offReserved2 = 56 // 8 bytes
+)
+
 // Kind says what a segment holds. Each kind's Create, CreateAnonymous and
-// NewHeap record it in the header, and its Open checks it.
+// NewHeap record it in the header, and its Open checks it. The zero Kind is
+// [KindAny]. A Kind is a plain value: copy it and use it from any goroutine.
 type Kind uint16
 
 // The kinds of segment ipckit creates.
@@ -78,8 +100,7 @@ const (
 	KindSemaphore    Kind = 18 // semaphore.Semaphore
 	KindEvent        Kind = 19 // semaphore.Event
 	KindBarrier      Kind = 20 // semaphore.Barrier
-	KindFileMutex    Kind = 21 // semaphore.FileMutex holder record
-	kindMax               = KindFileMutex
+	kindMax               = KindBarrier
 )
 
 var kindNames = map[Kind]string{
@@ -88,7 +109,6 @@ var kindNames = map[Kind]string{
 	KindInt64Array: "int64 array", KindUint64Array: "uint64 array",
 	KindFloat64Array: "float64 array", KindCatalog: "catalog", KindQueue: "queue", KindMutex: "mutex",
 	KindSemaphore: "semaphore", KindEvent: "event", KindBarrier: "barrier",
-	KindFileMutex: "file mutex",
 }
 
 // String returns the kind's name.
@@ -108,31 +128,30 @@ func (k Kind) valid() bool {
 // the state word alone.
 func encodeHeader(b []byte, h *header) {
 	le := binary.LittleEndian
-	le.PutUint32(b[0:], h.Magic)
-	le.PutUint16(b[4:], h.Version)
-	le.PutUint16(b[6:], uint16(h.Kind))
-	le.PutUint64(b[8:], h.Size)
-	le.PutUint64(b[16:], h.Payload)
-	le.PutUint32(b[24:], h.Pid)
-	le.PutUint32(b[28:], 0)
-	le.PutUint64(b[32:], h.Started)
-	le.PutUint64(b[40:], h.Param)
+	le.PutUint32(b[offMagic:], h.Magic)
+	le.PutUint16(b[offVersion:], h.Version)
+	le.PutUint16(b[offKind:], uint16(h.Kind))
+	le.PutUint64(b[offSize:], h.Size)
+	le.PutUint64(b[offPayload:], h.Payload)
+	le.PutUint32(b[offPid:], h.Pid)
+	le.PutUint32(b[offReserved0:], 0)
+	le.PutUint64(b[offStarted:], h.Started)
+	le.PutUint64(b[offReserved1:], 0)
 	le.PutUint32(b[offChecksum:], checksum(b))
-	le.PutUint64(b[56:], 0)
+	le.PutUint64(b[offReserved2:], 0)
 }
 
 // decodeHeader reads a header from b, which holds at least headerSize bytes.
 func decodeHeader(b []byte) header {
 	le := binary.LittleEndian
 	return header{
-		Magic:    le.Uint32(b[0:]),
-		Version:  le.Uint16(b[4:]),
-		Kind:     Kind(le.Uint16(b[6:])),
-		Size:     le.Uint64(b[8:]),
-		Payload:  le.Uint64(b[16:]),
-		Pid:      le.Uint32(b[24:]),
-		Started:  le.Uint64(b[32:]),
-		Param:    le.Uint64(b[40:]),
+		Magic:    le.Uint32(b[offMagic:]),
+		Version:  le.Uint16(b[offVersion:]),
+		Kind:     Kind(le.Uint16(b[offKind:])),
+		Size:     le.Uint64(b[offSize:]),
+		Payload:  le.Uint64(b[offPayload:]),
+		Pid:      le.Uint32(b[offPid:]),
+		Started:  le.Uint64(b[offStarted:]),
 		Checksum: le.Uint32(b[offChecksum:]),
 		State:    le.Uint32(b[offState:]),
 	}
@@ -154,7 +173,7 @@ func validate(b []byte, want Kind) (header, error) {
 	h := decodeHeader(b)
 	switch {
 	case h.Magic != magic:
-		return h, fmt.Errorf("%w (%#x)", ErrBadMagic, h.Magic)
+		return h, fmt.Errorf("%w %#x: not an ipckit segment", ErrBadMagic, h.Magic)
 	case h.Version != version:
 		return h, fmt.Errorf("%w %d (this build reads %d)", ErrVersion, h.Version, version)
 	case !h.Kind.valid():

@@ -1,6 +1,7 @@
 package shm
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -14,10 +15,18 @@ import (
 // Segment is a region of shared memory with an ipckit header. The header is
 // hidden: [Segment.Bytes] is the caller's part.
 //
-// A Segment is safe for concurrent use; the bytes it returns are shared with
-// every process that maps the segment, so access to them needs atomics or a
-// lock. It must not be copied (go vet catches copies). The zero Segment is
-// not usable: get one from [Create], [Open], [CreateAnonymous] or [NewHeap].
+// The zero Segment is not usable: get one from [Create], [Open],
+// [CreateAnonymous] or [NewHeap] (or a Kind's methods of the same names), or
+// decode a handle into a new one with [Segment.GobDecode].
+//
+// A *Segment is safe for concurrent use by goroutines. The bytes it returns
+// are shared with every goroutine and process that maps the segment, so
+// access to them needs atomics or a lock. A Segment must not be copied (go
+// vet catches copies): pass the pointer.
+//
+// The slice [Segment.Bytes] returns stays valid until [Segment.Close]; a
+// use of it after that faults (see [Guard]) rather than reaching other
+// memory.
 type Segment struct {
 	_ noCopy
 
@@ -31,7 +40,9 @@ type Segment struct {
 }
 
 // Options configures the creation of a named segment and of the objects
-// built on one. A nil *Options means the defaults.
+// built on one. A nil *Options, like the zero Options, means the defaults.
+// The functions that take one only read it, during the call: it may be
+// shared and reused.
 type Options struct {
 	// Mode is the permission of a named segment's file (default 0600). It is
 	// applied with fchmod, so the umask cannot change it.
@@ -60,14 +71,25 @@ func Path(name string) string { return shmfile.Path(namePrefix + name) }
 
 func checkName(name string) error {
 	if !nameRE.MatchString(name) || name == "." || name == ".." {
-		return fmt.Errorf("%w %q: want 1 to 200 of [A-Za-z0-9._-]", ErrName, name)
+		return fmt.Errorf("shm: segment name %q, want 1 to 200 of [A-Za-z0-9._-], not . or ..: %w", name, os.ErrInvalid)
 	}
 	return nil
 }
 
 func checkSize(size int) error {
 	if size < 0 || size > MaxSize {
-		return fmt.Errorf("%w: size %d", ErrRange, size)
+		return fmt.Errorf("shm: size %d, want 0 to %d: %w", size, MaxSize, os.ErrInvalid)
+	}
+	return nil
+}
+
+// checkCreate checks the kind k and payload size of a segment to be created.
+func (k Kind) checkCreate(size int) error {
+	if err := checkSize(size); err != nil {
+		return err
+	}
+	if !k.valid() {
+		return fmt.Errorf("shm: cannot create a segment of kind %v: %w", k, os.ErrInvalid)
 	}
 	return nil
 }
@@ -78,7 +100,9 @@ func checkSize(size int) error {
 // mode 0600 unless opts says otherwise, and its memory is reserved now, so
 // a full /dev/shm is an error here rather than a SIGBUS later. The segment
 // is built in an unnamed file and given its name only when complete, so
-// [Open] never sees it half made.
+// [Open] never sees it half made. A name that is not 1 to 200 of
+// [A-Za-z0-9._-], or a size outside 0 to [MaxSize], is an error wrapping
+// [os.ErrInvalid].
 func Create(name string, size int, opts *Options) (*Segment, error) {
 	return KindBytes.Create(name, size, opts)
 }
@@ -86,23 +110,21 @@ func Create(name string, size int, opts *Options) (*Segment, error) {
 // Create makes a new named segment of kind k, as the package-level [Create]
 // does; [Kind.Open] then accepts it. Packages that build objects on
 // segments use it so that opening the wrong object fails with [ErrKind].
+// [KindAny] and unknown kinds cannot be created: an error wrapping
+// [os.ErrInvalid].
 func (k Kind) Create(name string, size int, opts *Options) (*Segment, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
-	if err := checkSize(size); err != nil {
+	if err := k.checkCreate(size); err != nil {
 		return nil, err
-	}
-	kind := k
-	if !kind.valid() {
-		return nil, fmt.Errorf("%w: cannot create a segment of %v", ErrKind, kind)
 	}
 	path := Path(name)
 	f, err := shmfile.Create(path, int64(headerSize+size), opts.mode())
 	if err != nil {
 		return nil, fmt.Errorf("shm: %w", err)
 	}
-	s, err := initMapped(f, headerSize+size, kind)
+	s, err := initMapped(f, headerSize+size, k)
 	if err != nil {
 		return nil, err
 	}
@@ -124,18 +146,14 @@ func CreateAnonymous(size int) (*Segment, error) { return KindBytes.CreateAnonym
 // CreateAnonymous makes an anonymous segment of kind k, as the package-level
 // [CreateAnonymous] does.
 func (k Kind) CreateAnonymous(size int) (*Segment, error) {
-	if err := checkSize(size); err != nil {
+	if err := k.checkCreate(size); err != nil {
 		return nil, err
-	}
-	kind := k
-	if !kind.valid() {
-		return nil, fmt.Errorf("%w: cannot create a segment of %v", ErrKind, kind)
 	}
 	f, err := shmfile.CreateAnonymous("ipckit", int64(headerSize+size))
 	if err != nil {
 		return nil, fmt.Errorf("shm: %w", err)
 	}
-	return initMapped(f, headerSize+size, kind)
+	return initMapped(f, headerSize+size, k)
 }
 
 // NewHeap makes a segment of size bytes on the Go heap. It works like any
@@ -146,20 +164,16 @@ func NewHeap(size int) (*Segment, error) { return KindBytes.NewHeap(size) }
 // NewHeap makes a heap segment of kind k, as the package-level [NewHeap]
 // does.
 func (k Kind) NewHeap(size int) (*Segment, error) {
-	if err := checkSize(size); err != nil {
+	if err := k.checkCreate(size); err != nil {
 		return nil, err
 	}
-	kind := k
-	if !kind.valid() {
-		return nil, fmt.Errorf("%w: cannot create a segment of %v", ErrKind, kind)
-	}
-	s := &Segment{mem: heapBytes(headerSize + size), kind: kind}
-	s.writeHeader(kind)
+	s := &Segment{mem: heapBytes(headerSize + size), kind: k}
+	s.writeHeader(k)
 	return s, nil
 }
 
 func initMapped(f *os.File, total int, kind Kind) (*Segment, error) {
-	mem, err := mapFile(f, total)
+	mem, err := shmfile.Map(f, total)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("shm: %w", err)
@@ -185,7 +199,9 @@ func (s *Segment) writeHeader(kind Kind) {
 // refuses a symbolic link ([ErrSymlink]), a non-regular file
 // ([ErrNotRegular]), a file owned by another user ([ErrOwner]), a sparse
 // file, and a header that is invalid, with one of [ErrBadMagic],
-// [ErrVersion], [ErrKind], [ErrChecksum], [ErrSize] or [ErrNotReady].
+// [ErrVersion], [ErrKind], [ErrChecksum], [ErrSize] or [ErrNotReady] (the
+// first, fourth and fifth also match [ErrCorrupt]). A missing name is an
+// error wrapping [os.ErrNotExist]; a bad name, one wrapping [os.ErrInvalid].
 func Open(name string) (*Segment, error) { return KindAny.Open(name) }
 
 // Open maps the existing named segment name, as the package-level [Open]
@@ -202,7 +218,7 @@ func (k Kind) Open(name string) (*Segment, error) {
 	s, err := openFile(f, k)
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("shm: open %q: %w", name, err)
+		return nil, &opError{op: fmt.Sprintf("open %q", name), err: err}
 	}
 	s.name = name
 	return s, nil
@@ -223,7 +239,7 @@ func openFile(f *os.File, want Kind) (*Segment, error) {
 		// A sparse file would SIGBUS on a full tmpfs: ipckit reserves its own.
 		return nil, fmt.Errorf("%w: only %d of %d bytes allocated", ErrSize, allocated, size)
 	}
-	mem, err := mapFile(f, int(size))
+	mem, err := shmfile.Map(f, int(size))
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +248,7 @@ func openFile(f *os.File, want Kind) (*Segment, error) {
 	stateWord(mem).Load()
 	h, err := validate(mem, want)
 	if err != nil {
-		unmap(mem)
+		shmfile.Unmap(mem)
 		return nil, err
 	}
 	return &Segment{file: f, mem: mem, kind: h.Kind}, nil
@@ -280,27 +296,27 @@ func (s *Segment) Close() error {
 	}
 	// Keep the addresses reserved: a value still pointing here then faults
 	// rather than reaching a segment mapped later at the same place.
-	err := shmfile.Retire(s.mem)
-	if cerr := s.file.Close(); err == nil {
-		err = cerr
+	err := errors.Join(shmfile.Retire(s.mem), s.file.Close())
+	if err != nil {
+		return fmt.Errorf("shm: close: %w", err)
 	}
-	return err
+	return nil
 }
 
 // Check re-reads the segment's file size and header and returns an error if
 // either has changed since the segment was mapped: for a named segment that
 // another process truncated, [ErrSize]; for a corrupted header, the error
-// [Open] would give.
+// [Open] would give; after [Segment.Close], [os.ErrClosed].
 func (s *Segment) Check() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return os.ErrClosed
+		return fmt.Errorf("shm: check: %w", os.ErrClosed)
 	}
 	if s.file != nil {
 		size, _, err := shmfile.Size(s.file)
 		if err != nil {
-			return err
+			return fmt.Errorf("shm: check: %w", err)
 		}
 		if size != int64(len(s.mem)) {
 			return fmt.Errorf("%w: file now has %d bytes, %d are mapped", ErrSize, size, len(s.mem))

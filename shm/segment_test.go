@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -107,6 +108,9 @@ func TestOpenRefuses(t *testing.T) {
 			if !errors.Is(err, c.want) {
 				t.Fatalf("Open = %v, want %v", err, c.want)
 			}
+			if strings.Count(err.Error(), "shm:") != 1 {
+				t.Errorf("Open = %q: the prefix is not there once", err)
+			}
 			if _, err := Create(name, 8, nil); c.name != "missing" && !errors.Is(err, os.ErrExist) {
 				t.Fatalf("Create over a %s = %v, want ErrExist", c.name, err)
 			}
@@ -117,15 +121,25 @@ func TestOpenRefuses(t *testing.T) {
 
 func TestNames(t *testing.T) {
 	for _, name := range []string{"", ".", "..", "a/b", "a b", string(make([]byte, 201)), "x\x00"} {
-		if _, err := Create(name, 8, nil); !errors.Is(err, ErrName) {
-			t.Errorf("Create(%q) = %v, want ErrName", name, err)
+		if _, err := Create(name, 8, nil); !errors.Is(err, os.ErrInvalid) {
+			t.Errorf("Create(%q) = %v, want ErrInvalid", name, err)
 		}
-		if _, err := Open(name); !errors.Is(err, ErrName) {
-			t.Errorf("Open(%q) = %v, want ErrName", name, err)
+		if _, err := Open(name); !errors.Is(err, os.ErrInvalid) {
+			t.Errorf("Open(%q) = %v, want ErrInvalid", name, err)
+		}
+		if err := Remove(name); !errors.Is(err, os.ErrInvalid) {
+			t.Errorf("Remove(%q) = %v, want ErrInvalid", name, err)
 		}
 	}
-	if _, err := Create("ok", -1, nil); !errors.Is(err, ErrRange) {
-		t.Errorf("negative size: %v", err)
+	for _, size := range []int{-1, MaxSize + 1} {
+		if _, err := Create("ok", size, nil); !errors.Is(err, os.ErrInvalid) {
+			t.Errorf("size %d: %v, want ErrInvalid", size, err)
+		}
+	}
+	for _, k := range []Kind{KindAny, kindMax + 1} {
+		if _, err := k.NewHeap(8); !errors.Is(err, os.ErrInvalid) {
+			t.Errorf("a segment of kind %v: %v, want ErrInvalid", k, err)
+		}
 	}
 }
 

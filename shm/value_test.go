@@ -8,8 +8,11 @@ import (
 	"errors"
 	"math"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ipckit/ipckit/internal/handoff"
@@ -45,6 +48,45 @@ func TestValues(t *testing.T) {
 	}
 }
 
+// The integer values have every method of the sync/atomic type of their
+// width, with the same signature, declared on the type itself (so go doc
+// lists them); Float64 has the same set but for And and Or.
+func TestValueMethods(t *testing.T) {
+	for _, c := range []struct {
+		shm, atomic any
+		skip        []string
+	}{
+		{(*Int32)(nil), (*atomic.Int32)(nil), nil},
+		{(*Int64)(nil), (*atomic.Int64)(nil), nil},
+		{(*Uint64)(nil), (*atomic.Uint64)(nil), nil},
+		{(*Float64)(nil), (*atomic.Uint64)(nil), []string{"And", "Or"}},
+	} {
+		st, at := reflect.TypeOf(c.shm), reflect.TypeOf(c.atomic)
+		for m := range at.Methods() {
+			if slices.Contains(c.skip, m.Name) {
+				continue
+			}
+			got, ok := st.MethodByName(m.Name)
+			if !ok {
+				t.Errorf("%v has no %s", st, m.Name)
+				continue
+			}
+			if c.skip == nil && got.Type.String() != strings.Replace(m.Type.String(), at.String(), st.String(), 1) {
+				t.Errorf("%v.%s is %v, want the signature of %v.%s, %v", st, m.Name, got.Type, at, m.Name, m.Type)
+			}
+		}
+	}
+	v, err := NewInt32()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	v.Store(0b1100)
+	if v.And(0b1010) != 0b1100 || v.Or(0b0001) != 0b1000 || v.Load() != 0b1001 {
+		t.Fatalf("And, Or: %b", v.Load())
+	}
+}
+
 func TestFloat64AddConcurrent(t *testing.T) {
 	seg, _ := NewHeap(8)
 	f, err := Float64At(seg, 0)
@@ -72,12 +114,14 @@ func TestPlacement(t *testing.T) {
 		err  error
 		want error
 	}{
-		{"misaligned", second(Int64At(seg, 4)), ErrAlign},
-		{"past end", second(Int64At(seg, 16)), ErrRange},
-		{"negative", second(Int32At(seg, -4)), ErrRange},
+		{"misaligned", second(Int64At(seg, 4)), os.ErrInvalid},
+		{"past end", second(Int64At(seg, 16)), os.ErrInvalid},
+		{"negative", second(Int32At(seg, -4)), os.ErrInvalid},
 		{"last word", second(Int64At(seg, 8)), nil},
-		{"array too long", second(ArrayAt[int64](seg, 0, 3)), ErrRange},
-		{"array misaligned", second(ArrayAt[int64](seg, 4, 1)), ErrAlign},
+		{"array too long", second(ArrayAt[int64](seg, 0, 3)), os.ErrInvalid},
+		{"array misaligned", second(ArrayAt[int64](seg, 4, 1)), os.ErrInvalid},
+		{"array negative", second(ArrayAt[int64](seg, 0, -1)), os.ErrInvalid},
+		{"array length", second(NewArray[int64](MaxSize/8 + 1)), os.ErrInvalid},
 		{"array fits", second(ArrayAt[int32](seg, 4, 3)), nil},
 	} {
 		if !errors.Is(c.err, c.want) {
@@ -178,17 +222,18 @@ func TestHandles(t *testing.T) {
 	defer sums.Close()
 
 	var buf bytes.Buffer
-	files, err := handoff.Collect(func() error {
-		return gob.NewEncoder(&buf).Encode(arg{Count: count, Sums: sums, Raw: raw, Label: "x"})
-	})
+	a := arg{Count: count, Sums: sums, Raw: raw, Label: "x"}
+	files, ids, release := handoff.Collect(a)
+	err = gob.NewEncoder(&buf).Encode(a)
+	release()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(files) != 2 {
 		t.Fatalf("collected %d files, want 2 (the anonymous segments)", len(files))
 	}
-	handoff.SetInherited(files)
-	defer handoff.SetInherited(nil)
+	handoff.SetInherited(ids, files)
+	defer handoff.SetInherited(nil, nil)
 	var got arg
 	if err := gob.NewDecoder(&buf).Decode(&got); err != nil {
 		t.Fatal(err)

@@ -20,7 +20,7 @@ func BenchmarkStartWait(b *testing.B) {
 	b.Run("spawn", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := spawn.Run(ctx, nop, struct{}{}); err != nil {
+			if err := spawn.Run(ctx, nop, struct{}{}, nil); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -39,7 +39,7 @@ func BenchmarkStartWait(b *testing.B) {
 		var ts, te time.Duration
 		for b.Loop() {
 			t0 := time.Now()
-			if err := spawn.Run(ctx, nop, struct{}{}); err != nil {
+			if err := spawn.Run(ctx, nop, struct{}{}, nil); err != nil {
 				b.Fatal(err)
 			}
 			t1 := time.Now()

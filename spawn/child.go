@@ -17,8 +17,10 @@ import (
 
 // Child start-up
 //
-// The parent starts the child with IPCKIT_SPAWN=<parent pid>:<n>:<name> in
-// its environment and these descriptors:
+// The parent starts the child with IPCKIT_SPAWN=<parent pid>:<ids>:<name> in
+// its environment, where ids lists, comma-separated, the parent's descriptor
+// numbers of the n files it passes (internal/handoff; empty for none), and
+// with these descriptors:
 //
 //	3 .. 3+n-1   files of anonymous shared objects in the argument (handoff)
 //	3+n          argument pipe (read end): gob(type name), gob(wireArg[A])
@@ -30,8 +32,9 @@ import (
 // regular files or memfds for handoff, pipes for the argument and status;
 // anything else fails the setup), mark them close-on-exec, close every
 // higher descriptor that is not close-on-exec (the parent's stray
-// inheritable descriptors), decode the argument, run, and write the
-// status. The variable is removed before the function
+// inheritable descriptors), give handoff its table of the parent's
+// descriptor numbers and the files they arrived as, decode the argument,
+// run, and write the status. The variable is removed before the function
 // runs, so the function's own children are not mistaken for spawn children
 // of the wrong kind; the descriptors are close-on-exec so nothing the
 // function starts inherits them (a grandchild holding the status pipe would
@@ -54,21 +57,36 @@ func Main() {
 
 // childSetup is parsed from the environment variable.
 type childSetup struct {
-	ppid, nfiles int
-	name         string
+	ppid int
+	ids  []int // the parent's descriptor numbers of the inherited files
+	name string
 }
 
 func parseEnv(v string) (childSetup, error) {
+	bad := fmt.Errorf("spawn: malformed %s=%q", envVar, v)
 	parts := strings.SplitN(v, ":", 3)
 	if len(parts) != 3 {
-		return childSetup{}, fmt.Errorf("spawn: malformed %s=%q", envVar, v)
+		return childSetup{}, bad
 	}
-	ppid, err1 := strconv.Atoi(parts[0])
-	n, err2 := strconv.Atoi(parts[1])
-	if err1 != nil || err2 != nil || ppid <= 0 || n < 0 || n > maxFiles {
-		return childSetup{}, fmt.Errorf("spawn: malformed %s=%q", envVar, v)
+	ppid, err := strconv.Atoi(parts[0])
+	if err != nil || ppid <= 0 {
+		return childSetup{}, bad
 	}
-	return childSetup{ppid: ppid, nfiles: n, name: parts[2]}, nil
+	var ids []int
+	if parts[1] != "" {
+		fds := strings.Split(parts[1], ",")
+		if len(fds) > maxFiles {
+			return childSetup{}, bad
+		}
+		for _, s := range fds {
+			id, err := strconv.Atoi(s)
+			if err != nil || id < 0 {
+				return childSetup{}, bad
+			}
+			ids = append(ids, id)
+		}
+	}
+	return childSetup{ppid: ppid, ids: ids, name: parts[2]}, nil
 }
 
 // maxFiles bounds the inherited descriptors a child accepts.
@@ -89,8 +107,8 @@ func runChild(v string) int {
 	}
 	// The status pipe first, so that later setup failures reach the
 	// parent's Wait, not only stderr.
-	first := handoff.FirstFD
-	statFD := first + cs.nfiles + 1
+	first, nfiles := handoff.FirstFD, len(cs.ids)
+	statFD := first + nfiles + 1
 	if err := checkFD(statFD, "status pipe", true); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return exitSetup
@@ -105,21 +123,21 @@ func runChild(v string) int {
 		statFile.Close()
 		return exitSetup
 	}
-	for i := range cs.nfiles {
+	for i := range nfiles {
 		if err := checkFD(first+i, "inherited file "+strconv.Itoa(i), false); err != nil {
 			return setupFailed(err)
 		}
 	}
-	if err := checkFD(first+cs.nfiles, "argument pipe", true); err != nil {
+	if err := checkFD(first+nfiles, "argument pipe", true); err != nil {
 		return setupFailed(err)
 	}
-	files := make([]*os.File, cs.nfiles)
+	files := make([]*os.File, nfiles)
 	for i := range files {
 		if files[i], err = shmfile.Inherit(first+i, "spawn-inherited"); err != nil {
 			return setupFailed(err)
 		}
 	}
-	argFile, err := shmfile.Inherit(first+cs.nfiles, "spawn-arg")
+	argFile, err := shmfile.Inherit(first+nfiles, "spawn-arg")
 	if err != nil {
 		return setupFailed(err)
 	}
@@ -128,7 +146,7 @@ func runChild(v string) int {
 	if err := closeStray(statFD + 1); err != nil {
 		return setupFailed(err)
 	}
-	handoff.SetInherited(files)
+	handoff.SetInherited(cs.ids, files)
 
 	report := func(st status, code int) int {
 		argFile.Close()

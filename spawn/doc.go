@@ -12,7 +12,7 @@
 //
 //	func main() {
 //		spawn.Main() // first thing: in a child, runs the function and exits
-//		if err := spawn.Run(context.Background(), greet, "bob"); err != nil {
+//		if err := spawn.Run(context.Background(), greet, "bob", nil); err != nil {
 //			log.Fatal(err)
 //		}
 //	}
@@ -34,7 +34,13 @@
 // queues and locks built on them, arrive in the child attached to the same
 // memory. Named objects travel as names; anonymous ones (memfds) as
 // inherited descriptors, so nothing is left in /dev/shm even after kill -9.
-// Only exported fields are sent, as always with gob.
+// Only exported fields are sent, as always with gob. Before encoding, Start
+// walks the argument as gob does (exported fields, pointers, slices,
+// arrays, map keys and values, interfaces) to find the anonymous objects,
+// and passes each one's descriptor once, however often the object (or its
+// segment) appears. An anonymous object the walk cannot see (in an
+// unexported field that a type's own GobEncode writes) fails the Start,
+// and so does encoding one anywhere but in a spawn argument.
 //
 // # Results
 //
@@ -48,8 +54,8 @@
 //
 // # Lifetime
 //
-// The child's stdout and stderr are the parent's unless [Stdout] or [Stderr]
-// say otherwise. Cancelling the ctx given to [Start] kills the child. A child
+// The child's stdout and stderr are the parent's unless [Options] say
+// otherwise. Cancelling the ctx given to [Start] kills the child. A child
 // dies with its parent, even when the parent is killed with SIGKILL: it is
 // started with a parent-death signal (SIGKILL), and every child is forked
 // from one goroutine locked to its own OS thread, which stays alive while any
@@ -73,10 +79,16 @@
 //	})
 //
 //	p, err := spawn.NewPool(ctx, square, nil) // runtime.NumCPU() workers
+//	defer p.Close()                             // terminate(), and free the queues
 //	out, err := p.Map(ctx, []int{1, 2, 3})      // [1 4 9], in order
 //	y, err := p.Go(ctx, 4).Get(ctx)             // apply_async
-//	p.Close()
-//	p.Wait()
+//	err = p.Shutdown(ctx)                       // close(), then join()
+//
+// [Pool.Shutdown] is Python's close() and join(): no new work, the work
+// submitted finishes, the workers exit. [Pool.Close] is terminate(), and
+// what leaving a with block does: the workers are killed now, unfinished
+// calls fail with an error matching os.ErrClosed, and the pool's queues are
+// freed; call it in any case, as with any handle.
 //
 // Inputs travel to each worker on its own ipcqueue (anonymous segment),
 // in chunks, as a gob stream; results come back on one shared queue. Unlike

@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+
+	"github.com/ipckit/ipckit/internal/sentinel"
 )
 
 var (
@@ -23,7 +25,9 @@ var (
 
 // ChildError is returned by [Process.Wait] when the child's function
 // returned a non-nil error. Only the error's text crosses the process
-// boundary.
+// boundary. Like the package's other error types, it is plain data: it may
+// be copied and read from any goroutine; its zero value describes no
+// child.
 type ChildError struct {
 	Name string // the registered function's name
 	Pid  int    // the child's process ID
@@ -35,7 +39,8 @@ func (e *ChildError) Error() string {
 }
 
 // PanicError is returned by [Process.Wait] when the child's function
-// panicked. Error does not include the stack; Stack does.
+// panicked. Error does not include the stack; Stack does. It is plain data,
+// like [ChildError].
 type PanicError struct {
 	Name  string // the registered function's name
 	Pid   int    // the child's process ID
@@ -47,12 +52,12 @@ func (e *PanicError) Error() string {
 	return fmt.Sprintf("spawn: %s (pid %d) panicked: %s", e.Name, e.Pid, e.Value)
 }
 
-// Pool errors.
+// Pool errors. A call on a pool that is closed (or closing) fails with an
+// error matching os.ErrClosed.
 var (
-	// ErrPoolClosed means work was submitted to a pool after [Pool.Close].
-	ErrPoolClosed = errors.New("spawn: pool is closed")
-	// ErrTerminated means the pool was terminated before the work was done.
-	ErrTerminated = errors.New("spawn: pool terminated")
+	// ErrShutdown means work was submitted to a pool after
+	// [Pool.Shutdown]. It is the same value as ipcqueue.ErrShutdown.
+	ErrShutdown = sentinel.ErrShutdown
 	// ErrBroken means the pool gave up: its workers kept dying before
 	// running anything (a failing initializer, say), a worker could not be
 	// started, or its result queue failed. Every call then returns it.
@@ -61,13 +66,11 @@ var (
 	// encoding/gob cannot encode at all (a channel or func, a struct with
 	// no exported fields, ...).
 	ErrType = errors.New("spawn: task type cannot be encoded with encoding/gob")
-	// ErrNotClosed means [Pool.Wait] was called before Close or Terminate.
-	ErrNotClosed = errors.New("spawn: Wait on a pool that is neither closed nor terminated")
 )
 
 // TaskError is one item's failure in a [Pool]: the task returned an error
 // or panicked. The worker went on. Only the error's text crosses the
-// process boundary.
+// process boundary. It is plain data, like [ChildError].
 type TaskError struct {
 	Task  int    // the item's index in the call's input (0 for Go and Apply)
 	Pid   int    // the worker's process ID (0 if the item never reached one)
@@ -85,7 +88,8 @@ func (e *TaskError) Error() string {
 
 // WorkerError is one item's failure in a [Pool] because its worker process
 // died while running it (a signal such as SIGKILL from the OOM killer, or
-// os.Exit). The pool started a fresh worker for the rest.
+// os.Exit). The pool started a fresh worker for the rest. It is plain
+// data, like [ChildError].
 type WorkerError struct {
 	Task     int       // the item's index in the call's input (0 for Go and Apply; -1 for none)
 	Pid      int       // the dead worker's process ID
@@ -114,6 +118,7 @@ func (e *WorkerError) Unwrap() error { return e.Err }
 
 // MapError is returned by [Pool.Map] when some items failed; Map's results
 // are still returned. Errs holds one error per failed item, in input order.
+// It is plain data, like [ChildError]; a copy shares Errs.
 type MapError struct {
 	Total int     // items in the call
 	Errs  []error // *TaskError or *WorkerError, in input order

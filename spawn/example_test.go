@@ -35,7 +35,7 @@ func Example() {
 		return
 	}
 	defer out.Close()
-	if err := spawn.Run(context.Background(), square, squareArg{In: 7, Out: out}); err != nil {
+	if err := spawn.Run(context.Background(), square, squareArg{In: 7, Out: out}, nil); err != nil {
 		fmt.Println(err)
 		return
 	}
@@ -52,7 +52,7 @@ func ExampleProcess_Wait() {
 		return
 	}
 	defer out.Close()
-	p, err := spawn.Start(context.Background(), square, squareArg{In: -1, Out: out})
+	p, err := spawn.Start(context.Background(), square, squareArg{In: -1, Out: out}, nil)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -83,7 +83,6 @@ func ExamplePool() {
 		fmt.Println(err)
 		return
 	}
-	defer p.Wait()
 	defer p.Close()
 
 	out, err := p.Map(ctx, []int{1, 2, 3, -4, 5})
@@ -95,8 +94,45 @@ func ExamplePool() {
 
 	y, err := p.Go(ctx, 10).Get(ctx)
 	fmt.Println(y, err)
+
+	// Python's pool.close() and pool.join(): no new work, the work
+	// submitted finishes, the workers exit.
+	f := p.Go(ctx, 3)
+	fmt.Println(p.Shutdown(ctx))
+	fmt.Println(f.Get(ctx))
+	_, err = p.Map(ctx, []int{1})
+	fmt.Println(errors.Is(err, spawn.ErrShutdown))
 	// Output:
 	// [1 8 27 0 125]
 	// item 3 failed: negative input -4
 	// 1000 <nil>
+	// <nil>
+	// 27 <nil>
+	// true
+}
+
+func ExamplePool_Imap() {
+	ctx := context.Background()
+	p, err := spawn.NewPool(ctx, cube, &spawn.PoolOptions{Workers: 2, ChunkSize: 1})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+
+	// Each result comes as soon as it and those before it are done, in
+	// the order of the input; a failed item yields its error in place.
+	for y, err := range p.Imap(ctx, []int{1, 2, -3, 4}) {
+		var te *spawn.TaskError
+		if errors.As(err, &te) {
+			fmt.Println("item", te.Task, "failed:", te.Msg)
+			continue
+		}
+		fmt.Println(y)
+	}
+	// Output:
+	// 1
+	// 8
+	// item 2 failed: negative input -3
+	// 64
 }

@@ -58,7 +58,7 @@ func TestBadInheritedDescriptors(t *testing.T) {
 			cmd := &exec.Cmd{
 				Path:       selfExe,
 				Args:       []string{os.Args[0]},
-				Env:        childEnv(&config{}, c.nfiles, "nop"),
+				Env:        childEnv(nil, make([]int, c.nfiles), "nop"),
 				Stderr:     &stderr,
 				ExtraFiles: c.extra(argR, statW),
 			}

@@ -5,21 +5,17 @@ package spawn
 import (
 	"bytes"
 	"context"
-	"encoding/gob"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 )
 
-func encodeValue(v any) func(*gob.Encoder) error {
-	return func(enc *gob.Encoder) error { return enc.Encode(v) }
-}
-
 // TestUnregistered starts a name the child does not know: the parent gets
 // ErrUnregistered, not a hang.
 func TestUnregistered(t *testing.T) {
-	p, err := start(t.Context(), &entry{name: "no-such-function", typ: "int"}, encodeValue(wireArg[int]{V: 1}), nil)
+	p, err := start(t.Context(), &entry{name: "no-such-function", typ: "int"}, []any{wireArg[int]{V: 1}}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +30,7 @@ func TestUnregistered(t *testing.T) {
 
 // TestMismatch starts a registered name with an argument of another type.
 func TestMismatch(t *testing.T) {
-	p, err := start(t.Context(), &entry{name: "nop", typ: "string"}, encodeValue(wireArg[string]{V: "x"}), nil)
+	p, err := start(t.Context(), &entry{name: "nop", typ: "string"}, []any{wireArg[string]{V: "x"}}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +38,7 @@ func TestMismatch(t *testing.T) {
 		t.Fatalf("Wait = %v, want ErrMismatch", err)
 	}
 	// Same type name, but bytes that do not decode as it.
-	p, err = start(t.Context(), &entry{name: "nop", typ: "struct {}"}, encodeValue("not a struct"), nil)
+	p, err = start(t.Context(), &entry{name: "nop", typ: "struct {}"}, []any{"not a struct"}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,17 +69,27 @@ func TestRegisterMisuse(t *testing.T) {
 	if lookup("nop").typ != "struct {}" {
 		t.Fatal("a duplicate Register replaced the entry")
 	}
-	if _, err := start(t.Context(), lookup("nop"), encodeValue(wireArg[struct{}]{}), nil); !errors.Is(err, ErrNoMain) {
+	if _, err := start(t.Context(), lookup("nop"), []any{wireArg[struct{}]{}}, nil, nil); !errors.Is(err, ErrNoMain) {
 		t.Fatalf("start before Main = %v, want ErrNoMain", err)
 	}
 }
 
 func TestParseEnv(t *testing.T) {
-	cs, err := parseEnv("123:2:a:b")
-	if err != nil || cs != (childSetup{ppid: 123, nfiles: 2, name: "a:b"}) {
-		t.Fatalf("parseEnv = %+v, %v", cs, err)
+	for _, c := range []struct {
+		v    string
+		want childSetup
+	}{
+		{"123:7,12:a:b", childSetup{ppid: 123, ids: []int{7, 12}, name: "a:b"}},
+		{"123::a", childSetup{ppid: 123, name: "a"}},
+		{"123:0:", childSetup{ppid: 123, ids: []int{0}}},
+	} {
+		cs, err := parseEnv(c.v)
+		if err != nil || cs.ppid != c.want.ppid || !slices.Equal(cs.ids, c.want.ids) || cs.name != c.want.name {
+			t.Fatalf("parseEnv(%q) = %+v, %v; want %+v", c.v, cs, err, c.want)
+		}
 	}
-	for _, bad := range []string{"", "1", "1:2", "x:1:n", "1:x:n", "0:1:n", "1:-1:n", "1:99999:n"} {
+	tooMany := "1:" + strings.Repeat("3,", maxFiles) + "3:n"
+	for _, bad := range []string{"", "1", "1:2", "x:1:n", "1:x:n", "0:1:n", "1:-1:n", "1:1,,2:n", "1:1,:n", tooMany} {
 		if _, err := parseEnv(bad); err == nil {
 			t.Errorf("parseEnv(%q) accepted", bad)
 		}
@@ -142,11 +148,9 @@ func FuzzParseStatus(f *testing.F) {
 // reaped (the AfterFunc goroutine preempted between Kill and its store;
 // under load that made TestCancel fail now and then).
 func TestCancelSlowKillRecord(t *testing.T) {
-	slow := func() { time.Sleep(100 * time.Millisecond) }
-	afterCtxKill.Store(&slow)
-	t.Cleanup(func() { afterCtxKill.Store(nil) })
+	slow := &hooks{afterCtxKill: func() { time.Sleep(100 * time.Millisecond) }}
 	ctx, cancel := context.WithCancel(t.Context())
-	p, err := Start(ctx, isleep, time.Hour)
+	p, err := start(ctx, isleep.e, []any{wireArg[time.Duration]{V: time.Hour}}, nil, slow)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,7 +81,7 @@ var (
 	// nested starts a grandchild, which must not be confused by its parent's
 	// spawn variable.
 	nested = spawn.Register("nested", func(ctx context.Context, msg string) error {
-		return spawn.Run(ctx, fail, msg)
+		return spawn.Run(ctx, fail, msg, nil)
 	})
 )
 
@@ -124,7 +124,7 @@ func TestMain(m *testing.M) {
 		ch := make(chan res)
 		go func() {
 			runtime.LockOSThread() // never unlocked: this thread ends with the goroutine
-			p, err := spawn.Start(context.Background(), sleep, time.Hour)
+			p, err := spawn.Start(context.Background(), sleep, time.Hour, nil)
 			ch <- res{p, err, syscall.Gettid()}
 		}()
 		r := <-ch

@@ -78,7 +78,7 @@ func BenchmarkPoolGo(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer func() { p.Terminate(); p.Wait() }()
+	defer p.Close()
 	cp := newChanPool(runtime.NumCPU(), sqInt)
 	defer cp.close()
 
@@ -153,7 +153,7 @@ func BenchmarkPoolMap(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer func() { p.Terminate(); p.Wait() }()
+		defer p.Close()
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := p.Map(ctx, xs); err != nil {
@@ -183,7 +183,7 @@ func BenchmarkPoolCPU(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer func() { p.Terminate(); p.Wait() }()
+	defer p.Close()
 	xs := make([]int, 8*ncpu)
 	for i := range xs {
 		xs[i] = 1_000_000

@@ -16,7 +16,7 @@ type job[In, Out any] struct {
 	fin  chan struct{}
 
 	finished bool
-	abort    error // Terminate or a broken pool: the call returns this
+	abort    error // the pool closed or broke: the call returns this
 	cancel   error // the call's ctx was cancelled: ctx.Err()
 	stopCtx  func() bool
 
@@ -89,11 +89,12 @@ func (p *Pool[In, Out]) abort(j *job[In, Out], err error) {
 }
 
 // cancelJob ends j because its call's context ended, or its Imap loop
-// did: its pending chunks are dropped, and with kill, the workers inside
-// one of its chunks (by their in-flight records) are killed (and
-// replaced), so that the pool is free again at once. A worker that holds
-// a chunk of j but runs another call's item is left alone (its results
-// for j are ignored).
+// did: its pending chunks are dropped, and with kill, the workers that
+// would spend their time on it are killed (and replaced), so that the pool
+// is free again at once: those inside one of its chunks (by their
+// in-flight records), and those inside none whose next chunk is one of its
+// (a worker still starting, say). A worker that holds a chunk of j but
+// runs another call's item is left alone (its results for j are ignored).
 func (p *Pool[In, Out]) cancelJob(j *job[In, Out], err error, kill bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -112,7 +113,7 @@ func (p *Pool[In, Out]) cancelJob(j *job[In, Out], err error, kill bool) {
 	p.pending = kept
 	if kill {
 		for _, w := range p.workers {
-			if !w.killed && w.inside(j) {
+			if !w.killed && w.busyWith(j) {
 				w.killed = true
 				w.proc.Kill()
 			}
@@ -121,12 +122,15 @@ func (p *Pool[In, Out]) cancelJob(j *job[In, Out], err error, kill bool) {
 	p.maybeDrain()
 }
 
-// inside reports whether w's in-flight record says it is inside one of
-// j's chunks (running an item, or between two). Under mu.
-func (w *worker[In, Out]) inside(j *job[In, Out]) bool {
+// busyWith reports whether w's in-flight record says it is inside one of
+// j's chunks (running an item, or between two), or inside no chunk with
+// one of j's the oldest it holds: next to run, unless it ran already and
+// its result is on the way (killing w then loses nothing of another call:
+// it is inside none of theirs). Under mu.
+func (w *worker[In, Out]) busyWith(j *job[In, Out]) bool {
 	r := w.rec.Load()
 	if r == 0 {
-		return false
+		return len(w.out) > 0 && w.out[0].job == j
 	}
 	for _, c := range w.out {
 		if c.job == j && recChunk(r) == uint32(c.id) {
@@ -147,16 +151,8 @@ func (p *Pool[In, Out]) submit(ctx context.Context, j *job[In, Out], size int) e
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var err error
-	switch {
-	case p.broken != nil:
-		err = p.broken
-	case p.terminated:
-		err = ErrTerminated
-	case p.closed:
-		err = ErrPoolClosed
-	}
-	if err != nil {
+	p.checkParent()
+	if err := p.takes(); err != nil {
 		if j.stopCtx != nil {
 			j.stopCtx()
 		}
@@ -195,9 +191,10 @@ func (p *Pool[In, Out]) chunkSize(n int) int {
 // result (zero for a failed item) and a [*MapError] naming each failure
 // (a [*TaskError] or a [*WorkerError]). If ctx is cancelled first, Map
 // returns nil and ctx.Err() at once, drops the items not yet started, and
-// kills (and replaces) the workers running its items. After [Pool.Close]
-// it returns [ErrPoolClosed]; when the pool is terminated, [ErrTerminated].
-// Map does not retain xs after it returns.
+// kills (and replaces) the workers running its items. After
+// [Pool.Shutdown] it returns [ErrShutdown]; once the pool is closed (or
+// closing), an error matching os.ErrClosed; once it is broken, the error
+// that broke it. Map does not retain xs after it returns.
 func (p *Pool[In, Out]) Map(ctx context.Context, xs []In) ([]Out, error) {
 	j := newJob[In, Out](xs, false)
 	if err := p.submit(ctx, j, p.chunkSize(len(xs))); err != nil {
@@ -236,7 +233,8 @@ func mapError(errs []error) error {
 // order of xs, each as soon as it and the ones before it are done: Python's
 // Pool.imap. A failed item yields its error (a [*TaskError] or a
 // [*WorkerError]) and the iteration goes on. If ctx is cancelled, or the
-// pool terminated, it yields one last (zero, error) and stops. Breaking out
+// pool cannot finish the call (see [Pool.Map] for its errors), it yields
+// one last (zero, error) and stops. Breaking out
 // of the loop drops the items not yet started and kills (and replaces) the
 // workers running its items.
 func (p *Pool[In, Out]) Imap(ctx context.Context, xs []In) iter.Seq2[Out, error] {
@@ -294,7 +292,8 @@ func (p *Pool[In, Out]) Imap(ctx context.Context, xs []In) iter.Seq2[Out, error]
 	}
 }
 
-// Result is one item's outcome in [Pool.ImapUnordered].
+// Result is one item's outcome in [Pool.ImapUnordered]. It is a plain
+// value: copy it freely. The zero Result is a zero Value without error.
 type Result[Out any] struct {
 	Value Out
 	Err   error // nil, a [*TaskError] or a [*WorkerError]
@@ -304,7 +303,8 @@ type Result[Out any] struct {
 // as soon as it is done, with its index in xs: Python's
 // Pool.imap_unordered. A failed item yields its index and a Result with the
 // error, and the iteration goes on. If ctx is cancelled, or the pool
-// terminated, it yields one last (-1, Result{Err: err}) and stops. Breaking
+// cannot finish the call (see [Pool.Map] for its errors), it yields one
+// last (-1, Result{Err: err}) and stops. Breaking
 // out of the loop drops the items not yet started and kills (and replaces)
 // the workers running its items.
 func (p *Pool[In, Out]) ImapUnordered(ctx context.Context, xs []In) iter.Seq2[int, Result[Out]] {
@@ -357,7 +357,8 @@ func (p *Pool[In, Out]) ImapUnordered(ctx context.Context, xs []In) iter.Seq2[in
 }
 
 // Future is the pending result of [Pool.Go]: Python's AsyncResult. It is
-// safe for concurrent use.
+// safe for concurrent use, and used through the pointer Go returns (a copy
+// would wait for the same result). The zero Future is not usable.
 type Future[Out any] struct {
 	fin <-chan struct{}
 	get func() (Out, error)

@@ -15,16 +15,17 @@ import (
 // itask is the internal tests' pool task.
 var itask = RegisterTask("pool-internal", func(ctx context.Context, x int) (int, error) { return x + 1, nil })
 
-// TestPoolWaitAfterWatchers: the goroutine that posts a worker's death on
-// the result queue may still be inside Put (after the commit the reader
-// acts on) when the reader has finished; Wait must not release the queue
-// before that goroutine is done. A fault hook holds the goroutine right
-// after its Put, as a preemption there would, then touches the queue.
-func TestPoolWaitAfterWatchers(t *testing.T) {
+// TestPoolShutdownAfterWatchers: the goroutine that posts a worker's death
+// on the result queue may still be inside Put (after the commit the reader
+// acts on) when the reader has finished; Shutdown must not release the
+// queue before that goroutine is done. A fault hook holds the goroutine
+// right after its Put, as a preemption there would, then touches the
+// queue.
+func TestPoolShutdownAfterWatchers(t *testing.T) {
 	var held, after atomic.Bool
 	var p *Pool[int, int]
 	ready := make(chan struct{})
-	poolFault = func(point string) {
+	fault := func(point string) {
 		if point != "watch-posted" {
 			return
 		}
@@ -34,9 +35,8 @@ func TestPoolWaitAfterWatchers(t *testing.T) {
 		p.results.Len() // the mapping must still be there
 		after.Store(true)
 	}
-	defer func() { poolFault = nil }()
 	var err error
-	p, err = NewPool(context.Background(), itask, &PoolOptions{Workers: 1})
+	p, err = newPool(context.Background(), itask, &PoolOptions{Workers: 1}, &hooks{poolFault: fault})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,12 +44,11 @@ func TestPoolWaitAfterWatchers(t *testing.T) {
 	if y, err := p.Apply(context.Background(), 1); err != nil || y != 2 {
 		t.Fatalf("Apply = %d, %v", y, err)
 	}
-	p.Close()
-	if err := p.Wait(); err != nil {
+	if err := p.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if !held.Load() || !after.Load() {
-		t.Fatalf("Wait returned while a watcher was still inside its post (held %v, done %v)", held.Load(), after.Load())
+		t.Fatalf("Shutdown returned while a watcher was still inside its post (held %v, done %v)", held.Load(), after.Load())
 	}
 }
 
@@ -66,7 +65,7 @@ func waitReady(t *testing.T, p *Pool[int, int], n int, old map[int]bool) []int {
 				pids = append(pids, w.proc.Pid)
 			}
 		}
-		broken, all := p.broken, len(p.workers)
+		broken, all := p.life.broken, len(p.workers)
 		p.mu.Unlock()
 		if broken != nil {
 			t.Fatalf("the pool broke: %v", broken)
@@ -90,10 +89,7 @@ func TestPoolIdleWorkersKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
-		p.Terminate()
-		p.Wait()
-	}()
+	defer p.Close()
 	seen := map[int]bool{}
 	for range maxStartFails + 1 {
 		for _, pid := range waitReady(t, p, n, seen) {
@@ -108,9 +104,8 @@ func TestPoolIdleWorkersKilled(t *testing.T) {
 	if pids := p.Pids(); len(pids) != n {
 		t.Fatalf("Pids = %v, want %d workers", pids, n)
 	}
-	p.Close()
-	if err := p.Wait(); err != nil {
-		t.Fatalf("Wait = %v", err)
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown = %v", err)
 	}
 }
 
@@ -124,24 +119,9 @@ var isleep = Register("pool-internal-sleep", func(ctx context.Context, d time.Du
 // cancelling A must not kill it (that would kill B's item), cancelling B
 // must.
 func TestCancelJobKillsOnlyItsWorker(t *testing.T) {
-	proc, err := Start(context.Background(), isleep, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		proc.Kill()
-		proc.Wait()
-	}()
-	rec, err := shm.NewInt64()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rec.Close()
-	p := &Pool[int, int]{workers: map[uint64]*worker[int, int]{}, jobs: map[*job[int, int]]struct{}{}}
-	w := &worker[int, int]{serial: 1, proc: proc, rec: rec}
-	p.workers[1] = w
-	a, b := newJob[int, int]([]int{1}, false), newJob[int, int]([]int{2}, false)
-	p.jobs[a], p.jobs[b] = struct{}{}, struct{}{}
+	p, a, b := poolOfTwoJobs()
+	w := fakeWorker(t, p, 1)
+	proc, rec := w.proc, w.rec
 	w.out = []*chunk[int, int]{{id: 7, job: a, n: 1, worker: w}, {id: 8, job: b, n: 1, worker: w}}
 	rec.Store(recWord(8, 1)) // inside B's item
 
@@ -173,10 +153,7 @@ func TestPoolWorkersKilledBeforeReady(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
-		p.Terminate()
-		p.Wait()
-	}()
+	defer p.Close()
 	seen := map[int]bool{}
 	for range 2*maxStartFails + 1 {
 		deadline := time.Now().Add(5 * time.Second)
@@ -200,4 +177,62 @@ func TestPoolWorkersKilledBeforeReady(t *testing.T) {
 	if y, err := p.Apply(context.Background(), 4); err != nil || y != 5 {
 		t.Fatalf("Apply after killing starting workers = %d, %v", y, err)
 	}
+}
+
+// TestCancelJobKillsStartingWorker: a worker inside no chunk (still
+// starting, or between chunks) whose next chunk is call A's is killed when
+// A is cancelled, rather than left to run A's chunks first (2 s each in
+// TestPoolCancelMap, whose workers were not ready yet under -race); one
+// whose next chunk is call B's is not.
+func TestCancelJobKillsStartingWorker(t *testing.T) {
+	p, a, b := poolOfTwoJobs()
+	ws := []*worker[int, int]{fakeWorker(t, p, 1), fakeWorker(t, p, 2)}
+	ws[0].out = []*chunk[int, int]{{id: 7, job: a, n: 1, worker: ws[0]}, {id: 8, job: b, n: 1, worker: ws[0]}}
+	ws[1].out = []*chunk[int, int]{{id: 9, job: b, n: 1, worker: ws[1]}, {id: 10, job: a, n: 1, worker: ws[1]}}
+
+	p.cancelJob(a, context.Canceled, true)
+	select {
+	case <-ws[0].proc.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("cancelling call A left the worker about to run its chunk")
+	}
+	select {
+	case <-ws[1].proc.Done():
+		t.Fatal("cancelling call A killed the worker about to run call B's chunk")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if !ws[0].killed || ws[1].killed {
+		t.Fatalf("killed marks = %v, %v; want true, false", ws[0].killed, ws[1].killed)
+	}
+}
+
+// poolOfTwoJobs returns a bare pool (no process, no queue) with two calls
+// under way, for the tests of cancelJob.
+func poolOfTwoJobs() (p *Pool[int, int], a, b *job[int, int]) {
+	p = &Pool[int, int]{workers: map[uint64]*worker[int, int]{}, jobs: map[*job[int, int]]struct{}{}}
+	a, b = newJob[int, int]([]int{1}, false), newJob[int, int]([]int{2}, false)
+	p.jobs[a], p.jobs[b] = struct{}{}, struct{}{}
+	return p, a, b
+}
+
+// fakeWorker adds to p a worker with the given serial: a sleeping child
+// and an in-flight record, both gone at the end of the test.
+func fakeWorker(t *testing.T, p *Pool[int, int], serial uint64) *worker[int, int] {
+	t.Helper()
+	proc, err := Start(context.Background(), isleep, time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		proc.Kill()
+		proc.Wait()
+	})
+	rec, err := shm.NewInt64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rec.Close() })
+	w := &worker[int, int]{serial: serial, proc: proc, rec: rec}
+	p.workers[serial] = w
+	return w
 }

@@ -120,19 +120,15 @@ func newPool[In, Out any](t *testing.T, task *spawn.Task[In, Out], opts *spawn.P
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		p.Terminate()
-		p.Wait()
-	})
+	t.Cleanup(func() { p.Close() })
 	return p
 }
 
+// closeWait shuts p down (Python's close() and join()), which must
+// succeed, and checks that no worker is left.
 func closeWait[In, Out any](t *testing.T, p *spawn.Pool[In, Out]) {
 	t.Helper()
-	if err := p.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Wait(); err != nil {
+	if err := p.Shutdown(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	noChildren(t)
@@ -281,11 +277,17 @@ func TestPoolGo(t *testing.T) {
 		t.Fatalf("Get(cancelled) = %v", err)
 	}
 	closeWait(t, p)
-	if _, err := p.Apply(t.Context(), 1); !errors.Is(err, spawn.ErrPoolClosed) {
-		t.Fatalf("Apply after Close = %v, want ErrPoolClosed", err)
+	if _, err := p.Apply(t.Context(), 1); !errors.Is(err, spawn.ErrShutdown) {
+		t.Fatalf("Apply after Shutdown = %v, want ErrShutdown", err)
 	}
-	if _, err := p.Map(t.Context(), ints(3)); !errors.Is(err, spawn.ErrPoolClosed) {
-		t.Fatalf("Map after Close = %v, want ErrPoolClosed", err)
+	if _, err := p.Map(t.Context(), ints(3)); !errors.Is(err, spawn.ErrShutdown) {
+		t.Fatalf("Map after Shutdown = %v, want ErrShutdown", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("Close after Shutdown = %v", err)
+	}
+	if _, err := p.Apply(t.Context(), 1); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Apply after Close = %v, want os.ErrClosed", err)
 	}
 }
 
@@ -467,9 +469,11 @@ func TestPoolInitializer(t *testing.T) {
 	if !errors.Is(err, spawn.ErrBroken) || !strings.Contains(err.Error(), "bad initializer") {
 		t.Fatalf("Map on a pool whose initializer fails = %v", err)
 	}
-	q.Close()
-	if err := q.Wait(); !errors.Is(err, spawn.ErrBroken) {
-		t.Fatalf("Wait = %v", err)
+	if err := q.Shutdown(t.Context()); !errors.Is(err, spawn.ErrBroken) {
+		t.Fatalf("Shutdown = %v, want ErrBroken", err)
+	}
+	if err := q.Close(); !errors.Is(err, spawn.ErrBroken) {
+		t.Fatalf("Close = %v, want ErrBroken", err)
 	}
 	noChildren(t)
 }
@@ -519,13 +523,14 @@ func TestPoolCancelGo(t *testing.T) {
 	closeWait(t, p)
 }
 
-func TestPoolTerminate(t *testing.T) {
+// TestPoolClose: Close kills the workers now (Python's terminate()),
+// fails the unfinished calls with an error matching os.ErrClosed, and
+// takes no more work; it is safe twice, and Shutdown after it reports
+// os.ErrClosed too.
+func TestPoolClose(t *testing.T) {
 	p, err := spawn.NewPool(t.Context(), work, &spawn.PoolOptions{Workers: 3})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if err := p.Wait(); !errors.Is(err, spawn.ErrNotClosed) {
-		t.Fatalf("Wait before Close = %v", err)
 	}
 	pids := p.Pids()
 	if len(children(t)) != 3 {
@@ -540,43 +545,71 @@ func TestPoolTerminate(t *testing.T) {
 		_, err := p.Map(t.Context(), xs)
 		done <- err
 	}()
+	f := p.Go(t.Context(), poolIn{X: 5000, Op: "sleep"})
 	time.Sleep(100 * time.Millisecond)
 	t0 := time.Now()
-	p.Terminate()
-	if err := <-done; !errors.Is(err, spawn.ErrTerminated) {
-		t.Fatalf("Map = %v, want ErrTerminated", err)
-	}
-	if err := p.Wait(); err != nil {
-		t.Fatal(err)
+	if err := p.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
 	}
 	if d := time.Since(t0); d > time.Second {
-		t.Fatalf("Terminate+Wait took %v", d)
+		t.Fatalf("Close took %v", d)
+	}
+	if err := <-done; !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Map = %v, want os.ErrClosed", err)
+	}
+	if _, err := f.Get(t.Context()); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Get = %v, want os.ErrClosed", err)
 	}
 	for _, pid := range pids {
 		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); !errors.Is(err, os.ErrNotExist) {
-			t.Fatalf("worker %d still exists after Terminate+Wait", pid)
+			t.Fatalf("worker %d still exists after Close", pid)
 		}
 	}
 	noChildren(t)
-	p.Terminate() // twice is fine
-	p.Close()
+	if err := p.Close(); err != nil { // twice is fine
+		t.Fatalf("second Close = %v", err)
+	}
+	if _, err := p.Apply(t.Context(), poolIn{X: 2}); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Apply after Close = %v, want os.ErrClosed", err)
+	}
+	if err := p.Shutdown(t.Context()); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Shutdown after Close = %v, want os.ErrClosed", err)
+	}
+	if pids := p.Pids(); len(pids) != 0 {
+		t.Fatalf("Pids after Close = %v", pids)
+	}
 }
 
-// TestPoolCloseFinishes: Close lets submitted work finish, then the
-// workers exit.
-func TestPoolCloseFinishes(t *testing.T) {
+// TestPoolShutdownFinishes: Shutdown takes no more work at once, lets the
+// submitted work finish, then the workers exit (Python's close() and
+// join()).
+func TestPoolShutdownFinishes(t *testing.T) {
 	p := newPool(t, work, &spawn.PoolOptions{Workers: 2})
 	fs := make([]*spawn.Future[poolOut], 6)
 	for i := range fs {
 		fs[i] = p.Go(t.Context(), poolIn{X: 20, Op: "sleep"})
 	}
 	pids := p.Pids()
-	closeWait(t, p)
+	done := make(chan error, 1)
+	go func() { done <- p.Shutdown(t.Context()) }()
+	// Shutdown refuses new work at once, before the old is done.
+	for {
+		_, err := p.Apply(t.Context(), poolIn{X: 1})
+		if errors.Is(err, spawn.ErrShutdown) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Apply while shutting down = %v", err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown = %v", err)
+	}
 	for _, f := range fs {
 		select {
 		case <-f.Done():
 		default:
-			t.Fatal("Wait returned before the submitted work was done")
+			t.Fatal("Shutdown returned before the submitted work was done")
 		}
 		if out, err := f.Get(t.Context()); err != nil || out.Y != 400 {
 			t.Fatalf("Get = %+v, %v", out, err)
@@ -584,12 +617,55 @@ func TestPoolCloseFinishes(t *testing.T) {
 	}
 	for _, pid := range pids {
 		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); !errors.Is(err, os.ErrNotExist) {
-			t.Fatalf("worker %d still exists after Close+Wait", pid)
+			t.Fatalf("worker %d still exists after Shutdown", pid)
 		}
+	}
+	noChildren(t)
+	if err := p.Shutdown(t.Context()); err != nil { // twice is fine
+		t.Fatalf("second Shutdown = %v", err)
 	}
 }
 
-// TestPoolParentCtx: cancelling NewPool's ctx terminates the pool.
+// TestPoolShutdownCtx: a Shutdown whose ctx ends first returns ctx.Err()
+// and the pool goes on draining; a later Shutdown waits for the rest, or
+// Close stops it.
+func TestPoolShutdownCtx(t *testing.T) {
+	for _, then := range []string{"shutdown", "close"} {
+		t.Run(then, func(t *testing.T) {
+			p := newPool(t, work, &spawn.PoolOptions{Workers: 1})
+			f := p.Go(t.Context(), poolIn{X: 300, Op: "sleep"})
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+			defer cancel()
+			if err := p.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Shutdown with a short ctx = %v, want DeadlineExceeded", err)
+			}
+			if _, err := p.Apply(t.Context(), poolIn{X: 1}); !errors.Is(err, spawn.ErrShutdown) {
+				t.Fatalf("Apply after Shutdown = %v, want ErrShutdown", err)
+			}
+			if then == "close" {
+				if err := p.Close(); err != nil {
+					t.Fatalf("Close = %v", err)
+				}
+				if _, err := f.Get(t.Context()); !errors.Is(err, os.ErrClosed) {
+					t.Fatalf("Get after Close = %v, want os.ErrClosed", err)
+				}
+				noChildren(t)
+				return
+			}
+			if err := p.Shutdown(t.Context()); err != nil {
+				t.Fatalf("second Shutdown = %v", err)
+			}
+			if out, err := f.Get(t.Context()); err != nil || out.Y != 300*300 {
+				t.Fatalf("Get = %+v, %v", out, err)
+			}
+			noChildren(t)
+		})
+	}
+}
+
+// TestPoolParentCtx: the end of NewPool's ctx closes the pool: its calls
+// fail with an error matching both os.ErrClosed and the ctx's error, and
+// the workers go.
 func TestPoolParentCtx(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	p, err := spawn.NewPool(ctx, sq, &spawn.PoolOptions{Workers: 2})
@@ -597,12 +673,13 @@ func TestPoolParentCtx(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel()
-	if err := p.Wait(); err != nil {
-		t.Fatal(err)
+	_, err = p.Apply(t.Context(), 2)
+	if !errors.Is(err, os.ErrClosed) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Apply after ctx cancel = %v, want os.ErrClosed and context.Canceled", err)
 	}
 	noChildren(t)
-	if _, err := p.Apply(t.Context(), 2); !errors.Is(err, spawn.ErrTerminated) {
-		t.Fatalf("Apply after ctx cancel = %v", err)
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -613,7 +690,6 @@ func TestMapLargeMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Wait()
 	defer p.Close()
 	xs := ints(40_000)
 	for i := range xs {
@@ -630,11 +706,12 @@ func TestMapLargeMessages(t *testing.T) {
 	}
 }
 
-// TestPoolImapBreakThenClose: breaking out of Imap or ImapUnordered while
-// one of its items runs forever (or waits at a worker to run) must not
-// keep Close+Wait waiting for it: the workers inside its items are killed
-// at the break, and Close kills those that still hold only its chunks.
-func TestPoolImapBreakThenClose(t *testing.T) {
+// TestPoolImapBreakThenShutdown: breaking out of Imap or ImapUnordered
+// while one of its items runs forever (or waits at a worker to run) must
+// not keep Shutdown waiting for it: the workers inside its items are
+// killed at the break, and Shutdown kills those that still hold only its
+// chunks.
+func TestPoolImapBreakThenShutdown(t *testing.T) {
 	forever := poolIn{X: 3600_000, Op: "sleep"} // an hour
 	for _, c := range []struct {
 		name    string
@@ -663,18 +740,17 @@ func TestPoolImapBreakThenClose(t *testing.T) {
 					break
 				}
 			}
-			p.Close()
 			done := make(chan error, 1)
-			go func() { done <- p.Wait() }()
+			go func() { done <- p.Shutdown(t.Context()) }()
 			select {
 			case err := <-done:
 				if err != nil {
-					t.Fatalf("Wait = %v", err)
+					t.Fatalf("Shutdown = %v", err)
 				}
 			case <-time.After(10 * time.Second):
-				p.Terminate()
+				p.Close()
 				<-done
-				t.Fatalf("Close+Wait still waiting after 10 s for an item of a loop broken out of")
+				t.Fatalf("Shutdown still waiting after 10 s for an item of a loop broken out of")
 			}
 			noChildren(t)
 		})

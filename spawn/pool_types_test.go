@@ -138,15 +138,13 @@ func TestPoolUnencodableValue(t *testing.T) {
 func TestPoolRefusesUnencodableTypes(t *testing.T) {
 	if p, err := spawn.NewPool(t.Context(), chanOut, nil); !errors.Is(err, spawn.ErrType) {
 		if p != nil {
-			p.Terminate()
-			p.Wait()
+			p.Close()
 		}
 		t.Fatalf("NewPool with a chan-only output type = %v, want ErrType", err)
 	}
 	if p, err := spawn.NewPool(t.Context(), chanIn, nil); !errors.Is(err, spawn.ErrType) {
 		if p != nil {
-			p.Terminate()
-			p.Wait()
+			p.Close()
 		}
 		t.Fatalf("NewPool with a chan-only input type = %v, want ErrType", err)
 	}

@@ -51,7 +51,7 @@ func TestGrandchildHoldsStdout(t *testing.T) {
 	}
 	var out bytes.Buffer
 	begin := time.Now()
-	err = spawn.Run(t.Context(), leaveGrandchild, v, spawn.Stdout(&out))
+	err = spawn.Run(t.Context(), leaveGrandchild, v, &spawn.Options{Stdout: &out})
 	pid := int(v.Load())
 	v.Close()
 	if pid > 0 {
@@ -89,7 +89,7 @@ func TestCancelAfterExit(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	w := &blockingWriter{got: make(chan struct{}), release: make(chan struct{})}
-	p, err := spawn.Start(ctx, hello, struct{}{}, spawn.Stdout(w))
+	p, err := spawn.Start(ctx, hello, struct{}{}, &spawn.Options{Stdout: w})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestStrayDescriptorsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer syscall.Close(fd)
-	if err := spawn.Run(t.Context(), seesFile, path); err != nil {
+	if err := spawn.Run(t.Context(), seesFile, path, nil); err != nil {
 		t.Fatalf("child: %v", err)
 	}
 }

@@ -60,7 +60,8 @@ type wireArg[A any] struct{ V A }
 
 // Func is a function registered with [Register] to run in a child process;
 // pass it to [Start] or [Run]. A Func is made once, at package level, and is
-// safe for concurrent use. The zero Func is not usable.
+// safe for concurrent use; it is used through its pointer (a copy would
+// name the same registration, harmlessly). The zero Func is not usable.
 type Func[A any] struct {
 	e *entry
 }

@@ -18,46 +18,58 @@ import (
 	"github.com/ipckit/ipckit/internal/handoff"
 )
 
-// Option configures a child started by [Start] or [Run].
-type Option func(*config)
+// Options configures a child started by [Start] or [Run]. A nil *Options
+// means the defaults: the null device for stdin, the parent's stdout,
+// stderr, environment and working directory.
+//
+// Start reads the Options and keeps only the writers and the reader: the
+// struct may be reused or changed once Start returns. The zero Options is
+// the defaults.
+type Options struct {
+	// Stdin is the child's standard input; nil means the null device. A
+	// reader that is not an *os.File is copied by a goroutine, as in
+	// os/exec.
+	Stdin io.Reader
 
-type config struct {
-	stdin          io.Reader
-	stdout, stderr io.Writer
-	env            []string
-	envSet         bool
-	dir            string
+	// Stdout is the child's standard output; nil means the parent's
+	// os.Stdout at the time of Start, and io.Discard the null device. A
+	// writer that is not an *os.File is fed by a goroutine, as in
+	// os/exec: Wait waits for the child and anything it started to close
+	// their copies of it, but at most one second after the child exits.
+	// Then Wait stops copying (output written later by a grandchild is
+	// lost) and returns the child's own result: nil if its function
+	// returned nil and it exited with code 0, whatever its grandchildren
+	// still hold.
+	Stdout io.Writer
+
+	// Stderr is the child's standard error, as Stdout is its output; nil
+	// means the parent's os.Stderr at the time of Start.
+	Stderr io.Writer
+
+	// Env is the child's environment ("KEY=value" entries), replacing the
+	// parent's; nil means the parent's, as in os/exec (an empty, non-nil
+	// slice means none).
+	Env []string
+
+	// Dir is the child's working directory; "" means the parent's.
+	Dir string
 }
 
-// Stdin sets the child's standard input; by default (or nil) it reads from
-// the null device. A reader that is not an *os.File is copied by a goroutine, as in
-// os/exec.
-func Stdin(r io.Reader) Option { return func(c *config) { c.stdin = r } }
-
-// Stdout sets the child's standard output; by default it is the parent's
-// os.Stdout at the time of Start; nil means the null device. A writer that
-// is not an *os.File is fed by a goroutine, as in os/exec: Wait waits for
-// the child and anything it started to close their copies of it, but at
-// most one second after the child exits. Then Wait stops copying (output
-// written later by a grandchild is lost) and returns the child's own
-// result: nil if its function returned nil and it exited with code 0,
-// whatever its grandchildren still hold.
-func Stdout(w io.Writer) Option { return func(c *config) { c.stdout = w } }
-
-// Stderr sets the child's standard error; see [Stdout].
-func Stderr(w io.Writer) Option { return func(c *config) { c.stderr = w } }
-
-// Env sets the child's environment ("KEY=value" entries), replacing the
-// parent's, which the child inherits by default.
-func Env(env []string) Option {
-	return func(c *config) { c.env, c.envSet = env, true }
+// output returns what os/exec is given for a child's stdout or stderr: w,
+// the parent's file for nil, and nil (the null device) for io.Discard.
+func output(w io.Writer, parent *os.File) io.Writer {
+	switch w {
+	case nil:
+		return parent
+	case io.Discard:
+		return nil
+	}
+	return w
 }
-
-// Dir sets the child's working directory; by default it is the parent's.
-func Dir(dir string) Option { return func(c *config) { c.dir = dir } }
 
 // Process is a running or finished child started by [Start]. Its methods
-// are safe for concurrent use; a Process must not be copied.
+// are safe for concurrent use; a Process must not be copied (use the
+// pointer Start returns). The zero Process is not usable.
 type Process struct {
 	// Pid is the child's process ID.
 	Pid int
@@ -77,52 +89,72 @@ type Process struct {
 // caller should call [Process.Wait]; the child is reaped even if it does
 // not. Cancelling ctx kills the child (but after Start returns, it does not
 // undo the start). Start fails if arg cannot be encoded, if [Main] has not
-// been called, or if the process cannot be started.
-func Start[A any](ctx context.Context, fn *Func[A], arg A, opts ...Option) (*Process, error) {
+// been called, or if the process cannot be started. opts may be nil.
+func Start[A any](ctx context.Context, fn *Func[A], arg A, opts *Options) (*Process, error) {
 	if fn == nil || fn.e == nil {
-		return nil, errors.New("spawn: Start with a nil Func")
+		return nil, fmt.Errorf("spawn: Start with a nil Func: %w", os.ErrInvalid)
 	}
-	return start(ctx, fn.e, func(enc *gob.Encoder) error {
-		return enc.Encode(wireArg[A]{V: arg})
-	}, opts)
+	return start(ctx, fn.e, []any{wireArg[A]{V: arg}}, opts, nil)
 }
 
 // Run starts fn in a child process with arg and waits for it; it returns
-// what [Process.Wait] returns.
-func Run[A any](ctx context.Context, fn *Func[A], arg A, opts ...Option) error {
-	p, err := Start(ctx, fn, arg, opts...)
+// what [Process.Wait] returns. opts may be nil.
+func Run[A any](ctx context.Context, fn *Func[A], arg A, opts *Options) error {
+	p, err := Start(ctx, fn, arg, opts)
 	if err != nil {
 		return err
 	}
 	return p.Wait()
 }
 
-// start starts the registry entry e in a child; encode writes the argument
-// after the type name. It is the one door through which every child is
+// hooks are test hooks (bbolt's db.ops style): each is called, if set, at
+// one point of a child's or a pool's life, so that a test can hold a
+// window open. Production code never sets them; a nil *hooks is none.
+type hooks struct {
+	// afterCtxKill runs between the kill that ctx's end sends a child and
+	// its record in killSent: the window in which the child may already
+	// be dead and reaped.
+	afterCtxKill func()
+	// poolFault is called at named points of a pool ("watch-posted": a
+	// watcher has put a worker's death on the result queue).
+	poolFault func(point string)
+}
+
+func (h *hooks) afterKill() {
+	if h != nil && h.afterCtxKill != nil {
+		h.afterCtxKill()
+	}
+}
+
+func (h *hooks) fault(point string) {
+	if h != nil && h.poolFault != nil {
+		h.poolFault(point)
+	}
+}
+
+// start starts the registry entry e in a child; args are encoded after the
+// type name, in order (a Func's wireArg; a pool worker's setup, then its
+// initializer's wireArg). It is the one door through which every child is
 // started, so that other entry points (the pool's workers) get the same
 // argument transport, status reporting, death signal and reaping.
-func start(ctx context.Context, e *entry, encode func(*gob.Encoder) error, opts []Option) (*Process, error) {
+func start(ctx context.Context, e *entry, args []any, opts *Options, h *hooks) (*Process, error) {
 	if !mainCalled.Load() {
 		return nil, ErrNoMain
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	cfg := config{stdout: os.Stdout, stderr: os.Stderr}
-	for _, o := range opts {
-		o(&cfg)
+	if opts == nil {
+		opts = &Options{}
 	}
 
-	// Encode inside handoff.Collect: anonymous shared objects met on the way
-	// register their files, which become descriptors 3, 4, ... in the child.
+	// The files of the anonymous shared objects in args become descriptors
+	// 3, 4, ... in the child; while they are marked as being passed, the
+	// objects' GobEncode writes the identifiers the child maps back.
+	files, ids, release := handoff.Collect(args...)
 	var buf bytes.Buffer
-	files, err := handoff.Collect(func() error {
-		enc := gob.NewEncoder(&buf)
-		if err := enc.Encode(e.typ); err != nil {
-			return err
-		}
-		return encode(enc)
-	})
+	err := encodeArgs(&buf, e.typ, args)
+	release()
 	if err != nil {
 		return nil, fmt.Errorf("spawn: encode argument of %s: %w", e.name, err)
 	}
@@ -140,11 +172,11 @@ func start(ctx context.Context, e *entry, encode func(*gob.Encoder) error, opts 
 	cmd := &exec.Cmd{
 		Path:       selfExe,
 		Args:       []string{os.Args[0]},
-		Env:        childEnv(&cfg, len(files), e.name),
-		Dir:        cfg.dir,
-		Stdin:      cfg.stdin,
-		Stdout:     cfg.stdout,
-		Stderr:     cfg.stderr,
+		Env:        childEnv(opts.Env, ids, e.name),
+		Dir:        opts.Dir,
+		Stdin:      opts.Stdin,
+		Stdout:     output(opts.Stdout, os.Stdout),
+		Stderr:     output(opts.Stderr, os.Stderr),
 		ExtraFiles: append(files, argR, statW),
 		// A grandchild that keeps a non-*os.File stdout or stderr open must
 		// not hold Wait forever.
@@ -169,9 +201,7 @@ func start(ctx context.Context, e *entry, encode func(*gob.Encoder) error, opts 
 		stop := context.AfterFunc(ctx, func() {
 			defer close(killed)
 			if cmd.Process.Kill() == nil {
-				if f := afterCtxKill.Load(); f != nil {
-					(*f)()
-				}
+				h.afterKill()
 				p.killSent.Store(true)
 			}
 		})
@@ -185,10 +215,19 @@ func start(ctx context.Context, e *entry, encode func(*gob.Encoder) error, opts 
 	return p, nil
 }
 
-// afterCtxKill, when set (tests only), runs between the kill that ctx's end
-// sends and its record in killSent: the window in which the child may
-// already be dead and reaped.
-var afterCtxKill atomic.Pointer[func()]
+// encodeArgs writes the child's argument stream: the type name, then args.
+func encodeArgs(buf *bytes.Buffer, typ string, args []any) error {
+	enc := gob.NewEncoder(buf)
+	if err := enc.Encode(typ); err != nil {
+		return err
+	}
+	for _, a := range args {
+		if err := enc.Encode(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // reap feeds the child its argument, reads its status, waits for it, and
 // records the result. It runs on its own goroutine for every child.
@@ -288,15 +327,16 @@ func (p *Process) Kill() error { return p.cmd.Process.Kill() }
 // os.ErrProcessDone.
 func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
 
-// childEnv returns the child's environment: the configured or inherited
-// one without any stale spawn variable, plus the variable naming the parent,
-// the number of inherited files and the function.
-func childEnv(cfg *config, nfiles int, name string) []string {
-	base := cfg.env
-	if !cfg.envSet {
+// childEnv returns the child's environment: env, or the parent's if env is
+// nil, without any stale spawn variable, plus the variable naming the
+// parent, the parent's descriptor numbers of the inherited files and the
+// function.
+func childEnv(env []string, ids []int, name string) []string {
+	base := env
+	if base == nil {
 		base = os.Environ()
 	}
-	env := make([]string, 0, len(base)+2)
+	out := make([]string, 0, len(base)+2)
 	gorace := ""
 	for _, kv := range base {
 		switch {
@@ -304,7 +344,7 @@ func childEnv(cfg *config, nfiles int, name string) []string {
 		case raceEnabled && strings.HasPrefix(kv, "GORACE="):
 			gorace = kv
 		default:
-			env = append(env, kv)
+			out = append(out, kv)
 		}
 	}
 	if raceEnabled {
@@ -314,7 +354,11 @@ func childEnv(cfg *config, nfiles int, name string) []string {
 			gorace = strings.TrimSpace(strings.TrimPrefix(gorace, "GORACE=") + " atexit_sleep_ms=0")
 			gorace = "GORACE=" + gorace
 		}
-		env = append(env, gorace)
+		out = append(out, gorace)
 	}
-	return append(env, envVar+"="+strconv.Itoa(os.Getpid())+":"+strconv.Itoa(nfiles)+":"+name)
+	fds := make([]string, len(ids))
+	for i, id := range ids {
+		fds[i] = strconv.Itoa(id)
+	}
+	return append(out, envVar+"="+strconv.Itoa(os.Getpid())+":"+strings.Join(fds, ",")+":"+name)
 }

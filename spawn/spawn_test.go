@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -24,7 +25,7 @@ import (
 )
 
 func TestSuccess(t *testing.T) {
-	p, err := spawn.Start(t.Context(), nop, struct{}{})
+	p, err := spawn.Start(t.Context(), nop, struct{}{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +60,7 @@ func TestSuccess(t *testing.T) {
 
 // TestReaped checks that a child nobody waits for is reaped: no zombie.
 func TestReaped(t *testing.T) {
-	p, err := spawn.Start(t.Context(), nop, struct{}{})
+	p, err := spawn.Start(t.Context(), nop, struct{}{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +72,7 @@ func TestReaped(t *testing.T) {
 
 func TestExitCode(t *testing.T) {
 	for _, code := range []int{0, 1, 7, 3, 255} {
-		p, err := spawn.Start(t.Context(), exitWith, code)
+		p, err := spawn.Start(t.Context(), exitWith, code, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,7 +94,7 @@ func TestExitCode(t *testing.T) {
 }
 
 func TestSignal(t *testing.T) {
-	err := spawn.Run(t.Context(), killSelf, syscall.SIGTERM)
+	err := spawn.Run(t.Context(), killSelf, syscall.SIGTERM, nil)
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
 		t.Fatalf("Wait = %v, want *exec.ExitError", err)
@@ -103,7 +104,7 @@ func TestSignal(t *testing.T) {
 		t.Fatalf("wait status %v, want killed by SIGTERM", ws)
 	}
 
-	p, err := spawn.Start(t.Context(), sleep, time.Hour)
+	p, err := spawn.Start(t.Context(), sleep, time.Hour, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +122,7 @@ func TestSignal(t *testing.T) {
 }
 
 func TestReturnedError(t *testing.T) {
-	err := spawn.Run(t.Context(), fail, "no such widget: 42")
+	err := spawn.Run(t.Context(), fail, "no such widget: 42", nil)
 	var ce *spawn.ChildError
 	if !errors.As(err, &ce) {
 		t.Fatalf("Wait = %v (%T), want *ChildError", err, err)
@@ -132,7 +133,7 @@ func TestReturnedError(t *testing.T) {
 }
 
 func TestPanic(t *testing.T) {
-	err := spawn.Run(t.Context(), boom, "kaboom")
+	err := spawn.Run(t.Context(), boom, "kaboom", nil)
 	var pe *spawn.PanicError
 	if !errors.As(err, &pe) {
 		t.Fatalf("Wait = %v (%T), want *PanicError", err, err)
@@ -146,7 +147,7 @@ func TestPanic(t *testing.T) {
 }
 
 func TestGoexit(t *testing.T) {
-	err := spawn.Run(t.Context(), goexit, struct{}{})
+	err := spawn.Run(t.Context(), goexit, struct{}{}, nil)
 	var ce *spawn.ChildError
 	if !errors.As(err, &ce) || !strings.Contains(ce.Msg, "Goexit") {
 		t.Fatalf("Wait = %v, want a *ChildError about Goexit", err)
@@ -162,11 +163,11 @@ func TestSharedInt64(t *testing.T) {
 	v.Store(5)
 	arg := addArg{V: v, N: 1000, Step: 3, Inner: &inner{Tag: "nested", List: []int{1, 2, 3}}}
 	// Two children at once, adding to the same memory.
-	p1, err := spawn.Start(t.Context(), add, arg)
+	p1, err := spawn.Start(t.Context(), add, arg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p2, err := spawn.Start(t.Context(), add, arg)
+	p2, err := spawn.Start(t.Context(), add, arg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,21 +184,21 @@ func TestBigArgument(t *testing.T) {
 	for i := range data {
 		data[i] = byte(i*7 + i>>13)
 	}
-	if err := spawn.Run(t.Context(), big, bigArg{Data: data, Sum: sha256.Sum256(data)}); err != nil {
+	if err := spawn.Run(t.Context(), big, bigArg{Data: data, Sum: sha256.Sum256(data)}, nil); err != nil {
 		t.Fatal(err)
 	}
 	// And a corrupted one is noticed, so the check above means something.
 	sum := sha256.Sum256(data)
 	sum[0] ^= 1
 	var ce *spawn.ChildError
-	if err := spawn.Run(t.Context(), big, bigArg{Data: data, Sum: sum}); !errors.As(err, &ce) {
+	if err := spawn.Run(t.Context(), big, bigArg{Data: data, Sum: sum}, nil); !errors.As(err, &ce) {
 		t.Fatalf("Wait = %v, want a checksum ChildError", err)
 	}
 }
 
 func TestCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
-	p, err := spawn.Start(ctx, sleep, time.Hour)
+	p, err := spawn.Start(ctx, sleep, time.Hour, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,12 +220,12 @@ func TestCancel(t *testing.T) {
 	}
 
 	// A ctx already done starts nothing.
-	if _, err := spawn.Start(ctx, nop, struct{}{}); !errors.Is(err, context.Canceled) {
+	if _, err := spawn.Start(ctx, nop, struct{}{}, nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Start with a cancelled ctx = %v", err)
 	}
 	// A ctx cancelled after a successful child leaves its result alone.
 	ctx2, cancel2 := context.WithCancel(t.Context())
-	p, err = spawn.Start(ctx2, nop, struct{}{})
+	p, err = spawn.Start(ctx2, nop, struct{}{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,8 +240,7 @@ func TestOptions(t *testing.T) {
 	var out, errOut bytes.Buffer
 	dir := t.TempDir()
 	err := spawn.Run(t.Context(), report, "SPAWN_TEST_KEY",
-		spawn.Stdout(&out), spawn.Stderr(&errOut), spawn.Dir(dir),
-		spawn.Env(append(os.Environ(), "SPAWN_TEST_KEY=hello")))
+		&spawn.Options{Stdout: &out, Stderr: &errOut, Dir: dir, Env: append(os.Environ(), "SPAWN_TEST_KEY=hello")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,10 +251,29 @@ func TestOptions(t *testing.T) {
 	if errOut.String() != "to stderr\n" {
 		t.Errorf("stderr = %q", errOut.String())
 	}
+
+	// An empty, non-nil Env is none; io.Discard is the null device; the
+	// working directory is the parent's by default.
+	out.Reset()
+	t.Setenv("SPAWN_TEST_KEY", "inherited")
+	if err := spawn.Run(t.Context(), report, "SPAWN_TEST_KEY", &spawn.Options{Stdout: &out, Stderr: io.Discard, Env: []string{}}); err != nil {
+		t.Fatal(err)
+	}
+	wd, _ := os.Getwd()
+	if want := "dir=" + wd + " SPAWN_TEST_KEY= spawnvar=false\n"; out.String() != want {
+		t.Errorf("stdout with an empty Env = %q, want %q", out.String(), want)
+	}
+	out.Reset()
+	if err := spawn.Run(t.Context(), report, "SPAWN_TEST_KEY", &spawn.Options{Stdout: &out, Stderr: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "dir=" + wd + " SPAWN_TEST_KEY=inherited spawnvar=false\n"; out.String() != want {
+		t.Errorf("stdout with a nil Env = %q, want %q", out.String(), want)
+	}
 }
 
 func TestGrandchild(t *testing.T) {
-	err := spawn.Run(t.Context(), nested, "from the grandchild")
+	err := spawn.Run(t.Context(), nested, "from the grandchild", nil)
 	var ce *spawn.ChildError
 	if !errors.As(err, &ce) || !strings.Contains(ce.Msg, "from the grandchild") {
 		t.Fatalf("Wait = %v", err)
@@ -322,12 +341,12 @@ func TestNoLeakedDescriptors(t *testing.T) {
 	defer v.Close()
 	arg := addArg{V: v, N: 1, Step: 1, Inner: &inner{Tag: "nested", List: []int{1, 2, 3}}}
 	// One round first, so lazily opened descriptors (/dev/null) are counted.
-	if err := spawn.Run(t.Context(), add, arg); err != nil {
+	if err := spawn.Run(t.Context(), add, arg, nil); err != nil {
 		t.Fatal(err)
 	}
 	before := countFDs(t)
 	for range 100 {
-		p, err := spawn.Start(t.Context(), add, arg)
+		p, err := spawn.Start(t.Context(), add, arg, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

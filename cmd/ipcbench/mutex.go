@@ -118,7 +118,7 @@ func mutexHandoff(cfg *config, l locker, arg pongArg) (float64, error) {
 	arg.Turn = turn
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	p, err := spawn.Start(ctx, pong, arg)
+	p, err := spawn.Start(ctx, pong, arg, nil)
 	if err != nil {
 		return 0, err
 	}

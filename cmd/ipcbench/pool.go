@@ -34,10 +34,7 @@ func withPool[In, Out any](task *spawn.Task[In, Out], warm In, f func(*spawn.Poo
 	if err != nil {
 		return 0, err
 	}
-	defer func() {
-		p.Close()
-		p.Wait()
-	}()
+	defer p.Close()
 	warmUp := make([]In, runtime.NumCPU())
 	for i := range warmUp {
 		warmUp[i] = warm

@@ -60,9 +60,9 @@ func receive(n, size int, start func(context.Context) (*spawn.Process, error), r
 }
 
 // receiveStream is receive with the produce child writing arg.
-func receiveStream(arg streamArg, opts []spawn.Option, read func(buf []byte) error) (float64, error) {
+func receiveStream(arg streamArg, opts *spawn.Options, read func(buf []byte) error) (float64, error) {
 	return receive(arg.N, arg.Size, func(ctx context.Context) (*spawn.Process, error) {
-		return spawn.Start(ctx, produce, arg, opts...)
+		return spawn.Start(ctx, produce, arg, opts)
 	}, func(_ *spawn.Process, buf []byte) error { return read(buf) })
 }
 
@@ -86,9 +86,9 @@ func queueRate(cfg *config, size, capacity int) (float64, error) {
 
 // fileRate measures a pipe or socket whose write end the child gets as an
 // option and whose read end is r.
-func fileRate(cfg *config, r *os.File, opt spawn.Option, socket bool) (float64, error) {
+func fileRate(cfg *config, r *os.File, opts *spawn.Options, socket bool) (float64, error) {
 	arg := streamArg{N: streamCount(cfg, msgSize), Size: msgSize, Socket: socket}
-	return receiveStream(arg, []spawn.Option{opt}, func(buf []byte) error {
+	return receiveStream(arg, opts, func(buf []byte) error {
 		_, err := io.ReadFull(r, buf)
 		return err
 	})
@@ -111,7 +111,7 @@ func queueMetrics() []metric {
 					}
 					defer r.Close()
 					defer w.Close()
-					return msgs(fileRate(cfg, r, spawn.Stdout(w), false))
+					return msgs(fileRate(cfg, r, &spawn.Options{Stdout: w}, false))
 				}},
 				{"raw_ring_bare", func(cfg *config) (float64, error) { return msgs(rawRate(cfg, rawBare)) }},
 				{"raw_ring_lock", func(cfg *config) (float64, error) { return msgs(rawRate(cfg, rawLockOnly)) }},
@@ -123,7 +123,7 @@ func queueMetrics() []metric {
 					}
 					defer a.Close()
 					defer b.Close()
-					return msgs(fileRate(cfg, a, spawn.Stdin(b), true))
+					return msgs(fileRate(cfg, a, &spawn.Options{Stdin: b}, true))
 				}},
 			},
 		},

@@ -145,7 +145,7 @@ func rawRate(cfg *config, fences rawFences) (float64, error) {
 	n := streamCount(cfg, msgSize)
 	i := 0
 	mps, err := receive(n, msgSize, func(ctx context.Context) (*spawn.Process, error) {
-		return spawn.Start(ctx, rawProduce, rawArg{Seg: seg, N: n, Size: msgSize, Fences: fences})
+		return spawn.Start(ctx, rawProduce, rawArg{Seg: seg, N: n, Size: msgSize, Fences: fences}, nil)
 	}, func(p *spawn.Process, buf []byte) error {
 		if fences == rawLockAdd {
 			s.acquire()

@@ -43,19 +43,21 @@ var stop = []byte{0}
 // queueRTT measures round trips to an echo child over two queues; spin is
 // both sides' spin setting (negative: pure futex waits).
 func queueRTT(cfg *config, p float64, spin time.Duration) (float64, error) {
-	ping, err := ipcqueue.New(64<<10, &ipcqueue.Options{Spin: spin})
+	ping, err := ipcqueue.New(64<<10, nil)
 	if err != nil {
 		return 0, err
 	}
 	defer ping.Close()
-	back, err := ipcqueue.New(64<<10, &ipcqueue.Options{Spin: spin})
+	ping.SetSpin(spin)
+	back, err := ipcqueue.New(64<<10, nil)
 	if err != nil {
 		return 0, err
 	}
 	defer back.Close()
+	back.SetSpin(spin)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	child, err := spawn.Start(ctx, echo, echoArg{In: ping, Out: back, Spin: spin})
+	child, err := spawn.Start(ctx, echo, echoArg{In: ping, Out: back, Spin: spin}, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -96,7 +98,7 @@ func socketRTT(cfg *config, p float64) (float64, error) {
 	defer a.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	child, err := spawn.Start(ctx, echo, echoArg{}, spawn.Stdin(b))
+	child, err := spawn.Start(ctx, echo, echoArg{}, &spawn.Options{Stdin: b})
 	b.Close()
 	if err != nil {
 		return 0, err

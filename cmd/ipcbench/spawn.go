@@ -43,4 +43,4 @@ func spawnMetrics() []metric {
 	}}
 }
 
-func spawnRun(ctx context.Context) error { return spawn.Run(ctx, nothing, struct{}{}) }
+func spawnRun(ctx context.Context) error { return spawn.Run(ctx, nothing, struct{}{}, nil) }

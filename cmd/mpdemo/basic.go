@@ -19,8 +19,8 @@ var say = spawn.Register("mpdemo.say", func(_ context.Context, text string) erro
 // (multiprocessing.Process) side by side and waits for both (join).
 func basic(ctx context.Context) error {
 	var wg sync.WaitGroup
-	wg.Go(func() { fmt.Println("tttt") })   // t1.start()
-	p, err := spawn.Start(ctx, say, "pppp") // p1.start()
+	wg.Go(func() { fmt.Println("tttt") })        // t1.start()
+	p, err := spawn.Start(ctx, say, "pppp", nil) // p1.start()
 	if err != nil {
 		return err
 	}

@@ -21,10 +21,7 @@ func poolDemo(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer func() { // on an early return; after Close and Wait this does nothing
-		pool.Terminate()
-		pool.Wait()
-	}()
+	defer pool.Close() // with mp.Pool(...) as pool: on an early return, pool.terminate()
 
 	res, err := pool.Map(ctx, rangeOf(10)) // pool.map(job, range(10))
 	if err != nil {
@@ -52,10 +49,7 @@ func poolDemo(ctx context.Context) error {
 	}
 	fmt.Println(pyList(multi))
 
-	if err := pool.Close(); err != nil { // pool.close()
-		return err
-	}
-	return pool.Wait() // pool.join()
+	return pool.Shutdown(ctx) // pool.close(); pool.join()
 }
 
 // rangeOf is Python's range(n).

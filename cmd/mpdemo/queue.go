@@ -45,7 +45,7 @@ func twoProcesses(ctx context.Context, n int) (sum128, sum128, error) {
 	defer results.Close()
 	var procs []*spawn.Process
 	for range 2 {
-		p, err := spawn.Start(ctx, queueJob, jobArg{N: n, Results: results}) // p.start()
+		p, err := spawn.Start(ctx, queueJob, jobArg{N: n, Results: results}, nil) // p.start()
 		if err != nil {
 			for _, p := range procs {
 				p.Kill()

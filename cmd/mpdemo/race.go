@@ -51,11 +51,11 @@ func addTwice(ctx context.Context, lock *semaphore.Mutex) error {
 		return err
 	}
 	defer v.Close()
-	p1, err := spawn.Start(ctx, addFive, addArg{V: v, Step: 1, Lock: lock})
+	p1, err := spawn.Start(ctx, addFive, addArg{V: v, Step: 1, Lock: lock}, nil)
 	if err != nil {
 		return err
 	}
-	p2, err := spawn.Start(ctx, addFive, addArg{V: v, Step: 3, Lock: lock})
+	p2, err := spawn.Start(ctx, addFive, addArg{V: v, Step: 3, Lock: lock}, nil)
 	if err != nil {
 		p1.Kill()
 		p1.Wait()

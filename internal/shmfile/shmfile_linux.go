@@ -139,9 +139,17 @@ func Size(f *os.File) (size, allocated int64, err error) {
 	return st.Size, st.Blocks * 512, nil
 }
 
-// Retire replaces the mapping b with an inaccessible reservation of the same
-// addresses, so that a stale use of b faults instead of reaching whatever
-// the kernel would map there next. The reservation holds no memory.
+// Retire ends the mapping b, made by [Map], by replacing it with an
+// inaccessible reservation of the same addresses, so that a stale use of b
+// faults instead of reaching whatever the kernel would map there next. The
+// reservation holds no memory and is never lifted: the addresses stay
+// reserved for the life of the process, and so does the record of b that
+// golang.org/x/sys/unix keeps for mmap-go (no later mapping can have its
+// addresses, so the record never misleads an Unmap).
+//
+// It is a single mmap(MAP_FIXED) over b, atomic in the kernel: there is no
+// instant at which the addresses are free for another mapping to take, as
+// there would be between an [Unmap] and a new reservation.
 func Retire(b []byte) error {
 	if len(b) == 0 {
 		return nil
