@@ -11,12 +11,16 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ipckit/ipckit/internal/robust"
 )
 
 // promptly bounds how long a call blocked on a handle may take to return
 // after Close: well inside the shortest sleep a waiter would otherwise wait
-// out (lockSleep, 50 ms; waitSleep is 100 ms), so that only a wake passes.
-const promptly = 20 * time.Millisecond
+// out (a waiter for a lock its own process holds has no timeout; a waiter
+// for data or space wakes first after robust.CheckPeriod, 100 ms), so that
+// only a wake passes.
+const promptly = robust.CheckPeriod / 2
 
 // queueKinds makes a queue of each kind a test runs on: on the Go heap
 // (the race detector sees every access) and mapped (anonymous, memfd).
@@ -109,7 +113,7 @@ func TestCloseWakesWaiters(t *testing.T) {
 				q := spinning(kind.make(t, 1024), spin)
 				closeWakes(t, q, 2, func(errs chan<- error) {
 					sleeper(t, q, q.dataFx, errs, get(q))
-					sleeper(t, q, q.clock.fx, errs, func() error {
+					sleeper(t, q, q.clock.Sleepers(), errs, func() error {
 						_, err := q.GetInto(t.Context(), make([]byte, 8))
 						return err
 					})
@@ -139,7 +143,7 @@ func TestCloseOtherHandle(t *testing.T) {
 		return err
 	})
 	closeWakes(t, q, 1, func(errs chan<- error) {
-		sleeper(t, holder, holder.clock.fx, errs, func() error { _, err := q.Get(context.Background()); return err })
+		sleeper(t, holder, holder.clock.Sleepers(), errs, func() error { _, err := q.Get(context.Background()); return err })
 	})
 	select {
 	case err := <-held:

@@ -1,10 +1,11 @@
+//go:build linux
+
 package ipcqueue
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os/exec"
 	"testing"
 
 	"github.com/ipckit/ipckit/shm"
@@ -35,6 +36,7 @@ func TestCorruptHeader(t *testing.T) {
 	}{
 		{"magic", func(b []byte) { b[offMagic] ^= 1 }, true},
 		{"version", func(b []byte) { le.PutUint32(b[offVersion:], 9) }, true},
+		{"version 3", func(b []byte) { le.PutUint32(b[offVersion:], 3) }, true}, // pid-based lock words
 		{"ring size", func(b []byte) { le.PutUint64(b[offCap:], 1<<30) }, true},
 		{"checksum", func(b []byte) { b[offCRC] ^= 1 }, true},
 		{"head misaligned", func(b []byte) { le.PutUint64(b[offHead:], 3) }, false},
@@ -42,6 +44,8 @@ func TestCorruptHeader(t *testing.T) {
 		{"record length", func(b []byte) { le.PutUint32(b[ctlSize:], flagCommit|5000) }, false},
 		{"record tag", func(b []byte) { le.PutUint32(b[ctlSize+4:], 77) }, false},
 		{"padding length", func(b []byte) { le.PutUint32(b[ctlSize:], flagCommit|flagPadding|8) }, false},
+		{"producer lock word", func(b []byte) { le.PutUint64(b[offPLock:], 3<<62|5) }, false},
+		{"consumer lock word", func(b []byte) { le.PutUint64(b[offCLock:], 1<<62|1<<63) }, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			img := append([]byte(nil), good...)
@@ -71,14 +75,41 @@ func TestCorruptHeader(t *testing.T) {
 	}
 }
 
-// deadWord returns the lock word of a process that has exited (and been
-// reaped): a lock holder that died.
-func deadWord(t testing.TB) uint64 {
-	c := exec.Command("true")
-	if err := c.Run(); err != nil {
-		t.Fatal(err)
+// TestCorruptLockWord: a lock word that no lock can hold (a flag with no
+// holder, bits beyond a liveness token) is ErrCorrupt from the blocking
+// calls too, at once, never a wait; Shutdown shuts the queue down all the
+// same and reports it.
+func TestCorruptLockWord(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		off  int
+		word uint64
+	}{
+		{"producer", offPLock, 1 << 62},
+		{"consumer", offCLock, 1<<63 | 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			q := heapQueue(t, 1024, nil)
+			u64At(q.ctl, c.off).Store(c.word)
+			var err error
+			if c.off == offPLock {
+				err = q.Put(t.Context(), []byte("x"))
+			} else {
+				_, err = q.Get(t.Context())
+			}
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("%s lock word %#x: %v, want ErrCorrupt", c.name, c.word, err)
+			}
+			if c.off == offPLock {
+				if err := q.Shutdown(); !errors.Is(err, ErrCorrupt) || !q.IsShutdown() {
+					t.Fatalf("Shutdown = %v, IsShutdown %v", err, q.IsShutdown())
+				}
+			}
+			if w := u64At(q.ctl, c.off).Load(); w != c.word {
+				t.Fatalf("the lock word changed to %#x", w)
+			}
+		})
 	}
-	return uint64(c.Process.Pid)<<32 | 12345
 }
 
 // noPanic runs f and turns a panic into an error.
@@ -115,7 +146,7 @@ func TestCorruptTail(t *testing.T) {
 			t.Fatalf("Put = %v; want ErrCorrupt", err)
 		}
 	})
-	dead := deadWord(t)
+	dead := deadToken(t)
 	for _, c := range []struct {
 		name string
 		op   func(q *Queue) error
@@ -129,11 +160,11 @@ func TestCorruptTail(t *testing.T) {
 			q := heapQueue(t, 1024, nil)
 			b := q.Segment().Bytes()
 			le.PutUint64(b[offTail:], 1020)
-			q.plock.word.Store(dead)
+			u64At(q.ctl, offPLock).Store(dead)
 			if err := noPanic(func() error { return c.op(q) }); !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("%s = %v; want ErrCorrupt", c.name, err)
 			}
-			if w := q.plock.word.Load(); w != 0 && w != dead {
+			if w := u64At(q.ctl, offPLock).Load(); w != 0 && w != dead {
 				t.Fatalf("producer lock left held by %#x", w)
 			}
 		})
@@ -162,7 +193,7 @@ func FuzzQueue(f *testing.F) {
 	binary.LittleEndian.PutUint64(misaligned[offTail:], 252)
 	f.Add(misaligned, uint8(4), uint64(248))
 	f.Add(misaligned, uint8(1), uint64(0))
-	dead := deadWord(f)
+	dead := deadToken(f)
 	f.Fuzz(func(t *testing.T, image []byte, mode uint8, cached uint64) {
 		fuzzOne(t, image, mode, cached, dead)
 	})
@@ -242,12 +273,12 @@ func TestDecodeHeader(t *testing.T) {
 // before unlocking has delivered its message: it is not counted as
 // dropped. One that dies after claiming space and before publishing is.
 func TestDroppedAfterPublish(t *testing.T) {
-	dead := deadWord(t)
+	dead := deadToken(t)
 	q := heapQueue(t, 1024, nil)
 	if err := q.Put(t.Context(), []byte("delivered")); err != nil {
 		t.Fatal(err)
 	}
-	q.plock.word.Store(dead) // died between publishing tail and unlocking
+	u64At(q.ctl, offPLock).Store(dead) // died between publishing tail and unlocking
 	if st := q.Stats(); st.Dropped != 0 {
 		t.Fatalf("Stats = %+v: a delivered message counted as dropped", st)
 	}
@@ -257,7 +288,7 @@ func TestDroppedAfterPublish(t *testing.T) {
 
 	// Died after claiming, before writing anything else.
 	q.claim.Store(q.tail.Load() + 16)
-	q.plock.word.Store(dead)
+	u64At(q.ctl, offPLock).Store(dead)
 	if st := q.Stats(); st.Dropped != 1 {
 		t.Fatalf("Stats = %+v: want one dropped message", st)
 	}

@@ -53,10 +53,21 @@
 //
 // A producer killed inside Put, at any instruction, loses only its own
 // message: the queue is never wedged, consumers never see a torn message,
-// and [Stats.Dropped] counts the loss once another process notices (within
-// about 100 ms while anyone waits on or uses the queue). A consumer killed
-// inside Get before taking its message leaves the message in the queue for
-// the next consumer; killed after taking it (the single store that moves
-// the head), the message is gone with it, as if it had died just after Get
-// returned. Either way the other consumers wait at most about 100 ms.
+// and [Stats.Dropped] counts the loss once another process notices: the
+// next Put, TryPut, Stats or Shutdown, a producer waiting for the dead
+// one, or a consumer that went to sleep on the empty queue while the dead
+// one was inside its Put (the kernel tells it of the death at once). A
+// producer killed after committing its message but before waking a
+// consumer that was already asleep when its Put began leaves the message
+// to be taken when the next Put wakes that consumer.
+//
+// A consumer killed inside Get before taking its message leaves the
+// message in the queue for the next consumer; killed after taking it (the
+// single store that moves the head), the message is gone with it, as if
+// it had died just after Get returned. Either way the other consumers
+// take its place as soon as the kernel reports its death.
+//
+// Deaths are told by a lock the kernel drops when a process exits (see
+// internal/liveness), the same in every PID namespace: a live process is
+// never taken for a dead one, even in another container sharing /dev/shm.
 package ipcqueue

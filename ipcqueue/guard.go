@@ -1,13 +1,11 @@
 package ipcqueue
 
 import (
-	"context"
 	"runtime"
 	"slices"
 	"sync/atomic"
 	"time"
 
-	"github.com/ipckit/ipckit/internal/futex"
 	"github.com/ipckit/ipckit/internal/release"
 )
 
@@ -39,17 +37,16 @@ import (
 //     full fence) before the handle's open flag is checked, and decremented
 //     when the call no longer touches the mapping.
 //
-// Close clears q.open, then calls membarrier(2)
-// (MEMBARRIER_CMD_PRIVATE_EXPEDITED), which runs a full fence on every
-// running thread of the process: a pinned goroutine either made its word
-// odd before that fence, and Close sees the odd word, or loads open after
-// it and leaves without touching the mapping. That asymmetric fence is what
-// lets the pinned entry be a plain store (on amd64 a store may otherwise
-// pass the later load of open, and Close would miss the call). Close then
-// waits for every P whose word it saw odd to move on, then for q.calls to
-// reach zero, waking the queue's four futex words every round while it is
-// not (a counted call may be asleep; every sleeper re-checks open when it
-// wakes, and a waiter for a lock sees it through lockCtx). Only then does it
+// Close clears q.open and wakes the handle's sleepers (robust.Closer: on
+// the locks and in waits; each returns errClosed, and a spinner sees open
+// cleared), then calls membarrier(2) (MEMBARRIER_CMD_PRIVATE_EXPEDITED),
+// which runs a full fence on every running thread of the process: a
+// pinned goroutine either made its word odd before that fence, and Close
+// sees the odd word, or loads open after it and leaves without touching
+// the mapping. That asymmetric fence is what lets the pinned entry be a
+// plain store (on amd64 a store may otherwise pass the later load of open,
+// and Close would miss the call). Close then waits for every P whose word
+// it saw odd to move on, then for q.calls to reach zero. Only then does it
 // unmap. Where membarrier is missing (not Linux on amd64 or arm64, or a
 // kernel or sandbox without it), the pinned entry store is sync/atomic's,
 // itself a full fence.
@@ -149,6 +146,7 @@ func (q *Queue) closeHandle() error {
 		return nil // the zero Queue
 	}
 	q.open.Store(false)
+	q.closer.Close(q.dataFx, q.spaceFx, q.plock.Sleepers(), q.clock.Sleepers())
 	if !q.fenced {
 		if err := membarrier(); err != nil {
 			// A pinned call may still be about to touch the mapping: keep it.
@@ -159,9 +157,7 @@ func (q *Queue) closeHandle() error {
 	return q.seg.Close()
 }
 
-// drain waits until no call on q can touch the mapping, waking q's
-// sleepers while counted calls are left (the other processes' sleepers on
-// the same words see a spurious wake-up, and sleep again).
+// drain waits until no call on q can touch the mapping.
 func (q *Queue) drain() {
 	type busy struct {
 		s   *pinSlot
@@ -181,39 +177,6 @@ func (q *Queue) drain() {
 		if len(pinned) == 0 && n == 0 {
 			return
 		}
-		if n != 0 {
-			for _, fx := range []*atomic.Uint32{q.dataFx, q.spaceFx, q.plock.fx, q.clock.fx} {
-				futex.Wake(rawU32(fx), 0)
-			}
-		}
 		time.Sleep(pause)
 	}
-}
-
-// closeAware is a context as the robust lock's wait sees it (lockCtx): its
-// Err is errClosed once the handle is closed, so that a call waiting for
-// the producer or consumer lock, which another process may hold for long,
-// returns when Close wakes it.
-type closeAware struct {
-	context.Context
-	open *atomic.Bool
-}
-
-// Err returns errClosed once the handle is closed, else the context's Err.
-func (c *closeAware) Err() error {
-	if !c.open.Load() {
-		return errClosed
-	}
-	return c.Context.Err()
-}
-
-// lockCtx returns ctx for a wait on a lock of q. It allocates only for a
-// ctx that can be cancelled: one that cannot (Done is nil) has a nil Err
-// and only Done and Err matter to the wait, so q's shared wrapper of
-// context.Background() stands for it.
-func (q *Queue) lockCtx(ctx context.Context) context.Context {
-	if ctx.Done() == nil {
-		return q.bgLockCtx
-	}
-	return &closeAware{Context: ctx, open: &q.open}
 }

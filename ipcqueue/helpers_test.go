@@ -15,10 +15,14 @@ import (
 	"os"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/ipckit/ipckit/internal/helperproc"
+	"github.com/ipckit/ipckit/internal/liveness"
+	"github.com/ipckit/ipckit/internal/robust"
 )
 
 func atoi(s string) int {
@@ -35,6 +39,24 @@ func openArg(name, spin string) (*Queue, error) {
 		return nil, err
 	}
 	return spinning(q, time.Duration(atoi(spin))), nil
+}
+
+// deadToken returns the liveness token of a process that has exited: a
+// lock word naming a holder that died.
+func deadToken(t testing.TB) uint64 {
+	t.Helper()
+	out, err := command(t, "token").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := strconv.ParseUint(strings.TrimSpace(string(out)), 10, 64)
+	if err != nil {
+		t.Fatalf("token helper said %q: %v", out, err)
+	}
+	if s := liveness.Check(liveness.Token(tok)); s != liveness.Dead {
+		t.Fatalf("the token of an exited process is %v", s)
+	}
+	return tok
 }
 
 // killSelf is the fault hook of the crash tests: SIGKILL, for real.
@@ -153,7 +175,16 @@ func registerHelpers() {
 			return err
 		}
 		// For TestNoLostWakeups: this process's sleeps that no wake ended.
-		fmt.Printf("unwoken %d\n", unwoken.Load())
+		fmt.Printf("unwoken %d\n", robust.Unwoken())
+		return nil
+	})
+	// token: print this process's liveness token and exit (deadToken).
+	helperproc.Register("token", func(a []string) error {
+		tok, err := liveness.Self()
+		if err != nil {
+			return err
+		}
+		fmt.Println(uint64(tok))
 		return nil
 	})
 	// pipesink: read 64-byte messages from stdin until EOF.

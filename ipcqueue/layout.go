@@ -55,11 +55,11 @@ import (
 // Why a producer's death is harmless. Everything a producer writes before
 // its commit lies beyond tail in free space, and the word at tail is 0
 // (the previous record's terminator), so consumers see nothing. The next
-// process to take the lock finds the holder dead (pid plus start time),
-// advances tail over any record the dead producer did commit, and counts a
-// message dropped if it committed none. Garbage the dead producer left in
-// free space is never read: a consumer reads only header words that a
-// terminator zeroed or a commit wrote.
+// process to take the lock finds the holder dead (by its liveness token,
+// see lock.go), advances tail over any record the dead producer did
+// commit, and counts a message dropped if it committed none. Garbage the
+// dead producer left in free space is never read: a consumer reads only
+// header words that a terminator zeroed or a commit wrote.
 //
 // Consumers take the consumer lock, load the header at head, copy the
 // payload, store head (the single point at which the message is taken:
@@ -92,11 +92,11 @@ import (
 // kept: BENCHMARKS.md, "Not met, and why" and "ipcqueue: figures moved
 // from code comments".
 //
-// The locks are 64-bit words holding the holder's pid and the low 32 bits
-// of its start time (0 = free), taken by CAS: a waiter that times out on
-// the lock's futex checks the holder with /proc and takes over a dead
-// holder's lock. Waiting is described in wait.go; how Close keeps the
-// mapping until no call uses it, in guard.go.
+// The locks are internal/robust's robust locks, whose 64-bit word holds
+// the holder's liveness token (0 = free), taken by CAS: a waiter checks
+// the holder and takes over a dead holder's lock (lock.go). Waiting is
+// described in wait.go; how Close keeps the mapping until no call uses it,
+// in guard.go.
 //
 // Control block. Each group of fields that one side writes sits alone in a
 // 128-byte block (two cache lines: the adjacent-line prefetcher fetches
@@ -123,9 +123,10 @@ const (
 
 	// Producer block: written under the producer lock.
 	//
-	// offPLock (uint64) is the producer lock word: the holder's pid and
-	// start time, or 0. Taken by CAS by every producer; stored 0 by the
-	// holder (release store); taken over by CAS from a dead holder.
+	// offPLock (uint64) is the producer lock's word (robust.Lock): the
+	// holder's liveness token, or 0. Taken by CAS by every producer;
+	// stored 0 by the holder (release store, or a CAS on the slow paths);
+	// taken over by CAS from a dead holder. Atomic.
 	offPLock = 128
 	// offTail (uint64) is the position after the last published record.
 	// Written by the producer lock holder (release store) and by a repairer
@@ -143,9 +144,9 @@ const (
 	// is writing, stored (release store) before it writes anything else;
 	// read only by a repairer, after the holder died. Atomic.
 	offClaim = 160
-	// offPLockFx (uint32) is the producer lock's futex word: bit 0 set
-	// (CAS) by a producer about to sleep on the lock, bumped (CAS) by the
-	// unlocker that sees it. Atomic.
+	// offPLockFx (uint32) is the producer lock's sleepers word
+	// (robust.Lock): bit 0 set (CAS) by a producer about to sleep on the
+	// lock, bumped (CAS) by the unlocker that sees it. Atomic.
 	offPLockFx = 256
 
 	// Consumer block: written under the consumer lock.
@@ -165,7 +166,8 @@ const (
 	// consumer. Added to by the consumer that took it over; read by Stats.
 	// Atomic.
 	offCDead = 408
-	// offCLockFx (uint32) is the consumer lock's futex word, as offPLockFx.
+	// offCLockFx (uint32) is the consumer lock's sleepers word, as
+	// offPLockFx.
 	offCLockFx = 512
 
 	// Wake-up words and shared counters.
@@ -191,7 +193,7 @@ const (
 	ctlSize = 1152 // the ring starts here
 
 	qMagic   = 0x51435049 // "IPCQ"
-	qVersion = 3          // 3: claim
+	qVersion = 4          // 3: claim; 4: lock words hold liveness tokens
 	hdrSize  = 8
 	minRing  = 64
 	maxRing  = 1 << 40
@@ -331,6 +333,3 @@ func decodeHeader(w, pos, c, maxMsg uint64) (kind int, n int, err error) {
 func msgFits(pos, l, c, maxMsg uint64) bool {
 	return l <= maxMsg && pos&(c-1)+recLen(int(l)) <= c
 }
-
-// rawU32 is the plain address of an atomic word, for futex calls.
-func rawU32(a *atomic.Uint32) *uint32 { return (*uint32)(unsafe.Pointer(a)) }

@@ -3,159 +3,138 @@ package ipcqueue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
-	"runtime"
-	"sync/atomic"
-	"time"
-	"unsafe"
 
-	"github.com/ipckit/ipckit/internal/futex"
-	"github.com/ipckit/ipckit/internal/proc"
-	"github.com/ipckit/ipckit/internal/release"
+	"github.com/ipckit/ipckit/internal/robust"
+	"github.com/ipckit/ipckit/internal/sentinel"
 )
 
-// Robust locks
+// Locks
 //
-// Each side of the queue (producers, consumers) has one lock: a 64-bit word
-// holding the holder's identity, pid<<32 | uint32(start time), so that the
-// identity is set by the same CAS that takes the lock and a waiter can
-// never see a lock without its owner. 0 means free. Unlock is one atomic
-// store of 0 (paired with the CAS of the next holder).
+// Each side of the queue (producers, consumers) has one lock: ipckit's
+// robust lock (internal/robust, "Robust lock"), whose 64-bit word names
+// its holder by the holder's liveness token, set by the same CAS that takes
+// the lock, so a waiter never sees a lock without its owner; 0 means free.
+// The hot paths take it with TryLockFree (one CAS, no liveness check) and
+// release it with UnlockRelease (a release store), followed by the Put's
+// or Get's counter add, its one full fence, and WakeWaiters: two locked
+// instructions per Put and per Get (see layout.go, "Ordering").
 //
-// A waiter spins briefly, then sleeps on the lock's futex word fx, whose
-// bit 0 says "someone sleeps": the waiter sets it (CAS) before re-checking
-// the lock, and unlock, seeing it, bumps fx by one (clearing the bit) and
-// wakes every sleeper. Sleeps are bounded (lockSleep); a waiter whose
-// sleep timed out checks the holder with /proc (pid plus start time, so a
-// reused pid is not mistaken for the holder) and, if it is dead, takes the
-// lock over with a CAS from the dead holder's word; the caller then repairs
-// what the holder left.
+// Both are internal locks (robust.Options.Internal): whoever takes one
+// over from a dead holder repairs at once what the holder left, before it
+// does anything else, so the lock never records inconsistency. Repairing
+// the producer side is repairProducer (a record the holder claimed: dropped
+// whole, or published if it was committed); the consumer side needs no
+// repair (head is the single store that takes a message) and counts the
+// death in Stats.ConsumerDeaths.
+//
+// A waiter for a lock held by another process follows the holder: the
+// kernel tells it the moment the holder dies (robust, "Watching holders"),
+// and it looks at the holder once more before it gives up on a deadline,
+// however short: a dead holder is taken over, never reported as a timeout.
+// A live holder, or one whose liveness cannot be proven, is waited for.
 //
 // The producer lock is held only while one record is written, never while
 // waiting for space. A consumer holds the consumer lock while it waits for
-// data (see Queue.get), since the other consumers could not take anything
-// either; a live waiter is never robbed, a dead one is replaced.
+// data (see Queue.getLocked), since the other consumers could not take
+// anything either; before it first sleeps so, it wakes the lock's sleepers
+// (Lock.WakeAllWaiters), which then follow it, the new holder, rather than
+// the one they found when they went to sleep: its death is then noticed at
+// once.
 
-// lockSleep bounds one sleep on a lock, and so how long a dead holder
-// blocks the others.
-const lockSleep = 50 * time.Millisecond
-
-// selfWord is this process's lock word.
-func selfWord() uint64 {
-	id := proc.Self()
-	return uint64(id.Pid)<<32 | uint64(uint32(id.Start))
-}
-
-// alive reports whether the holder named by lock word w is still running.
-func alive(w uint64) bool {
-	pid := int(w >> 32)
-	if pid <= 0 {
-		return false
+// newLocks makes q's handles to its producer and consumer locks.
+func (q *Queue) newLocks() error {
+	opts := &robust.Options{Internal: true, Waits: q.waits, Closer: &q.closer}
+	var err error
+	if q.plock, err = robust.New(u64At(q.ctl, offPLock), u32At(q.ctl, offPLockFx), opts); err != nil {
+		return err
 	}
-	id, err := proc.Lookup(pid)
-	if err == nil {
-		return uint32(w) == 0 || uint32(id.Start) == uint32(w)
+	q.clock, err = robust.New(u64At(q.ctl, offCLock), u32At(q.ctl, offCLockFx), opts)
+	return err
+}
+
+// lockProducers takes the producer lock (block) or tries to, repairing
+// what a dead holder left; errBusy means the lock is busy in try mode. The
+// caller's call is counted: the lock may wait. Any other error means the
+// lock is not held.
+func (q *Queue) lockProducers(ctx context.Context, block bool) error {
+	dead, err := lockSide(ctx, q.plock, block, "producer")
+	if dead {
+		return q.repairLocked()
 	}
-	if errors.Is(err, os.ErrNotExist) {
-		return false
+	return err
+}
+
+// lockConsumers takes the consumer lock (block) or tries to; errBusy
+// means the lock is busy in try mode. A lock taken over from a dead
+// consumer is counted. The caller's call is counted. Any other error means
+// the lock is not held.
+func (q *Queue) lockConsumers(ctx context.Context, block bool) error {
+	dead, err := lockSide(ctx, q.clock, block, "consumer")
+	if dead {
+		q.cdead.Add(1)
 	}
-	return proc.Alive(proc.ID{Pid: uint32(pid)})
+	return err
 }
 
-type rlock struct {
-	word *atomic.Uint64
-	fx   *atomic.Uint32
-	// race is a Go-heap address standing for the lock under the race
-	// detector, which does not see atomics on a mapping as
-	// synchronization: without it, goroutines of one process sharing a
-	// handle would be reported racing on the handle's fields the lock
-	// guards (cachedHead). Unused otherwise.
-	race unsafe.Pointer
-}
-
-func newRlock(word *atomic.Uint64, fx *atomic.Uint32) rlock {
-	return rlock{word: word, fx: fx, race: unsafe.Pointer(new(uint64))}
-}
-
-// taken is called once the lock is held.
-func (l rlock) taken() bool {
-	raceAcquire(l.race)
-	return true
-}
-
-// tryLock takes the lock if it is free.
-func (l rlock) tryLock(me uint64) bool {
-	return l.word.Load() == 0 && l.word.CompareAndSwap(0, me) && l.taken()
-}
-
-// lock takes the lock, waiting as long as a live holder holds it. It
-// returns recovered = true if it took the lock over from a dead holder.
-// On ctx's cancellation it returns ctx.Err() without the lock.
-func (l rlock) lock(ctx context.Context, me uint64, waits *atomic.Uint64) (recovered bool, err error) {
-	for i := 0; i < 200; i++ {
-		if l.tryLock(me) {
-			return false, nil
-		}
-		if i > 50 {
-			runtime.Gosched()
-		}
+// lockSide takes one side's lock l (block) or tries to: dead reports that
+// it took it over from a dead holder (the caller repairs). errBusy means
+// the lock is busy in try mode; any other error, that it is not held.
+func lockSide(ctx context.Context, l *robust.Lock, block bool, side string) (dead bool, err error) {
+	if l.TryLockFree() {
+		return false, nil
 	}
-	for {
-		f := l.fx.Load()
-		if f&1 == 0 && !l.fx.CompareAndSwap(f, f|1) {
-			continue
-		}
-		if l.tryLock(me) {
-			return false, nil
-		}
-		holder := l.word.Load()
-		if holder == 0 {
-			continue
-		}
-		waits.Add(1)
-		werr := futex.WaitContext(ctx, rawU32(l.fx), f|1, lockSleep)
-		if err := ctx.Err(); err != nil {
-			return false, err
-		}
-		if l.tryLock(me) {
-			return false, nil
-		}
-		countUnwoken(l.fx, f|1)
-		if errors.Is(werr, futex.ErrTimeout) || ctx.Done() != nil {
-			if w := l.word.Load(); w != 0 && w == holder && !alive(w) && l.word.CompareAndSwap(w, me) && l.taken() {
-				return true, nil
-			}
-		} else if werr != nil && !errors.Is(werr, futex.ErrTimeout) {
-			return false, werr
-		}
+	if block {
+		err = l.Lock(ctx)
+	} else if ok, rerr := l.RecoverDead(); ok || rerr != nil {
+		err = rerr
+	} else {
+		return false, errBusy
 	}
-}
-
-// recoverDead takes the lock over if its holder is dead (one /proc look-up).
-func (l rlock) recoverDead(me uint64) bool {
-	w := l.word.Load()
-	return w != 0 && w != me && !alive(w) && l.word.CompareAndSwap(w, me) && l.taken()
-}
-
-func (l rlock) unlock() {
-	raceRelease(l.race)
-	l.word.Store(0)
-	l.wakeWaiters()
-}
-
-// unlockRel releases the lock with a release store only: the caller must
-// issue a full fence and then call wakeWaiters (the hot paths, which have
-// a counter to add anyway).
-func (l rlock) unlockRel() {
-	raceRelease(l.race)
-	release.Store64(l.word, 0)
-}
-
-// wakeWaiters wakes the lock's sleepers, if any.
-func (l rlock) wakeWaiters() {
-	if f := l.fx.Load(); f&1 != 0 {
-		if l.fx.CompareAndSwap(f, f+1) {
-			futex.Wake(rawU32(l.fx), 0)
-		}
+	if errors.Is(err, sentinel.ErrOwnerDead) {
+		return true, nil
 	}
+	return false, lockErr(side, err)
+}
+
+// lockErr is the error of a call that did not get the side's lock: a
+// closed handle's errClosed, ctx's error as it is, an impossible lock word
+// as ErrCorrupt.
+func lockErr(side string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, os.ErrClosed):
+		return errClosed
+	case errors.Is(err, ErrCorrupt):
+		return fmt.Errorf("ipcqueue: %s lock: %w", side, err)
+	}
+	return err
+}
+
+// repairLocked runs repairProducer with the lock just taken over, and
+// releases the lock if the queue is corrupt.
+func (q *Queue) repairLocked() error {
+	if err := q.repairProducer(); err != nil {
+		q.plock.Unlock()
+		return err
+	}
+	return nil
+}
+
+// recoverProducer takes the producer lock over if its holder is dead,
+// repairs what it left and releases the lock; it reports whether it did
+// (the Watch of a waiter, and Stats), and the repair's error (ErrCorrupt:
+// then it only releases the lock).
+func (q *Queue) recoverProducer() (bool, error) {
+	ok, _ := q.plock.RecoverDead()
+	if !ok {
+		return false, nil
+	}
+	if err := q.repairLocked(); err != nil {
+		return true, err
+	}
+	q.plock.Unlock()
+	return true, nil
 }

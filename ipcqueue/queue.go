@@ -13,6 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/ipckit/ipckit/internal/release"
+	"github.com/ipckit/ipckit/internal/robust"
 	"github.com/ipckit/ipckit/shm"
 )
 
@@ -61,9 +62,8 @@ type Queue struct {
 	size   uint64         // the ring's size R (a power of two); Capacity is R-8
 	mask   uint64
 	maxMsg uint64
-	me     uint64 // this process's lock word
 
-	plock, clock rlock
+	plock, clock *robust.Lock
 	tail, head   *atomic.Uint64
 	freed        *atomic.Uint64
 	puts, gets   *atomic.Uint64
@@ -78,10 +78,11 @@ type Queue struct {
 	pubEvery uint64 // consumers publish freed every pubEvery bytes
 
 	// Lifetime of this handle: see guard.go. open and fenced are read by
-	// every call, and written only by attach and Close.
+	// every call, and written only by attach and Close. closer ends this
+	// handle's sleeps (on the locks and in waits) at Close.
 	open      atomic.Bool // true from attach until Close
 	fenced    bool        // pinned calls fence their entry (no membarrier)
-	bgLockCtx context.Context
+	closer    robust.Closer
 	closeOnce sync.Once
 	closeErr  error
 
@@ -101,10 +102,10 @@ type Queue struct {
 	// producer lock, so a producer loads the shared freed (or head) only
 	// when the ring looks full.
 	cachedHead uint64
-	putSpin    spinner
+	putSpin    robust.Spinner
 	_          [128]byte
 	pace       pacer // under the consumer lock
-	getSpin    spinner
+	getSpin    robust.Spinner
 	_          [128]byte
 
 	faults faults
@@ -232,22 +233,22 @@ func (q *Queue) attachTo(seg *shm.Segment) error {
 	end := ctlSize + int(c.ring)
 	q.seg, q.ctl, q.ring = seg, b[:ctlSize:ctlSize], b[ctlSize:end:end]
 	q.base = unsafe.Pointer(&q.ring[0])
-	q.size, q.mask, q.maxMsg, q.me = c.ring, c.ring-1, c.maxMsg, selfWord()
+	q.size, q.mask, q.maxMsg = c.ring, c.ring-1, c.maxMsg
 	q.pubEvery = c.ring / 8
-	q.plock = newRlock(u64At(q.ctl, offPLock), u32At(q.ctl, offPLockFx))
-	q.clock = newRlock(u64At(q.ctl, offCLock), u32At(q.ctl, offCLockFx))
 	q.tail, q.head = u64At(q.ctl, offTail), u64At(q.ctl, offHead)
 	q.freed = u64At(q.ctl, offFreed)
 	q.puts, q.gets = u64At(q.ctl, offPuts), u64At(q.ctl, offGets)
 	q.dropped, q.cdead = u64At(q.ctl, offDropped), u64At(q.ctl, offCDead)
 	q.claim = u64At(q.ctl, offClaim)
 	q.waits = u64At(q.ctl, offWaits)
+	if err := q.newLocks(); err != nil {
+		return err
+	}
 	q.shut = u32At(q.ctl, offShutdown)
 	q.dataFx, q.spaceFx = u32At(q.ctl, offDataFx), u32At(q.ctl, offSpaceFx)
 	q.cachedHead = q.freed.Load()
 	q.SetSpin(0)
 	q.fenced = !haveMembarrier()
-	q.bgLockCtx = &closeAware{Context: context.Background(), open: &q.open}
 	q.open.Store(true)
 	return nil
 }
@@ -258,14 +259,8 @@ func (q *Queue) attachTo(seg *shm.Segment) error {
 // (see wait.go). It affects this handle only, and may be called at any
 // time, concurrently with other calls.
 func (q *Queue) SetSpin(d time.Duration) {
-	switch {
-	case d == 0:
-		d = DefaultSpin
-	case d < 0:
-		d = 0
-	}
-	q.putSpin.init(d)
-	q.getSpin.init(d)
+	q.putSpin.SetMax(d)
+	q.getSpin.SetMax(d)
 }
 
 // Capacity returns how many bytes of messages the queue holds (see the
@@ -338,14 +333,14 @@ func (q *Queue) putCall(ctx context.Context, msg []byte, block bool) (bool, erro
 // moved from code comments").
 func (q *Queue) putFast(c *call, msg []byte) bool {
 	n := uint64(len(msg))
-	if n > q.maxMsg || n > pinnedCopy || !q.plock.tryLock(q.me) {
+	if n > q.maxMsg || n > pinnedCopy || !q.plock.TryLockFree() {
 		return false
 	}
 	t := q.tail.Load()
 	pad, end := q.place(t, recLen(int(n)))
 	if t&7 != 0 || end+hdrSize-q.cachedHead > q.size || q.shut.Load() != 0 {
 		c.count() // unlock may wake a sleeper: a system call
-		q.plock.unlock()
+		q.plock.Unlock()
 		return false
 	}
 	q.write(c, t, pad, msg)
@@ -381,12 +376,12 @@ func (q *Queue) put(ctx context.Context, c *call, msg []byte, block bool) (bool,
 			return false, err
 		}
 		if q.shut.Load() != 0 {
-			q.plock.unlock()
+			q.plock.Unlock()
 			return false, ErrShutdown
 		}
 		t := q.tail.Load()
 		if t&7 != 0 {
-			q.plock.unlock()
+			q.plock.Unlock()
 			return false, fmt.Errorf("ipcqueue: tail %d: %w", t, ErrCorrupt)
 		}
 		pad, end := q.place(t, L)
@@ -405,27 +400,30 @@ func (q *Queue) put(ctx context.Context, c *call, msg []byte, block bool) (bool,
 			}
 		}
 		if end+hdrSize-q.cachedHead > q.size {
-			q.plock.unlock()
+			q.plock.Unlock()
 			if !block {
 				return false, nil
 			}
-			// Ready when there is room, or nothing to wait for.
+			// Ready when there is room, or nothing to wait for. The
+			// difference is signed: other producers may have written, and
+			// consumers taken, past end by the time this one looks.
+			room := func(h uint64) bool { return int64(end+hdrSize-h) <= int64(q.size) }
 			lazyReady := func() bool {
-				return end+hdrSize-q.freed.Load() <= q.size || q.shut.Load() != 0 || !q.open.Load()
+				return room(q.freed.Load()) || q.shut.Load() != 0 || !q.open.Load()
 			}
 			exactReady := func() bool {
-				return end+hdrSize-q.head.Load() <= q.size || q.shut.Load() != 0 || !q.open.Load()
+				return room(q.head.Load()) || q.shut.Load() != 0 || !q.open.Load()
 			}
-			ok, start := q.putSpin.spin(lazyReady)
+			ok, start := q.putSpin.Spin(lazyReady)
 			if ok {
 				continue
 			}
 			exact = true
-			if err := sleep(ctx, q.spaceFx, q.waits, exactReady); err != nil {
+			if err := q.waitSpace(ctx, exactReady); err != nil {
 				return false, err
 			}
 			if exactReady() {
-				q.putSpin.slept(start)
+				q.putSpin.Slept(start)
 			}
 			continue
 		}
@@ -461,21 +459,22 @@ func (q *Queue) write(c *call, t, pad uint64, msg []byte) {
 		release.Store64(q.hdr(t), mkHeader(t, int(pad-hdrSize), true))
 	}
 	release.Store64(q.tail, end)
-	q.plock.unlockRel()
+	q.plock.UnlockRelease()
 	q.puts.Add(1)
-	wakeAfter(c, &q.plock, q.dataFx)
+	wakeAfter(c, q.plock, q.dataFx)
 }
 
 // wakeAfter wakes the sleepers of lock l and of fx, if either has any: the
 // end of a Put or a Get, after its fence. Loading the two words decides,
-// as the same loads inside wakeWaiters and wake would (a sleeper that sets
-// its bit after them re-checks the queue before it sleeps, see wait.go);
-// only if a bit is set does c become counted, for the system call.
-func wakeAfter(c *call, l *rlock, fx *atomic.Uint32) {
-	if (l.fx.Load()|fx.Load())&1 != 0 {
+// as the same loads inside Lock.WakeWaiters and robust.Wake would (a
+// sleeper that sets its bit after them re-checks the queue before it
+// sleeps, see wait.go); only if a bit is set does c become counted, for
+// the system call.
+func wakeAfter(c *call, l *robust.Lock, fx *atomic.Uint32) {
+	if (l.Sleepers().Load()|fx.Load())&1 != 0 {
 		c.count()
-		l.wakeWaiters()
-		wake(fx)
+		l.WakeWaiters()
+		robust.Wake(fx)
 	}
 }
 
@@ -489,43 +488,10 @@ func (q *Queue) refreshHead(t uint64, w *atomic.Uint64) error {
 		limit = 2 * q.size
 	}
 	if t-h > limit || t&7 != 0 || h&7 != 0 {
-		q.plock.unlock()
+		q.plock.Unlock()
 		return fmt.Errorf("ipcqueue: tail %d, head %d, ring of %d bytes: %w", t, h, q.size, ErrCorrupt)
 	}
 	q.cachedHead = h
-	return nil
-}
-
-// lockProducers takes the producer lock (block) or tries to, repairing
-// what a dead holder left; errBusy means the lock is busy in try mode. The
-// caller's call is counted: the lock may wait.
-func (q *Queue) lockProducers(ctx context.Context, block bool) error {
-	if q.plock.tryLock(q.me) {
-		return nil
-	}
-	if !block {
-		if q.plock.recoverDead(q.me) {
-			return q.repairLocked()
-		}
-		return errBusy
-	}
-	rec, err := q.plock.lock(q.lockCtx(ctx), q.me, q.waits)
-	if err != nil {
-		return err
-	}
-	if rec {
-		return q.repairLocked()
-	}
-	return nil
-}
-
-// repairLocked runs repairProducer with the lock just taken over, and
-// releases the lock if the queue is corrupt.
-func (q *Queue) repairLocked() error {
-	if err := q.repairProducer(); err != nil {
-		q.plock.unlock()
-		return err
-	}
 	return nil
 }
 
@@ -543,7 +509,7 @@ func (q *Queue) repairProducer() error {
 		return fmt.Errorf("ipcqueue: tail %d: %w", t, ErrCorrupt)
 	}
 	if c := q.claim.Load(); int64(c-t) <= 0 {
-		wake(q.dataFx)
+		robust.Wake(q.dataFx)
 		return nil
 	}
 	committed := false
@@ -567,7 +533,7 @@ func (q *Queue) repairProducer() error {
 	} else {
 		q.dropped.Add(1)
 	}
-	wake(q.dataFx)
+	robust.Wake(q.dataFx)
 	return nil
 }
 
@@ -639,7 +605,7 @@ func (q *Queue) get(ctx context.Context, buf []byte, out *[]byte, block, discard
 // most pinnedCopy bytes while c may still be pinned; anything else makes c
 // counted first.
 func (q *Queue) getWith(ctx context.Context, c *call, buf []byte, out *[]byte, block, discard bool) (int, bool, error) {
-	if q.clock.tryLock(q.me) {
+	if q.clock.TryLockFree() {
 		h := q.head.Load()
 		if n, ok := q.ready(h, buf, out); ok && n <= pinnedCopy {
 			return q.take(c, h, n, buf, out), true, nil
@@ -665,9 +631,10 @@ func (q *Queue) getWith(ctx context.Context, c *call, buf []byte, out *[]byte, b
 // under the waiter, so the word it polls is always the next record's header
 // (never payload that a producer is writing a lap later).
 func (q *Queue) getLocked(ctx context.Context, c *call, buf []byte, out *[]byte, block, discard bool) (int, bool, error) {
+	followed := false // the consumer lock's sleepers were woken to follow us
 	for {
 		if !q.open.Load() {
-			q.clock.unlock()
+			q.clock.Unlock()
 			return 0, false, errClosed
 		}
 		h := q.head.Load()
@@ -675,13 +642,13 @@ func (q *Queue) getLocked(ctx context.Context, c *call, buf []byte, out *[]byte,
 			return q.take(c, h, n, buf, out), true, nil
 		}
 		if h&7 != 0 {
-			q.clock.unlock()
+			q.clock.Unlock()
 			return 0, false, fmt.Errorf("ipcqueue: head %d: %w", h, ErrCorrupt)
 		}
 		hw := q.hdr(h)
 		kind, n, err := decodeHeader(hw.Load(), h, q.size, q.maxMsg)
 		if err != nil {
-			q.clock.unlock()
+			q.clock.Unlock()
 			return 0, false, err
 		}
 		switch kind {
@@ -693,43 +660,41 @@ func (q *Queue) getLocked(ctx context.Context, c *call, buf []byte, out *[]byte,
 				// Shutdown happened after every Put that committed before
 				// it: one more look settles whether anything is left.
 				if hw.Load() == 0 {
-					q.clock.unlock()
+					q.clock.Unlock()
 					return 0, false, io.EOF
 				}
 				continue
 			}
 			q.publish(h)
 			if !block {
-				q.clock.unlock()
+				q.clock.Unlock()
 				return 0, false, nil
 			}
 			// Ready when a record arrives, or nothing to wait for.
 			ready := func() bool { return hw.Load() != 0 || q.shut.Load() != 0 || !q.open.Load() }
-			if q.getSpin.maxNs.Load() > 0 { // pausing is spinning
+			if q.getSpin.Budget() > 0 { // pausing is spinning
 				q.pace.wait()
 			}
-			if ok, start := q.getSpin.spin(ready); !ok {
-				if err := sleep(ctx, q.dataFx, q.waits, ready); err != nil {
-					q.clock.unlock()
+			if ok, start := q.getSpin.Spin(ready); !ok {
+				if !followed {
+					// Waiters for the consumer lock now follow this
+					// process, which keeps it while it sleeps (lock.go).
+					q.clock.WakeAllWaiters()
+					followed = true
+				}
+				if err := q.waitData(ctx, ready); err != nil {
+					q.clock.Unlock()
 					return 0, false, err
 				}
 				if ready() {
-					q.getSpin.slept(start)
-				} else if q.plock.recoverDead(q.me) {
-					// A long sleep, and a producer died inside Put.
-					err := q.repairProducer()
-					q.plock.unlock()
-					if err != nil {
-						q.clock.unlock()
-						return 0, false, err
-					}
+					q.getSpin.Slept(start)
 				}
 			}
 			continue
 		}
 		if out == nil && n > len(buf) {
 			if !discard {
-				q.clock.unlock()
+				q.clock.Unlock()
 				return n, false, io.ErrShortBuffer
 			}
 			buf = nil // taken without being copied
@@ -764,9 +729,9 @@ func (q *Queue) take(c *call, h uint64, n int, buf []byte, out *[]byte) int {
 		release.Store64(q.freed, h)
 	}
 	q.pace.took++
-	q.clock.unlockRel()
+	q.clock.UnlockRelease()
 	q.gets.Add(1)
-	wakeAfter(c, &q.clock, q.spaceFx)
+	wakeAfter(c, q.clock, q.spaceFx)
 	return n
 }
 
@@ -778,27 +743,7 @@ func (q *Queue) publish(h uint64) {
 	if q.freed.Load() != h {
 		release.Store64(q.freed, h)
 	}
-	wake(q.spaceFx)
-}
-
-// lockConsumers takes the consumer lock (block) or tries to; errBusy
-// means the lock is busy in try mode. The caller's call is counted.
-func (q *Queue) lockConsumers(ctx context.Context, block bool) error {
-	if q.clock.tryLock(q.me) {
-		return nil
-	}
-	if !block {
-		if q.clock.recoverDead(q.me) {
-			q.cdead.Add(1)
-			return nil
-		}
-		return errBusy
-	}
-	rec, err := q.clock.lock(q.lockCtx(ctx), q.me, q.waits)
-	if rec {
-		q.cdead.Add(1)
-	}
-	return err
+	robust.Wake(q.spaceFx)
 }
 
 // Len returns the number of messages in the queue (a snapshot), 0 on a
@@ -834,15 +779,12 @@ type Stats struct {
 // died inside Put (and counts its message in Dropped); on a corrupt queue
 // it only reads the counters. A closed handle returns the zero Stats.
 func (q *Queue) Stats() Stats {
-	c, err := q.enterCounted() // the liveness check reads /proc
+	c, err := q.enterCounted() // the liveness check makes system calls
 	if err != nil {
 		return Stats{}
 	}
 	defer c.leave()
-	if q.plock.recoverDead(q.me) {
-		q.repairProducer()
-		q.plock.unlock()
-	}
+	q.recoverProducer()
 	return Stats{
 		Puts: q.puts.Load(), Gets: q.gets.Load(), Dropped: q.dropped.Load(),
 		ConsumerDeaths: q.cdead.Load(), Waits: q.waits.Load(),
@@ -870,10 +812,10 @@ func (q *Queue) Shutdown() error {
 	}
 	q.shut.Store(1)
 	if err == nil {
-		q.plock.unlock()
+		q.plock.Unlock()
 	}
-	wakeAll(q.dataFx)
-	wakeAll(q.spaceFx)
+	robust.WakeAll(q.dataFx)
+	robust.WakeAll(q.spaceFx)
 	return err
 }
 

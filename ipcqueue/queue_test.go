@@ -242,7 +242,8 @@ func runMPMC(t *testing.T, q *Queue, producers, consumers, per int) {
 // TestSharedHandleMapped: goroutines sharing one handle of a mapped
 // (memfd) queue, producers on a ring kept full. The race detector does not
 // see the locks' atomics on the mapping; the handle's fields they guard
-// must not be reported racing (see rlock.race).
+// must not be reported racing (robust.Lock tells the race detector about
+// each acquire and release: internal/robust, race.go).
 func TestSharedHandleMapped(t *testing.T) {
 	q, err := New(1024, nil)
 	if err != nil {

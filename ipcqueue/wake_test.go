@@ -6,23 +6,35 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"testing"
+	"time"
+
+	"github.com/ipckit/ipckit/internal/robust"
 )
 
 // pingPong sends n numbered messages through ping and expects each back
 // on pong before sending the next, so every Get on an empty queue (the
 // handles never spin) sleeps on the futex and needs the other side's wake.
+// A sleep that nobody watches has no timeout, so a lost wake-up leaves it
+// asleep: a round trip that takes longer than lostAfter fails the test.
 func pingPong(t *testing.T, ping, pong *Queue, n int) {
 	t.Helper()
-	ctx := context.Background() // whole sleeps of waitSleep: see lostWakeups
+	const lostAfter = 10 * time.Second // a round trip takes some microseconds
 	msg, back := make([]byte, 64), make([]byte, 64)
 	for i := range n {
+		ctx, cancel := context.WithTimeout(t.Context(), lostAfter)
 		binary.LittleEndian.PutUint64(msg, uint64(i))
 		if err := ping.Put(ctx, msg); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := pong.GetInto(ctx, back); err != nil {
+		_, err := pong.GetInto(ctx, back)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("round %d did not come back within %v: a lost wake-up", i, lostAfter)
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(msg, back) {
@@ -32,11 +44,13 @@ func pingPong(t *testing.T, ping, pong *Queue, n int) {
 }
 
 // TestNoLostWakeups: ping-pong with spinning off, so that each round trip
-// is two futex sleeps and two wakes, and (almost: see lostWakeups) no
-// sleep may end unwoken, on either side: between goroutines over a heap
-// queue, and between processes (the child reports its own count). A
-// missing wake fails it at once (checked by skipping one in a thousand, in
-// either process); the store-buffer race that the fences close is
+// is two futex sleeps and two wakes; no wake-up may be lost (the round
+// trip would not come back: see pingPong), and (almost: see lostWakeups)
+// no sleep may end unwoken (robust.Unwoken: a watched sleep's slow check
+// running out, or a spurious wake-up), on either side: between goroutines
+// over a heap queue, and between processes (the child reports its own
+// count). A missing wake fails it (checked by skipping one in a thousand,
+// in either process); the store-buffer race that the fences close is
 // nanoseconds wide and is rarely hit even without them. One round trip
 // before counting lets the other side start (a child under the race
 // detector can take over 100 ms).
@@ -50,9 +64,9 @@ func TestNoLostWakeups(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- echoAll(ping, pong) }()
 		pingPong(t, ping, pong, 1)
-		before := unwoken.Load()
+		before := robust.Unwoken()
 		pingPong(t, ping, pong, n)
-		lost := unwoken.Load() - before
+		lost := robust.Unwoken() - before
 		ping.Shutdown()
 		if err := <-done; err != nil {
 			t.Fatal(err)
@@ -68,9 +82,9 @@ func TestNoLostWakeups(t *testing.T) {
 			t.Fatal(err)
 		}
 		pingPong(t, ping, pong, 1)
-		before := unwoken.Load()
+		before := robust.Unwoken()
 		pingPong(t, ping, pong, n)
-		lost := unwoken.Load() - before
+		lost := robust.Unwoken() - before
 		ping.Shutdown()
 		if err := cmd.Wait(); err != nil {
 			t.Fatalf("echo child: %v", err)
@@ -85,10 +99,9 @@ func TestNoLostWakeups(t *testing.T) {
 }
 
 // lostWakeups fails the test if more than one in 10,000 of n round trips
-// had a sleep end unwoken: that is, after waitSleep (100 ms) without a
-// wake. A wake-up lost once in a thousand round trips fails it; a machine
-// stalled for 100 ms (the race detector's CI runs every package at once on
-// two cores) can make one.
+// had a sleep end unwoken: at its slow check (100 ms) without a wake, or
+// woken for nothing. A machine stalled for 100 ms (the race detector's CI
+// runs every package at once on two cores) can make one.
 func lostWakeups(t *testing.T, unwoken uint64, n int) {
 	t.Helper()
 	if unwoken > uint64(n/10000) {

@@ -5,36 +5,45 @@ import (
 	"fmt"
 	"os"
 	"sync/atomic"
-	"time"
 
 	"github.com/ipckit/ipckit/internal/futex"
+	"github.com/ipckit/ipckit/internal/liveness"
+	"github.com/ipckit/ipckit/internal/robust"
 	"github.com/ipckit/ipckit/shm"
 )
 
 // Barrier
 //
-// Arrivals are counted under an internal robust Mutex (the guard), and each
-// arriving party records itself (pid, start) in the slot of its arrival
-// index. The last party to arrive resets the count and bumps the
-// generation; the others sleep on the generation word. Bit 0 of that word
-// says the barrier is broken; breaking sets it and wakes everyone. A waiter
-// returns success when the generation moved past the one it arrived in, and
-// ErrBroken when its own generation became broken. Broken is final: make a
-// new Barrier (Python's reset is not offered).
+// Arrivals are counted under an internal robust lock (the guard), and each
+// arriving party records its liveness token (internal/liveness) in the
+// slot of its arrival index. The last party to arrive resets the count and
+// bumps the generation; the others sleep on the generation word
+// (robust.WaitValue). Bit 0 of that word says the barrier is broken;
+// breaking sets it and wakes everyone. A waiter returns success when the
+// generation moved past the one it arrived in, and ErrBroken when its own
+// generation became broken. Broken is final: make a new Barrier (Python's
+// reset is not offered).
 //
 // A party breaks the barrier when its context is done while it waits, when
-// it calls Abort, or when it dies: at most every checkEvery, waiters check
-// the records of the parties that arrived, and a dead one breaks it; so does
-// a guard holder that died (found by the next guard holder).
+// it calls Abort, or when it dies. Waiters follow the parties that arrived
+// before them: the kernel wakes them when one dies (robust's "Watching
+// holders"), a slow timer re-checks, and a waiter checks them once more
+// before it gives up on a deadline, so a dead party is reported as
+// ErrBroken, never as a timeout. A party is dead only when proven so
+// (liveness.Dead, or a token that names nobody: corrupt memory); one whose
+// liveness cannot be proven is waited for. A guard holder that died is
+// found by the next guard holder, which breaks the barrier.
 //
 // Layout: BarrierSize(parties) bytes at an 8-byte aligned offset. Every
 // field is read and written with atomic operations; "the guard holder" is
 // whoever holds the guard at the time, and "the creator" is InitBarrierAt,
 // which runs before anyone else may use the memory. TestLayout pins the
-// offsets.
+// offsets. barMagic names the layout: it changed when the guard and the
+// slots moved from pid and start time to liveness tokens.
 const (
-	// offBarGuard is the guard: a Mutex's words (offWord, offState,
-	// offOwner), written and read as a Mutex's are.
+	// offBarGuard is the guard: a robust lock (robust.Size bytes: the
+	// lock word at 0, its sleepers word at 8), written and read as
+	// internal/robust's "Robust lock" says.
 	offBarGuard = 0
 	// offBarGen (uint32) is the futex word waiters sleep on: the generation
 	// times genIncrement, plus brokenBit. Written by the guard holder (the
@@ -53,16 +62,17 @@ const (
 	// read by attach.
 	offBarMagic = 28
 	// barHeader is where the arrival slots start: slot i, barSlotSize bytes
-	// at barHeader+barSlotSize*i, is the uint64 rec(pid, start) of the party
+	// at barHeader+barSlotSize*i, is the uint64 liveness token of the party
 	// that arrived i-th. Written by that party under the guard (and zeroed
-	// by the last arrival); read by the guard holder checking liveness.
+	// by the last arrival); read by the guard holder checking liveness, and
+	// by waiters without the guard, to follow the parties.
 	barHeader = 32
 	// barSlotSize is the bytes an arrival slot takes.
 	barSlotSize = 8
 )
 
 const (
-	barMagic     = 0x52524142 // "BARR"
+	barMagic     = 0x32524142 // "BAR2"; "BARR" (0x52524142) was the pid layout
 	maxParties   = 1 << 16
 	brokenBit    = 1
 	genIncrement = 2
@@ -91,8 +101,7 @@ func validParties(parties int) error {
 // [ErrCorrupt]). No method returns a slice.
 type Barrier struct {
 	object
-	spin        spinner
-	guard       mutexWords
+	guard       *robust.Lock
 	gen, arrive *atomic.Uint32
 	parties     int
 }
@@ -148,7 +157,9 @@ func InitBarrierAt(seg *shm.Segment, off, parties int) (*Barrier, error) {
 	clear(b.mem)
 	u32(b.mem, offBarParties).Store(uint32(parties))
 	u32(b.mem, offBarMagic).Store(barMagic)
-	b.words(parties)
+	if err := b.words(parties); err != nil {
+		return nil, err
+	}
 	return b, nil
 }
 
@@ -181,14 +192,16 @@ func (b *Barrier) attach(seg *shm.Segment, off int) error {
 	if err := b.extend(BarrierSize(n), fmt.Sprintf("%d parties", n)); err != nil {
 		return err
 	}
-	b.words(n)
-	return nil
+	return b.words(n)
 }
 
-func (b *Barrier) words(n int) {
-	b.guard = guardAt(b.mem[offBarGuard:], &b.closed, &b.spin)
+func (b *Barrier) words(n int) (err error) {
+	if b.guard, err = b.newGuard(b.mem[offBarGuard:]); err != nil {
+		return err
+	}
 	b.gen, b.arrive = u32(b.mem, offBarGen), u32(b.mem, offBarArrived)
 	b.parties = n
+	return nil
 }
 
 // Parties returns the number of parties the barrier waits for.
@@ -198,25 +211,26 @@ func (b *Barrier) slot(i int) *atomic.Uint64 { return u64(b.mem, barHeader+barSl
 
 // Wait waits until all parties have called Wait and returns this party's
 // arrival index, 0 to Parties()-1. It returns [ErrBroken] if the barrier is
-// or becomes broken; if ctx is done first it breaks the barrier for the
+// or becomes broken, a party's death included (which it checks for before
+// it gives up on ctx); if ctx is done first it breaks the barrier for the
 // others and returns ctx.Err().
 func (b *Barrier) Wait(ctx context.Context) (int, error) {
 	if err := b.enter(); err != nil {
 		return 0, err
 	}
 	defer b.leave()
-	if err := b.guard.lockRepair(ctx, b.breakLocked); err != nil {
+	if err := lockRepair(ctx, b.guard, b.breakLocked); err != nil {
 		return 0, err
 	}
 	g := b.gen.Load()
 	if g&brokenBit != 0 {
-		b.guard.unlock()
+		b.guard.Unlock()
 		return 0, ErrBroken
 	}
 	idx := int(b.arrive.Load())
 	if idx < 0 || idx >= b.parties {
 		b.breakLocked()
-		b.guard.unlock()
+		b.guard.Unlock()
 		return 0, fmt.Errorf("semaphore: %d parties arrived at a barrier of %d: %w", idx, b.parties, ErrCorrupt)
 	}
 	if idx == b.parties-1 {
@@ -225,39 +239,52 @@ func (b *Barrier) Wait(ctx context.Context) (int, error) {
 			b.slot(i).Store(0)
 		}
 		b.gen.Store(g + genIncrement)
-		b.guard.unlock()
+		b.guard.Unlock()
 		futex.Wake(addr(b.gen), 0)
 		return idx, nil
 	}
-	b.slot(idx).Store(selfRec)
+	b.slot(idx).Store(uint64(self()))
 	b.arrive.Store(uint32(idx + 1))
-	b.guard.unlock()
+	b.guard.Unlock()
 
-	last := time.Now()
+	opts := &robust.WaitOptions{
+		Closer: &b.closer,
+		Watch: func() bool {
+			b.checkParties(g)
+			return b.gen.Load() != g
+		},
+		Holders: func() []liveness.Token { return b.arrived(g) },
+	}
 	for {
-		err := futex.WaitContext(ctx, addr(b.gen), g, sleepSlice)
+		err := robust.WaitValue(ctx, b.gen, g, opts)
 		now := b.gen.Load()
 		switch {
 		case now>>1 != g>>1:
 			return idx, nil
-		case b.closed.Load():
+		case b.closed():
 			return idx, b.giveUp(g, os.ErrClosed)
 		case now&brokenBit != 0:
 			return idx, ErrBroken
-		}
-		if cerr := ctx.Err(); cerr != nil {
-			return idx, b.giveUp(g, cerr)
-		}
-		if !isTimeout(err) {
+		case err != nil:
 			return idx, b.giveUp(g, err)
 		}
-		if time.Since(last) >= checkEvery {
-			last = time.Now()
-			if err := b.checkParties(g); err != nil {
-				return idx, err
-			}
+	}
+}
+
+// arrived returns the tokens of the parties that arrived in generation g,
+// for a waiter to follow. It reads without the guard (a snapshot).
+func (b *Barrier) arrived(g uint32) []liveness.Token {
+	if b.gen.Load() != g {
+		return nil
+	}
+	n := min(int(b.arrive.Load()), b.parties)
+	toks := make([]liveness.Token, 0, n)
+	for i := range n {
+		if t := liveness.Token(b.slot(i).Load()); t != 0 {
+			toks = append(toks, t)
 		}
 	}
+	return toks
 }
 
 // giveUp breaks generation g for the others, unless it completed meanwhile.
@@ -267,9 +294,7 @@ func (b *Barrier) Wait(ctx context.Context) (int, error) {
 // memory, giveUp breaks the barrier without it; the broken bit is never
 // cleared, so the worst a racing guard holder can do is complete g first.
 func (b *Barrier) giveUp(g uint32, err error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), tryGuardWait)
-	defer cancel()
-	if lerr := b.guard.lockRepair(ctx, b.breakLocked); lerr != nil {
+	if lerr := lockGuard(b.guard, b.breakLocked); lerr != nil {
 		if b.gen.CompareAndSwap(g, g|brokenBit) {
 			futex.Wake(addr(b.gen), 0)
 		}
@@ -278,7 +303,7 @@ func (b *Barrier) giveUp(g uint32, err error) error {
 		}
 		return err
 	}
-	defer b.guard.unlock()
+	defer b.guard.Unlock()
 	now := b.gen.Load()
 	if now>>1 != g>>1 {
 		return nil // everyone arrived before we gave up
@@ -287,27 +312,24 @@ func (b *Barrier) giveUp(g uint32, err error) error {
 	return err
 }
 
-// checkParties breaks generation g if a party that arrived is dead.
-func (b *Barrier) checkParties(g uint32) error {
-	if err := b.guard.lockRepair(context.Background(), b.breakLocked); err != nil {
-		return err
+// checkParties breaks generation g if a party that arrived is dead: proven
+// dead, or named by a token that names nobody (corrupt memory).
+func (b *Barrier) checkParties(g uint32) {
+	if lockGuard(b.guard, b.breakLocked) != nil {
+		return
 	}
-	defer b.guard.unlock()
+	defer b.guard.Unlock()
 	if b.gen.Load() != g {
-		return nil // the caller re-reads gen
+		return // the caller re-reads gen
 	}
-	n := int(b.arrive.Load())
-	if n > b.parties {
-		n = b.parties
-	}
+	n := min(int(b.arrive.Load()), b.parties)
 	for i := range n {
-		r := b.slot(i).Load()
-		if !alive(uint32(r>>32), uint32(r), true) {
+		t := liveness.Token(b.slot(i).Load())
+		if !t.Valid() || liveness.Check(t) == liveness.Dead {
 			b.breakLocked()
-			return nil
+			return
 		}
 	}
-	return nil
 }
 
 // breakLocked breaks the barrier; the caller holds the guard.
@@ -320,20 +342,20 @@ func (b *Barrier) breakLocked() {
 // Abort breaks the barrier: every party waiting, and every later Wait,
 // gets [ErrBroken].
 func (b *Barrier) Abort() error {
-	if b.closed.Load() {
+	if b.closed() {
 		return os.ErrClosed
 	}
-	if err := b.guard.lockRepair(context.Background(), b.breakLocked); err != nil {
+	if err := lockRepair(context.Background(), b.guard, b.breakLocked); err != nil {
 		return err
 	}
 	b.breakLocked()
-	b.guard.unlock()
+	b.guard.Unlock()
 	return nil
 }
 
 // Broken reports whether the barrier is broken.
 // After Close it reports true.
-func (b *Barrier) Broken() bool { return b.closed.Load() || b.gen.Load()&brokenBit != 0 }
+func (b *Barrier) Broken() bool { return b.closed() || b.gen.Load()&brokenBit != 0 }
 
 // Segment returns the segment b lives in.
 func (b *Barrier) Segment() *shm.Segment { return b.seg }
@@ -344,7 +366,7 @@ func (b *Barrier) Offset() int { return b.off }
 // Close releases the Barrier's own segment, if it made or opened one. A
 // party of this process waiting in Wait gives up: it breaks the barrier and
 // returns [os.ErrClosed]. It is safe to call twice.
-func (b *Barrier) Close() error { return b.close(b.gen, b.guard.word) }
+func (b *Barrier) Close() error { return b.close(b.gen, b.guard.Sleepers()) }
 
 // GobEncode encodes a handle to b; see the package doc.
 func (b *Barrier) GobEncode() ([]byte, error) { return b.encode() }

@@ -102,15 +102,7 @@ func TestBarrierCancelBreaks(t *testing.T) {
 }
 
 func TestBarrierPartyDies(t *testing.T) {
-	b, err := NewBarrier(3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	cmd := startUntil(t, "hold", holdArgs{B: b}, "waiting")
-	for b.arrive.Load() != 1 { // the helper has arrived
-		time.Sleep(time.Millisecond)
-	}
+	b, cmd := barrierWithParty(t, nil)
 	other := make(chan error)
 	go func() { _, err := b.Wait(t.Context()); other <- err }()
 	time.Sleep(30 * time.Millisecond)

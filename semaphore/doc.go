@@ -5,8 +5,8 @@
 //
 //   - [Mutex] is a futex-based lock in shared memory. Uncontended, Lock and
 //     Unlock are one compare-and-swap each. A holder killed while holding it
-//     is detected by its waiters (pid plus process start time, read from
-//     /proc) and the lock is handed to one of them with [ErrOwnerDead].
+//     is detected by its waiters (see "Owner death") and the lock is handed
+//     to one of them with [ErrOwnerDead].
 //   - [FileMutex] is a lock on a file (flock(2)), with shared RLock; the
 //     kernel releases it when its holder dies, and a holder record in the
 //     file itself tells the next holder, with [ErrOwnerDead].
@@ -27,6 +27,22 @@
 // unlocks without MarkConsistent, the lock becomes unrecoverable: every later
 // Lock fails with [ErrNotRecoverable] and does not acquire it, so nobody
 // works on data that nobody repaired. Use errors.Is to test for both.
+//
+// How a holder is known to be dead. Every process that holds a Mutex, a
+// guard, a permit or a place at a Barrier is named by its liveness token:
+// a lock the kernel keeps on one byte of a per-user registry file,
+// /dev/shm/.ipckit-live-<uid>, for exactly as long as the process lives
+// (the file stays in place, like the sem.* files of POSIX semaphores).
+// Every process sees that lock alike, whatever its PID namespace, so a
+// holder in another container that shares /dev/shm is never taken for
+// dead. A waiter follows the holder it waits for, and the kernel wakes it
+// the moment the holder dies; and every wait with a deadline, however
+// short, looks at the holder once more before it gives up, so a dead
+// holder is reported with [ErrOwnerDead] (for a Semaphore, the permit
+// taken; for a Barrier, [ErrBroken]), never as a timeout. A holder whose
+// liveness cannot be proven (its registry cannot be read) is treated as
+// alive: its waiters wait, and nothing is taken from it. A lock word that
+// names nobody at all is [ErrCorrupt].
 //
 // # Errors
 //

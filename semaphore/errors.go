@@ -17,18 +17,19 @@ var (
 	ErrNotRecoverable = sentinel.ErrNotRecoverable
 	// ErrCorrupt means shared memory (an object's words or a lock file's
 	// record) does not hold what it should: a wrong magic number, a count
-	// or index that cannot be, or a size that does not fit its segment.
+	// or index that cannot be, a lock word that names nobody, or a size
+	// that does not fit its segment.
 	ErrCorrupt = sentinel.ErrCorrupt
+	// ErrNotLocked means Unlock, RUnlock or MarkConsistent was called on a
+	// lock that is not held.
+	ErrNotLocked = sentinel.ErrNotLocked
+	// ErrNotOwner means a process unlocked a lock that another process holds.
+	ErrNotOwner = sentinel.ErrNotOwner
 )
 
 // Errors of this package. Bad arguments (a size, offset, count or value out
 // of range, a file that is not a lock file) wrap [os.ErrInvalid] instead.
 var (
-	// ErrNotLocked means Unlock, RUnlock or MarkConsistent was called on a
-	// lock that is not held.
-	ErrNotLocked = errors.New("semaphore: not locked")
-	// ErrNotOwner means a process unlocked a lock that another process holds.
-	ErrNotOwner = errors.New("semaphore: lock held by another process")
 	// ErrTooManyReleases means a bounded semaphore was released more times
 	// than it was acquired, or an unbounded one beyond its maximum value.
 	ErrTooManyReleases = errors.New("semaphore: released too many times")

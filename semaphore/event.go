@@ -2,10 +2,10 @@ package semaphore
 
 import (
 	"context"
-	"os"
 	"sync/atomic"
 
 	"github.com/ipckit/ipckit/internal/futex"
+	"github.com/ipckit/ipckit/internal/robust"
 	"github.com/ipckit/ipckit/shm"
 )
 
@@ -16,7 +16,8 @@ import (
 // it started waiting, so a Set followed at once by a Clear still releases
 // every waiter that was there before the Set, as in Python. Set wakes every
 // sleeper when it changes the flag. Nothing is owned, so nothing is lost
-// when a process dies.
+// when a process dies. A waiter sleeps on the word with robust.WaitValue,
+// with no timeout but its deadline: a blocked waiter costs nothing.
 //
 // Layout: EventSize bytes at an 8-byte aligned offset; TestLayout pins the
 // offset.
@@ -91,7 +92,7 @@ func (e *Event) attach(seg *shm.Segment, off int) error {
 
 // Set sets the flag and wakes every waiter. After Close it does nothing.
 func (e *Event) Set() {
-	if e.closed.Load() {
+	if e.closed() {
 		return
 	}
 	for {
@@ -108,13 +109,13 @@ func (e *Event) Set() {
 
 // Clear clears the flag. After Close it does nothing.
 func (e *Event) Clear() {
-	if !e.closed.Load() {
+	if !e.closed() {
 		e.word.And(^uint32(eventFlag))
 	}
 }
 
 // IsSet reports whether the flag is set (false after Close).
-func (e *Event) IsSet() bool { return !e.closed.Load() && e.word.Load()&eventFlag != 0 }
+func (e *Event) IsSet() bool { return !e.closed() && e.word.Load()&eventFlag != 0 }
 
 // Wait waits until the flag is set, or ctx is done (then it returns
 // ctx.Err()).
@@ -123,24 +124,18 @@ func (e *Event) Wait(ctx context.Context) error {
 		return err
 	}
 	defer e.leave()
+	opts := &robust.WaitOptions{Closer: &e.closer}
 	w := e.word.Load()
-	if w&eventFlag != 0 {
-		return nil
-	}
 	for {
-		err := futex.WaitContext(ctx, addr(e.word), w, sleepSlice)
-		if cerr := ctx.Err(); cerr != nil {
-			return cerr
+		if w&eventFlag != 0 {
+			return nil
 		}
-		if !isTimeout(err) {
+		if err := robust.WaitValue(ctx, e.word, w, opts); err != nil {
 			return err
 		}
 		now := e.word.Load()
 		if now&eventFlag != 0 || now>>1 != w>>1 {
 			return nil
-		}
-		if e.closed.Load() {
-			return os.ErrClosed
 		}
 		w = now
 	}

@@ -8,141 +8,117 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/ipckit/ipckit/internal/helperproc"
+	"github.com/ipckit/ipckit/internal/liveness"
+	"github.com/ipckit/ipckit/internal/robust"
 	"github.com/ipckit/ipckit/shm"
 )
 
-func init() {
-	helperproc.Register("exit", func([]string) error { return nil })
-	// incas locks a Mutex and stops between the CAS that takes it and the
-	// store of its owner record, where it waits to be killed.
-	helperproc.Register("incas", func(args []string) error {
-		var a holdArgs
-		if err := receive(args, &a); err != nil {
-			return err
-		}
-		faultAfterCAS = func() {
-			fmt.Println("in window")
-			time.Sleep(time.Minute)
-		}
-		return a.M.Lock()
-	})
-}
+// Lock words, as internal/robust lays them out (its "Robust lock").
+const (
+	wordInconsistent   = 1 << 62
+	wordNotRecoverable = 1 << 63
+)
 
-// TestMutexDiesBetweenCASAndRecord kills a holder between the CAS that
-// took the lock and the store of its owner record, with the record left
-// empty by the last Unlock, or naming a live process that is not the
-// holder. While the holder lives it is never robbed; once it is dead a
-// waiter takes the lock within a second, with ErrOwnerDead.
-func TestMutexDiesBetweenCASAndRecord(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		record uint64
-	}{
-		{"empty-record", 0},
-		{"record-of-a-live-process", rec(1, 0)},
-		{"record-of-self", selfRec},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			m := newMutex(t)
-			m.Lock()
-			m.Unlock()
-			m.mu.owner.Store(tc.record)
-			cmd := startUntil(t, "incas", holdArgs{M: m}, "in window")
-			pid := uint32(cmd.Process.Pid)
-			if got := m.mu.word.Load() & pidMask; got != pid {
-				t.Fatalf("word holds pid %d, helper is %d", got, pid)
-			}
-			// Alive in the window: not robbed, even by a waiter that checks.
-			if ok, err := m.TryLock(); ok || err != nil {
-				t.Fatalf("TryLock robbed a live holder in its window: %v, %v", ok, err)
-			}
-			ctx, cancel := context.WithTimeout(t.Context(), 3*checkEvery)
-			err := m.LockContext(ctx)
-			cancel()
-			if !errors.Is(err, context.DeadlineExceeded) {
-				t.Fatalf("LockContext while a live holder is in its window = %v", err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- m.LockContext(t.Context()) }()
-			time.Sleep(20 * time.Millisecond)
-			killed := time.Now()
-			kill(t, cmd)
-			select {
-			case err := <-done:
-				if !errors.Is(err, ErrOwnerDead) {
-					t.Fatalf("Lock after the holder died in its window = %v", err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("the lock was not handed on")
-			}
-			if d := time.Since(killed); d > time.Second {
-				t.Errorf("handed on after %v", d)
-			}
-			if m.mu.owner.Load() != selfRec {
-				t.Error("the new holder did not record itself")
-			}
-			m.MarkConsistent()
-			if err := m.Unlock(); err != nil {
-				t.Fatal(err)
-			}
-			if m.mu.owner.Load() != 0 || m.mu.word.Load() != 0 {
-				t.Errorf("after Unlock: word %#x, record %#x", m.mu.word.Load(), m.mu.owner.Load())
-			}
-		})
+// lockWord returns the lock word of the robust lock at the start of mem.
+func lockWord(mem []byte) *atomic.Uint64 { return u64(mem, robust.OffWord) }
+
+// deadToken returns a valid liveness token, of this process's registry,
+// that no process holds: a dead holder's.
+func deadToken(t testing.TB) uint64 {
+	t.Helper()
+	me := self()
+	for n := me.Nonce() + 1; ; n++ {
+		tok := liveness.Token(uint64(me)&^(1<<20-1) | uint64(n%(1<<20-1)+1))
+		if tok != me && liveness.Check(tok) == liveness.Dead {
+			return uint64(tok)
+		}
 	}
 }
 
-// TestMutexCorruptWord writes impossible values into the lock word and
-// state: Lock recovers (or errs) within a second, never hangs or panics.
-func TestMutexCorruptWord(t *testing.T) {
-	// A pid that cannot exist: above the kernel's limit (PID_MAX_LIMIT is 2^22).
-	const never = pidMask
-	reaped := func(t *testing.T) uint32 {
-		cmd := helperproc.Command(t, "exit")
-		if err := cmd.Run(); err != nil {
-			t.Fatal(err)
-		}
-		return uint32(cmd.Process.Pid)
-	}
+// unknownToken is a valid token whose liveness cannot be proven: its uid
+// has no registry.
+const unknownToken = uint64(4_000_000_007)<<30 | 1<<20 | 5
+
+// TestMutexWords writes every kind of lock word into a Mutex: a dead
+// holder's is taken over with ErrOwnerDead (inconsistent or not), a not
+// recoverable one is refused, a holder that cannot be proven dead is never
+// robbed, and an impossible word is ErrCorrupt at once and stays as it
+// was. Nothing hangs or panics; the sleepers word's value does not matter.
+func TestMutexWords(t *testing.T) {
+	dead := deadToken(t)
 	for _, tc := range []struct {
-		name         string
-		word         func(t *testing.T) uint32
-		owner, state uint64
-		want         error
+		name     string
+		word     uint64
+		sleepers uint32
+		want     error // of LockContext with a 20 ms deadline
 	}{
-		{"pid-never-existed", func(*testing.T) uint32 { return never }, 0, 0, ErrOwnerDead},
-		{"pid-never-existed-with-record", func(*testing.T) uint32 { return never | waitersBit }, rec(never, 12345), 0, ErrOwnerDead},
-		{"all-ones", func(*testing.T) uint32 { return 0xffffffff }, 0, 0, ErrOwnerDead},
-		{"waiters-bit-alone", func(*testing.T) uint32 { return waitersBit }, 0, 0, nil},
-		{"bit-30-alone", func(*testing.T) uint32 { return 1 << 30 }, 0, 0, nil},
-		{"exited-process", reaped, 0, 0, ErrOwnerDead},
-		{"record-says-reused-pid", func(*testing.T) uint32 { return 1 }, rec(1, 999), 0, ErrOwnerDead},
-		{"state-garbage", func(*testing.T) uint32 { return 0 }, 0, 77, ErrOwnerDead},
-		{"everything-garbage", func(*testing.T) uint32 { return 0xdeadbeef }, 0xdeadbeefdeadbeef, 0xdeadbeef, ErrOwnerDead},
+		{"free", 0, 0, nil},
+		{"free-garbage-sleepers", 0, 0xffffffff, nil},
+		{"dead-holder", dead, 1, ErrOwnerDead},
+		{"dead-holder-inconsistent", dead | wordInconsistent, 0, ErrOwnerDead},
+		{"not-recoverable", wordNotRecoverable, 0, ErrNotRecoverable},
+		{"unknown-holder", unknownToken, 0, context.DeadlineExceeded},
+		{"unknown-holder-inconsistent", unknownToken | wordInconsistent, 0, context.DeadlineExceeded},
+		{"inconsistent-nobody", wordInconsistent, 0, ErrCorrupt},
+		{"both-flags", wordNotRecoverable | wordInconsistent, 0, ErrCorrupt},
+		{"all-ones", ^uint64(0), 0, ErrCorrupt},
+		{"nonce-zero", uint64(1000) << 30, 0, ErrCorrupt},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := heapMutex(t)
-			m.mu.word.Store(tc.word(t))
-			m.mu.owner.Store(tc.owner)
-			m.mu.state.Store(uint32(tc.state))
-			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			w := lockWord(m.mem)
+			w.Store(tc.word)
+			m.lock.Sleepers().Store(tc.sleepers)
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
 			defer cancel()
 			begin := time.Now()
 			err := m.LockContext(ctx)
 			if d := time.Since(begin); d > time.Second {
-				t.Errorf("Lock took %v", d)
+				t.Errorf("LockContext took %v", d)
 			}
 			if !errors.Is(err, tc.want) && !(tc.want == nil && err == nil) {
-				t.Fatalf("Lock = %v, want %v", err, tc.want)
+				t.Fatalf("LockContext = %v, want %v", err, tc.want)
 			}
-			if m.mu.word.Load()&pidMask != self.pid {
-				t.Fatalf("word %#x after Lock, want our pid", m.mu.word.Load())
+			ok, terr := m.TryLock()
+			switch {
+			case tc.want == nil:
+				if ok || terr != nil {
+					t.Fatalf("TryLock of a lock we hold = %v, %v", ok, terr)
+				}
+			case errors.Is(tc.want, ErrOwnerDead):
+				if ok || terr != nil {
+					t.Fatalf("TryLock of a lock we took over = %v, %v", ok, terr)
+				}
+				if h, inc := m.lock.Holder(); h != self() || !inc {
+					t.Fatalf("after the takeover: holder %v, inconsistent %v", h, inc)
+				}
+				if err := m.MarkConsistent(); err != nil {
+					t.Fatal(err)
+				}
+			case errors.Is(tc.want, context.DeadlineExceeded):
+				if ok || terr != nil {
+					t.Fatalf("TryLock robbed a holder not proven dead: %v, %v", ok, terr)
+				}
+				if w.Load() != tc.word {
+					t.Fatalf("word %#x, was %#x", w.Load(), tc.word)
+				}
+				if err := m.Unlock(); !errors.Is(err, ErrNotOwner) {
+					t.Fatalf("Unlock of another's lock = %v", err)
+				}
+				return
+			default: // not recoverable, corrupt
+				if ok || !errors.Is(terr, tc.want) {
+					t.Fatalf("TryLock = %v, %v, want false, %v", ok, terr, tc.want)
+				}
+				if w.Load() != tc.word {
+					t.Fatalf("word %#x, was %#x", w.Load(), tc.word)
+				}
+				return
 			}
-			m.MarkConsistent()
 			if err := m.Unlock(); err != nil {
 				t.Fatal(err)
 			}
@@ -150,20 +126,17 @@ func TestMutexCorruptWord(t *testing.T) {
 				t.Fatalf("Lock after repair = %v", err)
 			}
 			m.Unlock()
-			// TryLock recovers the same corruption at once.
-			m.mu.word.Store(tc.word(t))
-			m.mu.owner.Store(tc.owner)
-			m.mu.state.Store(uint32(tc.state))
-			if ok, err := m.TryLock(); !ok || (!errors.Is(err, tc.want) && !(tc.want == nil && err == nil)) {
-				t.Fatalf("TryLock = %v, %v, want true, %v", ok, err, tc.want)
+			if w.Load() != 0 {
+				t.Fatalf("word %#x after Unlock", w.Load())
 			}
 		})
 	}
 }
 
 // TestSemaphoreCorrupt corrupts the slot count after attach, a slot, and
-// the guard's state: no operation panics or reads out of range, dead or
-// impossible holders are reclaimed, and the guard repairs itself.
+// the guard: no operation panics or reads out of range, dead or impossible
+// holders are reclaimed, a guard whose holder died is repaired, and an
+// impossible guard word is ErrCorrupt, promptly.
 func TestSemaphoreCorrupt(t *testing.T) {
 	seg, _ := shm.NewHeap(SemaphoreSize(&SemaphoreOptions{Holders: 2}))
 	s, err := InitSemaphoreAt(seg, 0, 2, &SemaphoreOptions{Holders: 2, Bounded: true})
@@ -181,33 +154,65 @@ func TestSemaphoreCorrupt(t *testing.T) {
 		}
 	}
 	u32(s.mem, offSemNSlots).Store(2)
-	// Both permits held by a process that cannot exist, with a huge count.
+	// Both permits held by a token that names nobody, or by a dead
+	// process, with a huge count; or a count with no token (a claim cut
+	// short).
+	for _, tok := range []uint64{1 << 63, deadToken(t), 0} {
+		sl := s.slot(1)
+		sl.count.Store(0xffffffff)
+		sl.token.Store(tok)
+		s.avail.Store(0)
+		if !s.TryAcquire() {
+			t.Fatalf("token %#x: permits were not reclaimed", tok)
+		}
+		if sl.token.Load() != 0 || sl.count.Load() != 0 || s.Value() != 1 {
+			t.Fatalf("token %#x: slot %#x/%d, value %d after reclaim", tok, sl.token.Load(), sl.count.Load(), s.Value())
+		}
+		if err := s.Release(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A holder whose liveness cannot be proven keeps its permits.
 	sl := s.slot(1)
-	sl.start.Store(7)
-	sl.count.Store(0xffffffff)
-	sl.pid.Store(pidMask)
+	sl.count.Store(2)
+	sl.token.Store(unknownToken)
 	s.avail.Store(0)
-	if !s.TryAcquire() {
-		t.Fatal("permits of an impossible holder were not reclaimed")
+	if s.TryAcquire() {
+		t.Fatal("acquired a permit of a holder not proven dead")
 	}
-	if sl.pid.Load() != 0 || s.Value() != 1 {
-		t.Fatalf("slot pid %d, value %d after reclaim", sl.pid.Load(), s.Value())
+	sl.free()
+	s.avail.Store(2)
+	// The guard: held by a dead process, inconsistent or not recoverable
+	// (an internal lock is repaired whatever it says).
+	for _, w := range []uint64{deadToken(t), deadToken(t) | wordInconsistent, wordNotRecoverable} {
+		lockWord(s.mem).Store(w)
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+		err := s.Acquire(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("guard %#x: Acquire = %v", w, err)
+		}
+		if got := lockWord(s.mem).Load(); got != 0 {
+			t.Fatalf("guard %#x: word %#x after Acquire", w, got)
+		}
+		if err := s.Release(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	s.Release()
-	// The guard: held by a pid that cannot exist, in a state no code writes.
-	s.guard.word.Store(pidMask | waitersBit)
-	s.guard.state.Store(0xdead)
+	// An impossible guard word.
+	lockWord(s.mem).Store(^uint64(0))
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
-	if err := s.Acquire(ctx); err != nil {
-		t.Fatalf("Acquire with a dead guard holder = %v", err)
+	if err := s.Acquire(ctx); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Acquire with a corrupt guard = %v", err)
 	}
-	if s.guard.state.Load() != stateConsistent || s.guard.word.Load() != 0 {
-		t.Fatalf("guard not repaired: word %#x state %d", s.guard.word.Load(), s.guard.state.Load())
+	if err := s.Release(); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Release with a corrupt guard = %v", err)
 	}
-	if err := s.Release(); err != nil {
-		t.Fatal(err)
+	if s.TryAcquire() {
+		t.Fatal("TryAcquire with a corrupt guard")
 	}
+	lockWord(s.mem).Store(0)
 	if s.Value() != 2 {
 		t.Fatalf("value %d, want 2", s.Value())
 	}
@@ -271,11 +276,10 @@ func TestCancelMidWait(t *testing.T) {
 	t.Run("Mutex", func(t *testing.T) {
 		m := newMutex(t)
 		m.Lock()
-		before := [3]uint64{uint64(m.mu.word.Load() &^ waitersBit), uint64(m.mu.state.Load()), m.mu.owner.Load()}
+		before := lockWord(m.mem).Load()
 		cancelled(t, m.LockContext)
-		after := [3]uint64{uint64(m.mu.word.Load() &^ waitersBit), uint64(m.mu.state.Load()), m.mu.owner.Load()}
-		if before != after {
-			t.Fatalf("state %v, was %v", after, before)
+		if after := lockWord(m.mem).Load(); before != after {
+			t.Fatalf("lock word %#x, was %#x", after, before)
 		}
 		m.Unlock()
 	})
@@ -289,9 +293,9 @@ func TestCancelMidWait(t *testing.T) {
 			t.Fatalf("value %d sleepers %d", s.Value(), s.sleepers.Load())
 		}
 		// Waiting for the guard, held by another goroutine of ours.
-		s.guard.word.Store(self.pid)
+		s.guard.Lock(t.Context())
 		cancelled(t, s.Acquire)
-		s.guard.unlock()
+		s.guard.Unlock()
 		if err := s.Release(); err != nil || s.Value() != 1 {
 			t.Fatalf("Release = %v, value %d", err, s.Value())
 		}
@@ -308,9 +312,9 @@ func TestCancelMidWait(t *testing.T) {
 		// Waiting for the guard: the party has not arrived, nothing breaks.
 		b, _ := NewBarrier(2)
 		defer b.Close()
-		b.guard.word.Store(self.pid)
+		b.guard.Lock(t.Context())
 		cancelled(t, func(ctx context.Context) error { _, err := b.Wait(ctx); return err })
-		b.guard.unlock()
+		b.guard.Unlock()
 		if b.Broken() || b.arrive.Load() != 0 {
 			t.Fatalf("broken %v, arrived %d", b.Broken(), b.arrive.Load())
 		}
@@ -433,22 +437,16 @@ func TestCloseWakesWaiters(t *testing.T) {
 		o.Unlock()
 	})
 	t.Run("FileMutex-blocking-Lock", func(t *testing.T) {
-		// Lock without a context sleeps in flock(2): it returns
-		// os.ErrClosed once the other holder lets go, and drops the lock.
+		// Lock without a context waits for another open file's flock, and
+		// Close wakes it all the same.
 		m, _ := NewFileMutex(filepath.Join(t.TempDir(), "lock"))
 		o, _ := NewFileMutex(m.Path())
 		defer o.Close()
 		o.Lock()
-		done := make(chan error, 1)
-		go func() { done <- m.Lock() }()
-		time.Sleep(30 * time.Millisecond)
-		m.Close()
+		closing(t, 1, m.Lock, m.Close)
 		o.Unlock()
-		if err := <-done; !errors.Is(err, os.ErrClosed) {
-			t.Fatalf("blocked Lock after Close = %v", err)
-		}
 		if ok, err := o.TryLock(); !ok || err != nil {
-			t.Fatalf("lock not released by the closed handle: %v, %v", ok, err)
+			t.Fatalf("the lock is held by the closed handle: %v, %v", ok, err)
 		}
 		o.Unlock()
 	})

@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"time"
+
+	"github.com/ipckit/ipckit/internal/liveness"
+	"github.com/ipckit/ipckit/internal/robust"
 )
 
 // File mutex
@@ -31,6 +33,20 @@ import (
 // process pass through an in-process read-write gate first; readers share
 // one flock(LOCK_SH), taken by the first and dropped by the last.
 //
+// Waiting for another process (or another open file of this one) is
+// internal/robust's wait on the record's sleepers word: the waiter tries
+// flock(LOCK_NB) after announcing itself, and sleeps; whoever drops a
+// flock (Unlock, the last RUnlock) makes a full fence and wakes the
+// sleepers. The exclusive holder records its liveness token (owner), which
+// waiters follow: the kernel releases a dead holder's flock and tells its
+// waiters at once (robust's "Watching holders"); and a waiter tries once
+// more before it gives up on a deadline, so a holder that died is reported
+// (ErrOwnerDead, from the record) however short the deadline. What no
+// Unlock announces (a reader of another process that dies, a flock taken
+// by something that is not a FileMutex) is found by the wait's slow
+// checks, 100 ms backing off to 2 s. A blocked waiter thus costs nothing
+// while the holder lives, and Close wakes it at once.
+//
 // Close may run while calls wait: calls in flight hold a reference, and the
 // descriptor and the mapping are released by the last one out, so no call
 // ever touches a closed descriptor (or a descriptor number reused by another
@@ -39,7 +55,9 @@ import (
 // Record: fileRecSize bytes at the start of the lock file, mapped shared by
 // every FileMutex on the file. Every field is read and written with atomic
 // operations; "the exclusive holder" is whoever holds the flock exclusively
-// at the time. TestLayout pins the offsets.
+// at the time. TestLayout pins the offsets. fileMagic names the layout: it
+// changed when the pid and start time of the holder gave way to its
+// liveness token and the sleepers word.
 const (
 	// recMagic (uint32) holds fileMagic. Written by the first opener (CAS
 	// from 0); read by every opener.
@@ -51,22 +69,33 @@ const (
 	// recState (uint32) is the consistency state (stateConsistent...).
 	// Written by the exclusive holder; read by every new holder.
 	recState = 8
-	// recPid (uint32) is the pid of the last exclusive holder. Written by
-	// the exclusive holder; read by nobody in this package (diagnostics).
-	recPid = 12
-	// recStart (uint64) is the low 32 bits of that holder's start time.
-	// Written by the exclusive holder; read by nobody in this package
-	// (diagnostics). Bytes 24 to 63 are reserved, 0.
-	recStart = 16
+	// recSleepers (uint32) is the futex word waiters sleep on (robust's
+	// "Waiting": bit 0 announces a sleeper). Written by waiters (CAS) and
+	// by wakers (CAS, after dropping a flock and a full fence); read by
+	// both.
+	recSleepers = 12
+	// recOwner (uint64) is the liveness token of the exclusive holder, 0
+	// when there is none. Written by the exclusive holder (after it has the
+	// flock, and cleared just before it unlocks); read by waiters, to
+	// follow the holder. Bytes 24 to 63 are reserved, 0.
+	recOwner = 16
 
-	fileMagic   = 0x58544d46 // "FMTX"
-	fileRecSize = 64
+	fileMagic    = 0x32544d46 // "FMT2"
+	fileMagicPid = 0x58544d46 // "FMTX": the pid layout, refused
+	fileRecSize  = 64
+)
+
+// Consistency states of a lock file's record.
+const (
+	stateConsistent     = 0
+	stateInconsistent   = 1
+	stateNotRecoverable = 2
 )
 
 // fileRecord is the holder record of a lock file.
 type fileRecord struct {
-	magic, dirty, state, pid *atomic.Uint32
-	start                    *atomic.Uint64
+	magic, dirty, state, sleepers *atomic.Uint32
+	owner                         *atomic.Uint64
 }
 
 // fileRecordAt checks the record at the start of b (a mapped lock file)
@@ -81,10 +110,13 @@ func fileRecordAt(b []byte) (fileRecord, error) {
 	}
 	r := fileRecord{
 		magic: u32(b, recMagic), dirty: u32(b, recDirty), state: u32(b, recState),
-		pid: u32(b, recPid), start: u64(b, recStart),
+		sleepers: u32(b, recSleepers), owner: u64(b, recOwner),
 	}
 	if !r.magic.CompareAndSwap(0, fileMagic) {
 		if got := r.magic.Load(); got != fileMagic {
+			if got == fileMagicPid {
+				return fileRecord{}, fmt.Errorf("record of an older layout (magic %#x, want %#x; remove the file when no process uses it): %w", got, fileMagic, ErrCorrupt)
+			}
 			return fileRecord{}, fmt.Errorf("record magic %#x, want %#x: %w", got, fileMagic, ErrCorrupt)
 		}
 	}
@@ -99,8 +131,8 @@ func (r fileRecord) acquired() error {
 		return ErrNotRecoverable
 	}
 	died := r.dirty.Load() != 0
-	r.pid.Store(self.pid)
-	r.start.Store(uint64(self.start))
+	me, _ := liveness.Self() // 0 if this process has none: waiters then only poll slowly
+	r.owner.Store(uint64(me))
 	r.dirty.Store(1)
 	if died || st != stateConsistent {
 		// A state no code writes means overwritten memory: repair too.
@@ -128,6 +160,7 @@ func (r fileRecord) releasing() {
 		r.state.Store(stateNotRecoverable)
 	}
 	r.dirty.Store(0)
+	r.owner.Store(0)
 }
 
 func (r fileRecord) markConsistent() {
@@ -172,7 +205,8 @@ type FileMutex struct {
 	refs    atomic.Int64
 	freed   atomic.Bool
 	closed  atomic.Bool
-	closing chan struct{} // closed by Close: wakes polling waiters
+	closing chan struct{} // closed by Close: wakes waiters in the gate and rsem
+	closer  robust.Closer // closed by Close: wakes waiters for the flock
 }
 
 const closedRef = 1 << 40
@@ -235,15 +269,13 @@ func (m *FileMutex) free() error {
 
 // Lock locks m exclusively, waiting as long as it takes. It returns nil, or
 // [ErrOwnerDead] with the lock held, or [ErrNotRecoverable] (not held), or
-// [os.ErrClosed]. A Lock that waits for another process sleeps in flock(2),
-// where Close cannot reach it: it returns os.ErrClosed only once the kernel
-// grants it the lock (which it then drops). Use LockContext to be woken by
-// Close at once.
+// [os.ErrClosed].
 func (m *FileMutex) Lock() error { return m.LockContext(context.Background()) }
 
 // LockContext is [FileMutex.Lock] that gives up when ctx is done, returning
-// ctx.Err() without the lock. If ctx can be cancelled, the wait for
-// another process polls, and Close wakes it at once.
+// ctx.Err() without the lock; but before it gives up it tries once more,
+// so a holder that died (which the kernel released) is reported with
+// [ErrOwnerDead], the lock then held, however short the deadline.
 func (m *FileMutex) LockContext(ctx context.Context) error {
 	if err := m.enter(); err != nil {
 		return err
@@ -292,8 +324,21 @@ func (m *FileMutex) acquiredEx() error {
 
 // drop releases the flock and the gate.
 func (m *FileMutex) drop(write bool) error {
-	err := flockUnlock(m.fd)
+	err := m.funlock()
 	m.gate.release(write)
+	return err
+}
+
+// funlock releases the flock and wakes the waiters, of any process, that
+// announced themselves on the record. The Add is the full fence between
+// the release and the look at the sleepers word that robust's "Waiting"
+// requires (the waiter announces, then tries the flock): a system call is
+// not one.
+func (m *FileMutex) funlock() error {
+	err := flockUnlock(m.fd)
+	if m.rec.sleepers.Add(0)&1 != 0 {
+		robust.Wake(m.rec.sleepers)
+	}
 	return err
 }
 
@@ -385,56 +430,65 @@ func (m *FileMutex) runlock() error {
 	m.readers--
 	var err error
 	if m.readers == 0 {
-		err = flockUnlock(m.fd)
+		err = m.funlock()
 	}
 	m.gate.release(false)
 	return err
 }
 
-// flock takes the file lock, polling while ctx can be cancelled. It
-// returns os.ErrClosed, without the lock, if m was closed meanwhile.
+// flock takes the file lock, sleeping until it is free (see "File
+// mutex"). It returns os.ErrClosed, without the lock, if m was closed
+// meanwhile.
 func (m *FileMutex) flock(ctx context.Context, how int) error {
-	if ctx.Done() == nil {
-		if err := flockWait(m.fd, how); err != nil {
-			return err
+	var err error
+	got := func() bool {
+		ok, ferr := flockTry(m.fd, how)
+		if ferr != nil {
+			err = ferr
+			return true
 		}
-		if m.closed.Load() {
-			flockUnlock(m.fd)
-			return os.ErrClosed
-		}
-		return nil
+		return ok
 	}
-	delay := 50 * time.Microsecond
-	for {
-		ok, err := flockTry(m.fd, how)
-		if ok || err != nil {
-			return err
+	if !got() {
+		werr := robust.Wait(ctx, m.rec.sleepers, got, &robust.WaitOptions{
+			Closer:  &m.closer,
+			Watch:   got,
+			Holders: m.holder,
+		})
+		if werr != nil {
+			return werr // without the lock: got never said yes
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-m.closing:
-			t.Stop()
-			return os.ErrClosed
-		case <-t.C:
-		}
-		delay = min(2*delay, 5*time.Millisecond)
 	}
+	if err != nil {
+		return err
+	}
+	if m.closed.Load() {
+		m.funlock()
+		return os.ErrClosed
+	}
+	return nil
+}
+
+// holder returns the exclusive holder's token, for a waiter to follow.
+func (m *FileMutex) holder() []liveness.Token {
+	if t := liveness.Token(m.rec.owner.Load()); t != 0 {
+		return []liveness.Token{t}
+	}
+	return nil
 }
 
 // Close closes the lock file, once no call of this handle is running. A
 // lock this handle holds is then released by the kernel, as if the process
 // had died: the next exclusive holder gets [ErrOwnerDead]. Calls waiting in
-// this process return [os.ErrClosed] (see [FileMutex.Lock] for the one
-// exception), and so do later calls. It is safe to call twice.
+// this process return [os.ErrClosed], and so do later calls. It is safe to
+// call twice.
 func (m *FileMutex) Close() error {
 	if !m.closed.CompareAndSwap(false, true) {
 		return nil
 	}
 	close(m.closing)
 	m.gate.shut()
+	m.closer.Close(m.rec.sleepers) // the mapping lives on: we hold a reference
 	if m.refs.Add(closedRef-1) == closedRef {
 		return m.free()
 	}

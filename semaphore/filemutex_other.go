@@ -16,8 +16,6 @@ func openLockFile(string) (*os.File, []byte, error) { return nil, nil, errors.Er
 
 func unmapRecord([]byte) error { return nil }
 
-func flockWait(int, int) error { return errors.ErrUnsupported }
-
 func flockTry(int, int) (bool, error) { return false, errors.ErrUnsupported }
 
 func flockUnlock(int) error { return errors.ErrUnsupported }

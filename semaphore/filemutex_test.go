@@ -4,9 +4,11 @@ package semaphore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -146,6 +148,7 @@ func TestFileMutexRefuses(t *testing.T) {
 		m.Close()
 		t.Fatal("NewFileMutex followed a symbolic link")
 	}
+	var old [fileRecSize]byte
 	bad := filepath.Join(dir, "bad")
 	os.WriteFile(bad, make([]byte, fileRecSize), 0o600)
 	f, _ := os.OpenFile(bad, os.O_RDWR, 0)
@@ -153,6 +156,12 @@ func TestFileMutexRefuses(t *testing.T) {
 	f.Close()
 	if _, err := NewFileMutex(bad); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("NewFileMutex with a bad magic = %v", err)
+	}
+	// A lock file of the pid layout (before liveness tokens).
+	binary.LittleEndian.PutUint32(old[:], fileMagicPid)
+	os.WriteFile(bad, old[:], 0o600)
+	if _, err := NewFileMutex(bad); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "older layout") {
+		t.Fatalf("NewFileMutex of the pid layout = %v", err)
 	}
 }
 

@@ -44,15 +44,6 @@ func openLockFile(path string) (*os.File, []byte, error) {
 
 func unmapRecord(rec []byte) error { return shmfile.Unmap(rec) }
 
-func flockWait(fd, how int) error {
-	for {
-		err := syscall.Flock(fd, how)
-		if err != syscall.EINTR {
-			return err
-		}
-	}
-}
-
 func flockTry(fd, how int) (bool, error) {
 	for {
 		err := syscall.Flock(fd, how|syscall.LOCK_NB)

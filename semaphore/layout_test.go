@@ -3,9 +3,11 @@
 package semaphore
 
 import (
+	"errors"
 	"testing"
 	"unsafe"
 
+	"github.com/ipckit/ipckit/internal/robust"
 	"github.com/ipckit/ipckit/shm"
 )
 
@@ -41,11 +43,12 @@ func TestLayout(t *testing.T) {
 			}
 		}
 	}
-	mutexFields := func(w mutexWords, name string) []field {
+	// A robust lock (a Mutex, a guard): the lock word at 0, its
+	// sleepers word (the futex word) at 8, 16 bytes in all.
+	mutexFields := func(mem []byte, l *robust.Lock, name string) []field {
 		return []field{
-			{name + ".word", unsafe.Pointer(w.word), 0, 4, true},
-			{name + ".state", unsafe.Pointer(w.state), 4, 4, false},
-			{name + ".owner", unsafe.Pointer(w.owner), 8, 8, false},
+			{name + ".word", unsafe.Pointer(lockWord(mem)), 0, 8, false},
+			{name + ".sleepers", unsafe.Pointer(l.Sleepers()), 8, 4, true},
 		}
 	}
 	seg, err := shm.NewHeap(4096)
@@ -54,14 +57,20 @@ func TestLayout(t *testing.T) {
 	}
 
 	t.Run("Mutex", func(t *testing.T) {
-		if MutexSize != 16 || offWord != 0 || offState != 4 || offOwner != 8 {
-			t.Fatalf("MutexSize %d, offsets %d %d %d", MutexSize, offWord, offState, offOwner)
+		if MutexSize != 16 || robust.Size != 16 || robust.OffWord != 0 || robust.OffSleepers != 8 {
+			t.Fatalf("MutexSize %d, robust.Size %d, offsets %d %d", MutexSize, robust.Size, robust.OffWord, robust.OffSleepers)
 		}
 		m, err := MutexAt(seg, 64)
 		if err != nil {
 			t.Fatal(err)
 		}
-		check(t, m.mem, mutexFields(m.mu, "mutex"))
+		check(t, m.mem, mutexFields(m.mem, m.lock, "mutex"))
+		// The lock word is the one the lock uses.
+		m.Lock()
+		if h, _ := m.lock.Holder(); lockWord(m.mem).Load() != uint64(h) || h == 0 {
+			t.Errorf("lock word %#x, holder %v", lockWord(m.mem).Load(), h)
+		}
+		m.Unlock()
 	})
 	t.Run("Semaphore", func(t *testing.T) {
 		const holders = 3
@@ -72,7 +81,7 @@ func TestLayout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fs := append(mutexFields(s.guard, "guard"),
+		fs := append(mutexFields(s.mem, s.guard, "guard"),
 			field{"seq", unsafe.Pointer(s.seq), 16, 4, true},
 			field{"sleepers", unsafe.Pointer(s.sleepers), 20, 4, false},
 			field{"magic", unsafe.Pointer(u32(s.mem, offSemMagic)), 24, 4, false},
@@ -86,9 +95,8 @@ func TestLayout(t *testing.T) {
 			sl := s.slot(i)
 			o := uintptr(64 + 16*i)
 			fs = append(fs,
-				field{"slot.pid", unsafe.Pointer(sl.pid), o, 4, false},
-				field{"slot.count", unsafe.Pointer(sl.count), o + 4, 4, false},
-				field{"slot.start", unsafe.Pointer(sl.start), o + 8, 8, false})
+				field{"slot.token", unsafe.Pointer(sl.token), o, 8, false},
+				field{"slot.count", unsafe.Pointer(sl.count), o + 8, 4, false})
 		}
 		check(t, s.mem, fs)
 		if u32(s.mem, offSemMagic).Load() != semMagic || u32(s.mem, offSemNSlots).Load() != holders {
@@ -104,7 +112,7 @@ func TestLayout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fs := append(mutexFields(b.guard, "guard"),
+		fs := append(mutexFields(b.mem, b.guard, "guard"),
 			field{"gen", unsafe.Pointer(b.gen), 16, 4, true},
 			field{"parties", unsafe.Pointer(u32(b.mem, offBarParties)), 20, 4, false},
 			field{"arrived", unsafe.Pointer(b.arrive), 24, 4, false},
@@ -141,17 +149,30 @@ func TestLayout(t *testing.T) {
 			{"magic", unsafe.Pointer(r.magic), 0, 4, false},
 			{"dirty", unsafe.Pointer(r.dirty), 4, 4, false},
 			{"state", unsafe.Pointer(r.state), 8, 4, false},
-			{"pid", unsafe.Pointer(r.pid), 12, 4, false},
-			{"start", unsafe.Pointer(r.start), 16, 8, false},
+			{"sleepers", unsafe.Pointer(r.sleepers), 12, 4, true},
+			{"owner", unsafe.Pointer(r.owner), 16, 8, false},
 		})
 	})
 	t.Run("Constants", func(t *testing.T) {
 		// Values that other processes read: pinned like offsets.
-		if waitersBit != 1<<31 || pidMask != 1<<30-1 || stateConsistent != 0 ||
-			stateInconsistent != 1 || stateNotRecoverable != 2 || semMagic != 0x414d4553 ||
-			barMagic != 0x52524142 || fileMagic != 0x58544d46 || brokenBit != 1 || genIncrement != 2 ||
+		if wordInconsistent != 1<<62 || wordNotRecoverable != 1<<63 || stateConsistent != 0 ||
+			stateInconsistent != 1 || stateNotRecoverable != 2 || semMagic != 0x32414d53 ||
+			barMagic != 0x32524142 || fileMagic != 0x32544d46 || brokenBit != 1 || genIncrement != 2 ||
 			flagBounded != 1 || eventFlag != 1 || eventSets != 2 {
 			t.Fatal("a shared constant changed")
+		}
+		// The lock word's flags are internal/robust's: check them on a lock.
+		m, err := MutexAt(seg, 3072)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lockWord(m.mem).Store(wordNotRecoverable)
+		if err := m.Lock(); !errors.Is(err, ErrNotRecoverable) {
+			t.Fatalf("Lock of word %#x = %v, want ErrNotRecoverable", uint64(wordNotRecoverable), err)
+		}
+		lockWord(m.mem).Store(uint64(self()) | wordInconsistent)
+		if h, inc := m.lock.Holder(); h != self() || !inc {
+			t.Fatalf("word %#x: holder %v, inconsistent %v", uint64(self())|wordInconsistent, h, inc)
 		}
 	})
 }

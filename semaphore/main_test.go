@@ -33,12 +33,13 @@ type counterArgs struct {
 }
 
 type holdArgs struct {
-	M   *Mutex
-	F   *FileMutex
-	S   *Semaphore
-	B   *Barrier
-	E   *Event
-	Int *shm.Int64
+	M    *Mutex
+	F    *FileMutex
+	S    *Semaphore
+	B    *Barrier
+	E    *Event
+	Int  *shm.Int64
+	Told *shm.Int64
 }
 
 func TestMain(m *testing.M) {
@@ -93,6 +94,17 @@ func TestMain(m *testing.M) {
 		return nil
 	})
 	helperproc.Run(m)
+}
+
+// registerHold registers a helper that receives holdArgs.
+func registerHold(name string, f func(holdArgs) error) {
+	helperproc.Register(name, func(args []string) error {
+		var a holdArgs
+		if err := receive(args, &a); err != nil {
+			return err
+		}
+		return f(a)
+	})
 }
 
 // count does n unlocked read-modify-writes of v inside m.
@@ -153,7 +165,12 @@ func receive(args []string, v any) error {
 // startUntil starts helper name with v and waits for it to print line.
 func startUntil(t testing.TB, name string, v any, line string) *exec.Cmd {
 	t.Helper()
-	cmd := start(t, name, v)
+	return run(t, start(t, name, v), name, line)
+}
+
+// run starts cmd, helper name, and waits for it to print line.
+func run(t testing.TB, cmd *exec.Cmd, name, line string) *exec.Cmd {
+	t.Helper()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -131,7 +131,7 @@ func TestMutexOnHeap(t *testing.T) {
 }
 
 func TestMutexMisuse(t *testing.T) {
-	m := heapMutex(t)
+	m := newMutex(t)
 	if err := m.Unlock(); !errors.Is(err, ErrNotLocked) {
 		t.Fatalf("Unlock of unlocked = %v", err)
 	}
@@ -143,16 +143,20 @@ func TestMutexMisuse(t *testing.T) {
 	if err := m.MarkConsistent(); !errors.Is(err, ErrNotLocked) {
 		t.Fatalf("MarkConsistent unlocked = %v", err)
 	}
-	// A lock held by another (live) process: ours is pid 1, init.
-	m.mu.word.Store(1)
-	m.mu.owner.Store(0)
+	// A lock held by another process, alive: a helper.
+	h := startUntil(t, "hold", holdArgs{M: m}, "holding")
+	defer kill(t, h)
+	held := lockWord(m.mem).Load()
 	if err := m.Unlock(); !errors.Is(err, ErrNotOwner) {
 		t.Fatalf("Unlock of another's lock = %v", err)
 	}
-	if ok, err := m.TryLock(); ok || err != nil {
-		t.Fatalf("TryLock of init's lock = %v, %v (a live holder was robbed)", ok, err)
+	if err := m.MarkConsistent(); !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("MarkConsistent of another's lock = %v", err)
 	}
-	if m.mu.word.Load() != 1 {
+	if ok, err := m.TryLock(); ok || err != nil {
+		t.Fatalf("TryLock of a live helper's lock = %v, %v (a live holder was robbed)", ok, err)
+	}
+	if lockWord(m.mem).Load() != held {
 		t.Fatal("lock word changed")
 	}
 	if err := m.Close(); err != nil {
@@ -178,7 +182,7 @@ func TestMutexContext(t *testing.T) {
 	if d := time.Since(begin); d > time.Second {
 		t.Fatalf("cancel took %v", d)
 	}
-	if m.mu.word.Load()&pidMask != self.pid || m.mu.state.Load() != stateConsistent {
+	if h, inc := m.lock.Holder(); h != self() || inc {
 		t.Fatal("state changed by a cancelled Lock")
 	}
 	// Cancel mid-wait from another goroutine.

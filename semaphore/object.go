@@ -2,6 +2,7 @@ package semaphore
 
 import (
 	"bytes"
+	"context"
 	"encoding/gob"
 	"errors"
 	"fmt"
@@ -10,18 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ipckit/ipckit/internal/futex"
-	"github.com/ipckit/ipckit/internal/proc"
+	"github.com/ipckit/ipckit/internal/robust"
 	"github.com/ipckit/ipckit/shm"
-)
-
-// Timing of cross-process waits. A sleeper wakes at least every sleepSlice
-// to re-check the shared state (and whether its handle was closed), and
-// checks that the process it waits for is alive at most every checkEvery,
-// so a dead holder is found within about checkEvery+sleepSlice.
-const (
-	sleepSlice = 50 * time.Millisecond
-	checkEvery = 100 * time.Millisecond
 )
 
 // object is what every shared object holds: where it lives, and the
@@ -33,10 +24,14 @@ type object struct {
 	mem   []byte // seg.Bytes()[off : off+size]
 	owned bool   // the object made or opened seg and closes it
 
-	closed  atomic.Bool
+	shut    atomic.Bool    // set by close, first: what calls check (a plain flag: Mutex.Unlock inlines)
+	closer  robust.Closer  // closed by close, next: ends this process's waits
 	mu      sync.Mutex     // orders enter against close
 	waiters sync.WaitGroup // calls of this process blocked in shared memory
 }
+
+// closed reports whether close was called.
+func (o *object) closed() bool { return o.shut.Load() }
 
 // place checks that size bytes at off fit in seg and are 8-byte aligned.
 // Its errors are the caller's: they wrap os.ErrInvalid.
@@ -77,7 +72,7 @@ func (o *object) extend(size int, what string) error {
 func (o *object) enter() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.closed.Load() {
+	if o.shut.Load() {
 		return os.ErrClosed
 	}
 	o.waiters.Add(1)
@@ -87,19 +82,20 @@ func (o *object) enter() error {
 func (o *object) leave() { o.waiters.Done() }
 
 // close marks the handle closed, wakes this process's sleepers on the
-// futex words words (others see a spurious wake), waits for them to leave,
-// then releases the segment if the object owns it.
+// futex words words until none is left asleep (sleepers of other processes
+// see a spurious wake), waits for this process's calls to leave, then
+// releases the segment if the object owns it.
 func (o *object) close(words ...*atomic.Uint32) error {
 	o.mu.Lock()
-	if o.closed.Load() {
+	if o.shut.Load() {
 		o.mu.Unlock()
 		return nil
 	}
-	o.closed.Store(true)
+	// Under mu: an enter that comes after sees the handle closed, and
+	// every call that entered before is woken (robust.Closer).
+	o.shut.Store(true)
+	o.closer.Close(words...)
 	o.mu.Unlock()
-	for _, w := range words {
-		futex.Wake(addr(w), 0)
-	}
 	o.waiters.Wait()
 	if o.owned {
 		return o.seg.Close()
@@ -157,42 +153,54 @@ func own[T any](at func(*shm.Segment, int) (*T, *object, error)) func(*shm.Segme
 	}
 }
 
-// Liveness
-
-// self is this process: its pid and the low 32 bits of its start time.
-var self = func() struct{ pid, start uint32 } {
-	id := proc.Self()
-	return struct{ pid, start uint32 }{id.Pid, uint32(id.Start)}
-}()
-
-// rec packs a holder record: pid in the high half, the low 32 bits of the
-// process start time in the low half, so one atomic load reads both.
-func rec(pid, start uint32) uint64 { return uint64(pid)<<32 | uint64(start) }
-
-var selfRec = rec(self.pid, self.start)
-
-// alive reports whether the process pid, started at start (low 32 bits of
-// its start time, if haveStart), is still running. It errs on the side of
-// life: a process it cannot disprove is alive, so a live holder is never
-// robbed. A pid that exists with another start time was reused: the holder
-// is dead. Liveness is never pid existence alone when the start is known.
-func alive(pid, start uint32, haveStart bool) bool {
-	if pid == 0 {
-		return false
+// lockRepair takes an internal lock (the guard of a Semaphore or Barrier)
+// and, if its holder died holding it, runs repair with the lock held: an
+// internal lock's taker repairs what it guards at once (robust.Options
+// Internal), so the lock never records inconsistency. It returns nil with
+// the lock held, or the lock's error without it: ctx.Err(), os.ErrClosed,
+// or ErrCorrupt for an impossible lock word.
+func lockRepair(ctx context.Context, l *robust.Lock, repair func()) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	if pid == self.pid {
-		return !haveStart || start == self.start
+	if l.TryLockFree() {
+		return nil
 	}
-	id, err := proc.Lookup(int(pid))
-	if err != nil {
-		// Gone, a zombie, or unreadable: proc.Alive tells them apart.
-		return proc.Alive(proc.ID{Pid: pid})
+	err := l.Lock(ctx)
+	if errors.Is(err, ErrOwnerDead) {
+		repair()
+		return nil
 	}
-	return !haveStart || uint32(id.Start) == start
+	return err
 }
 
-// isTimeout reports whether a futex wait error is only its time running out.
-func isTimeout(err error) bool { return err == nil || errors.Is(err, futex.ErrTimeout) }
+// guardWait bounds how long a call that must not wait long (TryAcquire, a
+// Barrier party giving up, a waiter's look at the holders) waits for a
+// guard. Guard holders never block while they hold it, so a guard held
+// for that long is a stopped process.
+const guardWait = 100 * time.Millisecond
+
+// lockGuard takes a guard as lockRepair does, waiting at most guardWait.
+// A free guard is taken without arming a timer: a waiter's periodic look
+// at the holders calls it, and a timer left behind wakes an idle process
+// once more.
+func lockGuard(l *robust.Lock, repair func()) error {
+	if l.TryLockFree() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), guardWait)
+	defer cancel()
+	return lockRepair(ctx, l, repair)
+}
+
+// newGuard returns the internal lock at the start of mem.
+func (o *object) newGuard(mem []byte) (*robust.Lock, error) {
+	l, err := robust.At(mem, &robust.Options{Internal: true, Closer: &o.closer})
+	if err != nil {
+		return nil, fmt.Errorf("semaphore: %w", err)
+	}
+	return l, nil
+}
 
 // noCopy makes go vet's copylocks check report copies of the types holding it.
 type noCopy struct{}

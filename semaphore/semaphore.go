@@ -6,24 +6,36 @@ import (
 	"math"
 	"os"
 	"sync/atomic"
-	"time"
 
 	"github.com/ipckit/ipckit/internal/futex"
+	"github.com/ipckit/ipckit/internal/liveness"
+	"github.com/ipckit/ipckit/internal/robust"
 	"github.com/ipckit/ipckit/shm"
 )
 
 // Counting semaphore with holder records
 //
 // A permit must come back when the process holding it dies, so the
-// semaphore records who holds what: a table of slots {pid, start, count}.
-// Every change happens under an internal robust Mutex (the guard), and every
-// change is a store of one word, so a process killed halfway leaves a state
-// that the next guard holder can repair: when it gets ErrOwnerDead from the
-// guard it frees the slots of dead processes and half-claimed slots, and
-// recomputes avail = base - the counts of the live slots. Waiters sleep on
-// seq, which every Release and reclaim bumps, and at most every checkEvery
-// they look for dead holders in the table themselves; so a permit held by a
-// process killed with SIGKILL returns within about checkEvery+sleepSlice.
+// semaphore records who holds what: a table of slots {token, count}, where
+// token is the holder's liveness token (internal/liveness: valid in every
+// PID namespace). Every change happens under an internal robust lock (the
+// guard), and every change is a store of one word, so a process killed
+// halfway leaves a state that the next guard holder can repair: when it
+// takes the guard over from a dead holder, it frees the slots of dead
+// processes and half-claimed slots, and recomputes avail = base - the
+// counts of the live slots (reclaim). A slot is freed only when its holder
+// is proven dead (liveness.Dead, or a token that names nobody at all):
+// permits held by a process whose liveness cannot be proven stay held.
+//
+// Waiters sleep on seq, which every Release and every reclaim that frees
+// permits bumps (robust.WaitValue). A waiter follows the processes holding
+// permits: the kernel wakes it when one dies (robust's "Watching
+// holders"), and it then reclaims; it also looks before its first sleep
+// and once more before it gives up on a deadline, so a permit held by a
+// process killed with SIGKILL comes back to a waiter with any deadline,
+// however short. The waiter that took permits back from a dead holder
+// gets [ErrOwnerDead] with its permit (the dead holder's work may be half
+// done), like the taker-over of a Mutex.
 //
 // Release takes the permit back from the caller's own slot; in a bounded
 // semaphore, a process that holds none returns one held by another process
@@ -34,16 +46,20 @@ import (
 // read and written with atomic operations; "the guard holder" is whoever
 // holds the guard at the time, and "the creator" is InitSemaphoreAt, which
 // runs before anyone else may use the memory. TestLayout pins the offsets.
+// semMagic names the layout: it changed when the guard and the slots
+// moved from pid and start time to liveness tokens.
 const (
-	// offSemGuard is the guard: a Mutex's words (offWord, offState,
-	// offOwner), written and read as a Mutex's are.
+	// offSemGuard is the guard: a robust lock (robust.Size bytes: the
+	// lock word at 0, its sleepers word at 8), written and read as
+	// internal/robust's "Robust lock" says.
 	offSemGuard = 0
 	// offSemSeq (uint32) is the futex word sleepers wait on. Written (Add) by
 	// the guard holder in Release and in a reclaim that frees permits; read
 	// by a sleeper before it sleeps and after it wakes.
 	offSemSeq = 16
 	// offSemSleepers (uint32) counts sleepers. Written (Add) by each sleeper
-	// around its sleep; read by Release and reclaim: whether to wake.
+	// around its sleep (the Add before it under the guard); read by Release
+	// and reclaim: whether to wake.
 	offSemSleepers = 20
 	// offSemMagic (uint32) holds semMagic. Written by the creator, once;
 	// read by attach.
@@ -70,26 +86,23 @@ const (
 	semHeader = 64
 )
 
-// A holder slot: written only by the guard holder (claimed pid last, freed
-// pid first, so a slot is never live half-written) and read by the guard
-// holder; atomic.
+// A holder slot: written only by the guard holder (claimed count first and
+// token last, freed token first, so a slot is never live half-written) and
+// read by the guard holder; a waiter also loads the tokens without the
+// guard, to follow the holders. Atomic.
 const (
-	offSlotPid   = 0  // uint32: the holder's pid; 0 means free
-	offSlotCount = 4  // uint32: the permits it holds
-	offSlotStart = 8  // uint64: the low 32 bits of its start time
+	offSlotToken = 0  // uint64: the holder's liveness token; 0 means free
+	offSlotCount = 8  // uint32: the permits it holds. Bytes 12 to 15: 0
 	slotSize     = 16 // bytes a slot takes
 )
 
 const (
-	semMagic     = 0x414d4553 // "SEMA"
+	semMagic     = 0x32414d53 // "SMA2"; "SEMA" (0x414d4553) was the pid layout
 	maxHolders   = 1 << 16
 	defHolders   = 64
 	flagBounded  = 1
 	maxSemaphore = math.MaxInt32
 )
-
-// tryGuardWait bounds how long TryAcquire waits for the guard.
-const tryGuardWait = 100 * time.Millisecond
 
 // SemaphoreOptions configures a new [Semaphore]. A nil *SemaphoreOptions,
 // like the zero value, means the defaults. [SemaphoreSize] reads Holders
@@ -150,8 +163,7 @@ func SemaphoreSize(opts *SemaphoreOptions) int {
 // with [ErrCorrupt]). No method returns a slice.
 type Semaphore struct {
 	object
-	spin                 spinner
-	guard                mutexWords
+	guard                *robust.Lock
 	seq, sleepers, flags *atomic.Uint32
 	base, avail          *atomic.Uint64
 	reclaimed            *atomic.Uint64
@@ -212,7 +224,9 @@ func InitSemaphoreAt(seg *shm.Segment, off, value int, opts *SemaphoreOptions) (
 		return nil, err
 	}
 	clear(s.mem)
-	s.words(n)
+	if err := s.words(n); err != nil {
+		return nil, err
+	}
 	if opts != nil && opts.Bounded {
 		s.flags.Store(flagBounded)
 	}
@@ -252,60 +266,85 @@ func (s *Semaphore) attach(seg *shm.Segment, off int) error {
 	if err := s.extend(semHeader+slotSize*n, fmt.Sprintf("%d holder slots", n)); err != nil {
 		return err
 	}
-	s.words(n)
-	return nil
+	return s.words(n)
 }
 
-func (s *Semaphore) words(n int) {
-	s.guard = guardAt(s.mem[offSemGuard:], &s.closed, &s.spin)
+func (s *Semaphore) words(n int) (err error) {
+	if s.guard, err = s.newGuard(s.mem[offSemGuard:]); err != nil {
+		return err
+	}
 	s.seq, s.sleepers, s.flags = u32(s.mem, offSemSeq), u32(s.mem, offSemSleepers), u32(s.mem, offSemFlags)
 	s.base, s.avail, s.reclaimed = u64(s.mem, offSemBase), u64(s.mem, offSemAvail), u64(s.mem, offSemReclaimed)
 	s.nslots = n
+	return nil
 }
 
 type slot struct {
-	pid, count *atomic.Uint32
-	start      *atomic.Uint64
+	token *atomic.Uint64
+	count *atomic.Uint32
 }
 
 func (s *Semaphore) slot(i int) slot {
 	off := semHeader + slotSize*i
-	return slot{u32(s.mem, off+offSlotPid), u32(s.mem, off+offSlotCount), u64(s.mem, off+offSlotStart)}
+	return slot{u64(s.mem, off+offSlotToken), u32(s.mem, off+offSlotCount)}
 }
 
+// free empties sl: the token first, so the slot is never live with a
+// count that is not its holder's.
 func (sl slot) free() {
-	sl.pid.Store(0)
+	sl.token.Store(0)
 	sl.count.Store(0)
-	sl.start.Store(0)
 }
 
-func (sl slot) mine() bool { return sl.pid.Load() == self.pid && uint32(sl.start.Load()) == self.start }
+// self is this process's liveness token: a Semaphore's guard has claimed
+// it already (attach fails without one), so it never fails here.
+func self() liveness.Token {
+	t, _ := liveness.Self()
+	return t
+}
 
 // Acquire takes a permit, waiting until one is free or ctx is done; then it
 // returns ctx.Err() and the semaphore is as it was. If this call took back
 // permits from a holder that died, it returns [ErrOwnerDead] with the
-// permit taken: the dead holder's work may be half done.
+// permit taken: the dead holder's work may be half done. It looks for dead
+// holders before it gives up, so a permit whose holder died comes back to
+// it however short its deadline.
 func (s *Semaphore) Acquire(ctx context.Context) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
 	defer s.leave()
-	last := time.Now()
 	told := false
-	for {
-		if s.closed.Load() {
+	reclaim := func() { told = s.reclaim() > 0 || told }
+	// The waiter's look at the holders (see the design note): it must
+	// take the guard even after ctx is done, so it waits for it on its own
+	// (bounded) clock.
+	opts := &robust.WaitOptions{
+		Closer: &s.closer,
+		Watch: func() bool {
+			if lockGuard(s.guard, reclaim) != nil {
+				return false
+			}
+			freed := s.reclaim()
+			s.guard.Unlock()
+			told = freed > 0 || told
+			return freed > 0
+		},
+		Holders: s.holders,
+	}
+	for first := true; ; first = false {
+		if s.closed() {
 			return os.ErrClosed
 		}
-		if err := s.guard.lockRepair(ctx, func() { told = s.reclaim() > 0 || told }); err != nil {
+		if err := lockRepair(ctx, s.guard, reclaim); err != nil {
 			return err
 		}
-		if s.avail.Load() == 0 && time.Since(last) >= checkEvery {
-			last = time.Now()
-			told = s.reclaim() > 0 || told
+		if first && s.avail.Load() == 0 {
+			reclaim()
 		}
 		if s.avail.Load() > 0 {
 			err := s.take()
-			s.guard.unlock()
+			s.guard.Unlock()
 			if err == nil && told {
 				err = ErrOwnerDead
 			}
@@ -313,38 +352,46 @@ func (s *Semaphore) Acquire(ctx context.Context) error {
 		}
 		seq := s.seq.Load()
 		s.sleepers.Add(1)
-		s.guard.unlock()
-		err := futex.WaitContext(ctx, addr(s.seq), seq, sleepSlice)
+		s.guard.Unlock()
+		err := robust.WaitValue(ctx, s.seq, seq, opts)
 		s.sleepers.Add(^uint32(0))
-		if cerr := ctx.Err(); cerr != nil {
-			// A Release may have spent its one wake on this cancelled
-			// wait: pass it on.
+		if err != nil {
+			// A Release may have spent its one wake on this wait, which
+			// is giving up: pass it on.
 			if s.seq.Load() != seq {
 				futex.Wake(addr(s.seq), 1)
 			}
-			return cerr
-		}
-		if !isTimeout(err) {
 			return err
 		}
 	}
 }
 
+// holders returns the tokens of the processes holding permits, for a
+// waiter to follow. It reads without the guard (a snapshot).
+func (s *Semaphore) holders() []liveness.Token {
+	var toks []liveness.Token
+	for i := range s.nslots {
+		sl := s.slot(i)
+		if t := liveness.Token(sl.token.Load()); t != 0 && sl.count.Load() != 0 {
+			toks = append(toks, t)
+		}
+	}
+	return toks
+}
+
 // TryAcquire takes a permit if one is free now (reclaiming those of dead
 // holders first if none is), and reports whether it did.
 func (s *Semaphore) TryAcquire() bool {
-	if s.closed.Load() {
+	if s.closed() {
 		return false
 	}
 	// Wait for the guard only briefly: its holders never block while they
 	// hold it, so a guard held for long is a stopped process or corrupt
 	// memory, and TryAcquire does not wait for either.
-	ctx, cancel := context.WithTimeout(context.Background(), tryGuardWait)
-	defer cancel()
-	if err := s.guard.lockRepair(ctx, s.repair); err != nil {
+	if err := lockGuard(s.guard, s.repair); err != nil {
 		return false
 	}
-	defer s.guard.unlock()
+	defer s.guard.Unlock()
 	if s.avail.Load() == 0 {
 		s.reclaim()
 	}
@@ -354,43 +401,43 @@ func (s *Semaphore) TryAcquire() bool {
 // take records one more permit for this process; the caller holds the
 // guard and saw avail > 0.
 func (s *Semaphore) take() error {
+	me := uint64(self())
 	free := -1
 	for i := range s.nslots {
 		sl := s.slot(i)
-		if sl.mine() {
+		if sl.token.Load() == me {
 			sl.count.Add(1)
 			s.avail.Add(^uint64(0))
 			return nil
 		}
-		if free < 0 && sl.pid.Load() == 0 {
+		if free < 0 && sl.token.Load() == 0 {
 			free = i
 		}
 	}
 	if free < 0 {
 		return ErrTooManyHolders
 	}
-	// Claim the slot: the pid last, so a slot is never live half-written.
+	// Claim the slot: the token last, so a slot is never live half-written.
 	sl := s.slot(free)
-	sl.start.Store(uint64(self.start))
 	sl.count.Store(1)
-	sl.pid.Store(self.pid)
+	sl.token.Store(me)
 	s.avail.Add(^uint64(0))
 	return nil
 }
 
 // Release returns a permit; see the design note for whose.
 func (s *Semaphore) Release() error {
-	if s.closed.Load() {
+	if s.closed() {
 		return os.ErrClosed
 	}
-	if err := s.guard.lockRepair(context.Background(), s.repair); err != nil {
+	if err := lockRepair(context.Background(), s.guard, s.repair); err != nil {
 		return err
 	}
 	err := s.give()
 	if err == nil {
 		s.seq.Add(1)
 	}
-	s.guard.unlock()
+	s.guard.Unlock()
 	if err == nil && s.sleepers.Load() > 0 {
 		futex.Wake(addr(s.seq), 1)
 	}
@@ -398,13 +445,15 @@ func (s *Semaphore) Release() error {
 }
 
 func (s *Semaphore) give() error {
+	me := uint64(self())
 	other := -1
 	for i := range s.nslots {
 		sl := s.slot(i)
-		if sl.pid.Load() == 0 || sl.count.Load() == 0 {
+		t := sl.token.Load()
+		if t == 0 || sl.count.Load() == 0 {
 			continue
 		}
-		if sl.mine() {
+		if t == me {
 			return s.giveFrom(sl)
 		}
 		if other < 0 {
@@ -435,19 +484,20 @@ func (s *Semaphore) giveFrom(sl slot) error {
 
 // reclaim frees the slots of dead holders and recomputes avail; the caller
 // holds the guard. It wakes sleepers if permits came back, and returns how
-// many did.
+// many did. A slot whose holder may be alive (Alive or Unknown) is never
+// freed; one whose token names nobody (corrupt memory) is.
 func (s *Semaphore) reclaim() int {
 	var held uint64
 	freed := 0
 	for i := range s.nslots {
 		sl := s.slot(i)
-		pid := sl.pid.Load()
+		t := liveness.Token(sl.token.Load())
 		switch {
-		case pid == 0:
-			if sl.count.Load() != 0 || sl.start.Load() != 0 {
-				sl.free() // claimed halfway by a process that died
+		case t == 0:
+			if sl.count.Load() != 0 {
+				sl.free() // claimed or freed halfway by a process that died
 			}
-		case !alive(pid, uint32(sl.start.Load()), true):
+		case !t.Valid() || liveness.Check(t) == liveness.Dead:
 			freed += int(sl.count.Load())
 			sl.free()
 		default:
@@ -476,7 +526,7 @@ func (s *Semaphore) repair() { s.reclaim() }
 // Reclaimed returns how many permits have been taken back from processes
 // that died holding them, over the semaphore's life (0 after Close).
 func (s *Semaphore) Reclaimed() int {
-	if s.closed.Load() {
+	if s.closed() {
 		return 0
 	}
 	return int(min(s.reclaimed.Load(), math.MaxInt32))
@@ -485,7 +535,7 @@ func (s *Semaphore) Reclaimed() int {
 // Value returns the number of free permits at some recent moment (0 after
 // Close).
 func (s *Semaphore) Value() int {
-	if s.closed.Load() {
+	if s.closed() {
 		return 0
 	}
 	return int(min(s.avail.Load(), math.MaxInt32))
@@ -500,7 +550,7 @@ func (s *Semaphore) Offset() int { return s.off }
 // Close releases the Semaphore's own segment, if it made or opened one, and
 // returns [os.ErrClosed] to this process's calls waiting in Acquire. Permits
 // this process holds stay held. It is safe to call twice.
-func (s *Semaphore) Close() error { return s.close(s.seq, s.guard.word) }
+func (s *Semaphore) Close() error { return s.close(s.seq, s.guard.Sleepers()) }
 
 // GobEncode encodes a handle to s; see the package doc.
 func (s *Semaphore) GobEncode() ([]byte, error) { return s.encode() }

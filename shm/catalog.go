@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ipckit/ipckit/internal/proc"
+	"github.com/ipckit/ipckit/internal/liveness"
 )
 
 // Catalog
@@ -28,9 +28,9 @@ import (
 //	  8    8 bump     allocators (CAS)        allocators: next free offset
 //	 16   48 _
 //	 64  128*entries  the table, entry i at 64+128*i:
-//	   0    4 state   claimer (CAS from free, then stores), atomic; all read:
-//	                  the state in bits 0-2, the claimer's pid above
-//	   8    8 start   claimer's start time, before state=named
+//	   0    4 state   claimer (stores), waiters of a dead claimer (CAS to
+//	                  abandoned); all read. Atomic
+//	   8    8 owner   claimer (CAS from 0: the claim itself); all read
 //	  16    8 off     claimer, before state=ready
 //	  24    8 size    claimer, before state=named
 //	  32    2 kind    claimer, before state=named
@@ -38,27 +38,36 @@ import (
 //	  40   88 name    claimer, before state=named
 //
 // An entry goes free -> claiming -> named -> ready, or to abandoned from
-// claiming or named. To find or make a name, a process scans the table in
-// order: a ready or named entry of that name is the answer (it waits for
-// named to become ready); the first free entry it claims with a CAS, writes
-// the name, and then looks below it for the same name again, because two
-// processes may claim entries for one name at once: the lower entry wins,
-// the higher is abandoned and its claimer takes the lower's answer. Entries
-// below a claimed one were all taken before it (entries are never freed),
-// so the lowest entry of a name is the same for everyone. A claimer that
-// died before finishing is seen by its waiters (pid plus start time) and its
-// entry abandoned; they then search again. The claimer's pid is in the
-// state word from the claiming CAS on, so no instant exists at which an
-// entry is claimed by nobody known; its start time follows at once, and
-// until then only the pid's existence is checked.
+// claiming or named. Claiming is not a value of the state word: an entry
+// is claiming while its state is free and its owner is not 0. To find or
+// make a name, a process scans the table in order: a ready or named entry
+// of that name is the answer (it waits for named to become ready); the
+// first free entry it claims with a CAS of the owner word from 0 to its
+// liveness token (internal/liveness), writes the name, and then looks
+// below it for the same name again, because two processes may claim
+// entries for one name at once: the lower entry wins, the higher is
+// abandoned and its claimer takes the lower's answer. Entries below a
+// claimed one were all taken before it (entries are never freed), so the
+// lowest entry of a name is the same for everyone. The claimer's token is
+// in the entry from the claiming CAS on, so no instant exists at which an
+// entry is claimed by nobody known. A claimer that died before finishing
+// is seen by its waiters (its token is liveness.Dead: valid in every PID
+// namespace) and its entry abandoned; they then search again. A claimer
+// whose liveness cannot be proven (Unknown) is waited for, as a live one
+// is: its entry is never abandoned. An owner word that is no token at all
+// is corrupt memory: ErrCorrupt.
+//
+// catMagic names the layout: "CATL" kept the claimer's pid in the state
+// word and its start time where the owner token now is.
 
 const (
-	catMagic   = 0x4c544143 // "CATL"
+	catMagic   = 0x32544143 // "CAT2"; "CATL" (0x4c544143) was the pid layout
 	catHeader  = 64
 	entrySize  = 128
 	maxNameLen = 88
 	catEntries = 64
-	catPoll    = 50 * time.Microsecond
+	catPoll    = 50 * time.Microsecond // first wait for a live claimer
+	catPollMax = 10 * time.Millisecond // longest, backing off
 )
 
 // Offsets in the catalog's header, from the start of the payload.
@@ -82,15 +91,17 @@ const (
 // comment names, and a reader reads it only after loading that state (or a
 // later one), so the fields need no ordering of their own.
 const (
-	// entryOffState is a uint32: the state in bits 0-2, the claimer's pid
-	// above. A claimer takes a free entry by compare-and-swap, then stores
-	// each later state; settle and answer may CAS a dead claimer's entry to
-	// abandoned; everyone loads it. All atomic.
+	// entryOffState is a uint32, the state (entryFree, entryNamed,
+	// entryReady or entryAbandoned; never entryClaiming, which is free
+	// with an owner). The claimer stores each state after its claim;
+	// settle and answer may CAS a dead claimer's entry to abandoned;
+	// everyone loads it. All atomic.
 	entryOffState = 0
-	// entryOffStart is a uint64, the claimer's start time, for the
-	// liveness check: the claimer stores it right after its claiming CAS;
-	// waiters on a claiming or named entry load it (owner). Both atomic.
-	entryOffStart = 8
+	// entryOffOwner is a uint64, the claimer's liveness token: the claim
+	// is a compare-and-swap of it from 0, which comes before every other
+	// write to the entry; waiters on a claiming or named entry load it,
+	// for the liveness check. All atomic.
+	entryOffOwner = 8
 	// entryOffOff is a uint64, the value's offset in the payload: the
 	// claimer stores it before state=ready; answer loads it after loading
 	// ready and bounds-checks it. Both atomic.
@@ -116,6 +127,9 @@ const (
 	entryNamed
 	entryReady
 	entryAbandoned
+	// entryCorrupt is what load says of a state no code stores (find
+	// skips such an entry, as it skips abandoned ones).
+	entryCorrupt uint32 = 7
 )
 
 // errRetry asks find to search again: the entry it waited on was abandoned.
@@ -233,24 +247,43 @@ func (c *Catalog) GobDecode(b []byte) error {
 type entry struct {
 	b     []byte // the entry's 128 bytes
 	state *atomic.Uint32
+	owner *atomic.Uint64
 }
 
 func (c *Catalog) entry(i int) entry {
 	b := c.seg.Bytes()[catHeader+entrySize*i : catHeader+entrySize*(i+1)]
-	return entry{b, ptrAt[atomic.Uint32](b, entryOffState)}
+	return entry{b, ptrAt[atomic.Uint32](b, entryOffState), ptrAt[atomic.Uint64](b, entryOffOwner)}
 }
 
-// stateOf splits a state word into the state and the claimer's pid.
-func stateOf(word uint32) (state, pid uint32) { return word & 7, word >> 3 }
-
-func (e entry) load() uint32 { st, _ := stateOf(e.state.Load()); return st }
+// load returns e's state, entryClaiming included: a free state with an
+// owner. The owner is loaded after the state, so a claim that the state
+// load missed is seen (it precedes every state store).
+func (e entry) load() uint32 {
+	switch st := e.state.Load(); st {
+	case entryFree:
+		if e.owner.Load() != 0 {
+			return entryClaiming
+		}
+		return st
+	case entryClaiming:
+		return entryCorrupt // never stored
+	default:
+		return st
+	}
+}
 
 // set moves e, claimed by this process, to state st.
-func (e entry) set(st uint32) { e.state.Store(st | proc.Self().Pid<<3) }
+func (e entry) set(st uint32) { e.state.Store(st) }
 
-func (e entry) owner() proc.ID {
-	_, pid := stateOf(e.state.Load())
-	return proc.ID{Pid: pid, Start: ptrAt[atomic.Uint64](e.b, entryOffStart).Load()}
+// dead reports whether e's claimer is dead, or an error if its owner word
+// is no token (corrupt memory). A claimer whose liveness cannot be proven
+// is not dead.
+func (e entry) dead() (bool, error) {
+	t := liveness.Token(e.owner.Load())
+	if !t.Valid() {
+		return false, fmt.Errorf("shm: catalog entry claimed by %#x, which is no process: %w", uint64(t), ErrCorrupt)
+	}
+	return liveness.Check(t) == liveness.Dead, nil
 }
 
 func (e entry) name() string {
@@ -280,13 +313,19 @@ func (c *Catalog) find(name string, kind Kind, size, align int) (int, error) {
 		e := c.entry(i)
 		switch e.load() {
 		case entryFree:
-			if !e.state.CompareAndSwap(entryFree, entryClaiming|proc.Self().Pid<<3) {
+			me, err := liveness.Self()
+			if err != nil {
+				return 0, fmt.Errorf("shm: catalog: %w", err)
+			}
+			if !e.owner.CompareAndSwap(0, uint64(me)) {
 				i-- // someone else claimed it: look at it again
 				continue
 			}
 			return c.claim(i, e, name, kind, size, align)
 		case entryClaiming:
-			c.settle(e)
+			if err := c.settle(e); err != nil {
+				return 0, err
+			}
 			i-- // its name is written now (or it was abandoned): look again
 		case entryNamed, entryReady:
 			if e.name() == name {
@@ -299,7 +338,6 @@ func (c *Catalog) find(name string, kind Kind, size, align int) (int, error) {
 
 // claim fills entry i, just claimed, for name.
 func (c *Catalog) claim(i int, e entry, name string, kind Kind, size, align int) (int, error) {
-	ptrAt[atomic.Uint64](e.b, entryOffStart).Store(proc.Self().Start)
 	ptrAt[atomic.Uint64](e.b, entryOffSize).Store(uint64(size))
 	copy(e.b[entryOffName:], name)
 	ptrAt[atomic.Uint32](e.b, entryOffKindLen).Store(uint32(len(name))<<16 | uint32(kind))
@@ -307,7 +345,10 @@ func (c *Catalog) claim(i int, e entry, name string, kind Kind, size, align int)
 	// The same name below us was claimed first, and wins.
 	for j := range i {
 		d := c.entry(j)
-		c.settle(d)
+		if err := c.settle(d); err != nil {
+			e.set(entryAbandoned)
+			return 0, err
+		}
 		if st := d.load(); (st == entryNamed || st == entryReady) && d.name() == name {
 			e.set(entryAbandoned)
 			return c.answer(d, kind, size)
@@ -325,27 +366,30 @@ func (c *Catalog) claim(i int, e entry, name string, kind Kind, size, align int)
 
 // settle waits while e is claiming, and abandons it if its claimer died.
 // A claimer holds an entry in this state for a few stores only; one that is
-// stopped (SIGSTOP) but alive makes others wait, as a held lock would.
-func (c *Catalog) settle(e entry) {
-	for {
-		word := e.state.Load()
-		if st, _ := stateOf(word); st != entryClaiming {
-			return
+// stopped (SIGSTOP) but alive, or whose liveness cannot be proven, makes
+// others wait, as a held lock would (polling, backing off to catPollMax).
+func (c *Catalog) settle(e entry) error {
+	for poll := catPoll; ; poll = min(2*poll, catPollMax) {
+		if e.load() != entryClaiming {
+			return nil
 		}
-		if !proc.Alive(e.owner()) {
-			e.state.CompareAndSwap(word, entryAbandoned)
-			return
+		dead, err := e.dead()
+		if err != nil {
+			return err
 		}
-		time.Sleep(catPoll)
+		if dead {
+			e.state.CompareAndSwap(entryFree, entryAbandoned)
+			return nil
+		}
+		time.Sleep(poll)
 	}
 }
 
 // answer waits for e, named as asked, to be ready, and checks that it holds
 // what the caller asks for.
 func (c *Catalog) answer(e entry, kind Kind, size int) (int, error) {
-	for {
-		word := e.state.Load()
-		switch st, _ := stateOf(word); st {
+	for poll := catPoll; ; poll = min(2*poll, catPollMax) {
+		switch e.state.Load() {
 		case entryReady:
 			word := ptrAt[atomic.Uint32](e.b, entryOffKindLen).Load()
 			got, gotSize := Kind(word&0xffff), ptrAt[atomic.Uint64](e.b, entryOffSize).Load()
@@ -358,11 +402,15 @@ func (c *Catalog) answer(e entry, kind Kind, size int) (int, error) {
 			}
 			return int(off), nil
 		case entryNamed:
-			if !proc.Alive(e.owner()) {
-				e.state.CompareAndSwap(word, entryAbandoned)
+			dead, err := e.dead()
+			if err != nil {
+				return 0, err
+			}
+			if dead {
+				e.state.CompareAndSwap(entryNamed, entryAbandoned)
 				return 0, errRetry
 			}
-			time.Sleep(catPoll)
+			time.Sleep(poll)
 		default:
 			return 0, errRetry
 		}

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"runtime"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ipckit/ipckit/internal/proc"
 	"github.com/ipckit/ipckit/internal/shmfile"
@@ -328,7 +330,20 @@ func (s *Segment) Check() error {
 
 // Guard runs f and returns [ErrFault] if it faulted on memory (as when it
 // touched a segment that another process truncated), instead of crashing the
-// process. Other panics pass through.
+// process. Other panics pass through, a nil pointer dereference included.
+//
+// The runtime panics on a fault with a value that carries the faulting
+// address, except for an address below 4096: then it panics with the very
+// value of a nil dereference (runtime.panicmem), whatever the signal, and
+// nothing in that value tells a SIGBUS from a SIGSEGV. Linux reports the
+// real address of a SIGBUS past the end of a file, but qemu-user (arm64
+// binaries emulated on amd64, as CI runs them) reports 0. So the first time
+// Guard recovers that value it learns, once per process, whether this
+// platform reports a SIGBUS's address, by faulting on purpose past the end of
+// a mapped empty file (sigbusWithoutAddr). Where it does (real hardware), the
+// value is a nil dereference and passes through. Where it does not, Guard
+// returns ErrFault for it: on such a platform a nil dereference inside f is
+// reported as ErrFault too, since nothing tells the two apart.
 func Guard(f func()) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
@@ -337,12 +352,49 @@ func Guard(f func()) (err error) {
 				err = fmt.Errorf("%w at %#x", ErrFault, e.Addr())
 				return
 			}
+			if isNilDeref(r) && sigbusWithoutAddr() {
+				err = fmt.Errorf("%w at an address this platform does not report (a SIGBUS under an emulator, or a nil dereference)", ErrFault)
+				return
+			}
 			panic(r)
 		}
 	}()
 	f()
 	return nil
 }
+
+// isNilDeref reports whether r is the runtime's panic value for a fault
+// below address 4096: a runtime.Error with the text of a nil dereference and
+// no address.
+func isNilDeref(r any) bool {
+	e, ok := r.(runtime.Error)
+	_, hasAddr := r.(interface{ Addr() uintptr })
+	return ok && !hasAddr && e.Error() == "runtime error: invalid memory address or nil pointer dereference"
+}
+
+// sigbusWithoutAddr reports whether this platform delivers a SIGBUS past the
+// end of a mapped file without its address (see [Guard]). It maps one page of
+// an empty temporary file and reads it, once per process; if that cannot be
+// set up it reports false, and Guard keeps passing the value through.
+var sigbusWithoutAddr = sync.OnceValue(func() (lost bool) {
+	f, err := os.CreateTemp("", "ipckit-guard-probe-")
+	if err != nil {
+		return false
+	}
+	os.Remove(f.Name())
+	defer f.Close()
+	mem, err := shmfile.Map(f, os.Getpagesize())
+	if err != nil {
+		return false
+	}
+	defer shmfile.Unmap(mem)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() { lost = isNilDeref(recover()) }()
+	// An atomic load, which the compiler keeps; it faults: the file has no
+	// byte there.
+	ptrAt[atomic.Uint32](mem, 0).Load()
+	return false
+})
 
 // noCopy makes go vet's copylocks check report copies of the types holding it.
 type noCopy struct{}

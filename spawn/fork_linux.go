@@ -27,6 +27,13 @@ import (
 // is leaving: Start raises live under mu before sending, and the forker only
 // leaves when live is zero under mu.
 //
+// While a child lives the forker blocks with no timer (a timer would wake
+// the idle parent of a pool for nothing): only a request, or the reaping
+// that brings live to zero (a token on idle), wakes it. Only then does it
+// linger, on a timer, before it leaves. A token may be stale (live rose
+// again before the forker took it): the forker then finds live above zero
+// after its linger and goes back to blocking.
+//
 // os/exec arms the death signal in the child before exec and then checks
 // getppid, so a parent that died in between is caught too; Main checks again.
 
@@ -44,11 +51,15 @@ type forkReq struct {
 var forker struct {
 	mu      sync.Mutex
 	running bool
-	live    int // children started (or being started) by the forker and not yet reaped
-	reqs    chan forkReq
+	live    int           // children started (or being started) by the forker and not yet reaped
+	reqs    chan forkReq  // Start's requests
+	idle    chan struct{} // a token when live drops to zero (capacity 1; sent under mu)
 }
 
-func init() { forker.reqs = make(chan forkReq) }
+func init() {
+	forker.reqs = make(chan forkReq)
+	forker.idle = make(chan struct{}, 1)
+}
 
 // startCmd starts cmd on the forker thread.
 func startCmd(cmd *exec.Cmd) error {
@@ -73,6 +84,12 @@ func startCmd(cmd *exec.Cmd) error {
 func released() {
 	forker.mu.Lock()
 	forker.live--
+	if forker.live == 0 {
+		select {
+		case forker.idle <- struct{}{}:
+		default: // a token is there already
+		}
+	}
 	forker.mu.Unlock()
 }
 
@@ -81,20 +98,34 @@ func forkLoop() {
 	// ends only when no child it forked is alive.
 	runtime.LockOSThread()
 	t := time.NewTimer(linger)
-	defer t.Stop()
+	t.Stop()
 	for {
+		// Children live: no timer.
 		select {
 		case r := <-forker.reqs:
 			r.done <- r.cmd.Start()
+			continue
+		case <-forker.idle:
+		}
+		// None lives: linger, then leave if none lives still.
+		t.Reset(linger)
+		select {
+		case r := <-forker.reqs:
+			t.Stop()
+			r.done <- r.cmd.Start()
+			continue
 		case <-t.C:
-			forker.mu.Lock()
-			if forker.live == 0 {
-				forker.running = false
-				forker.mu.Unlock()
-				return
+		}
+		forker.mu.Lock()
+		if forker.live == 0 {
+			forker.running = false
+			select {
+			case <-forker.idle: // a stale token: the next forker must not linger for it
+			default:
 			}
 			forker.mu.Unlock()
+			return
 		}
-		t.Reset(linger)
+		forker.mu.Unlock()
 	}
 }

@@ -157,16 +157,15 @@ type Pool[In, Out any] struct {
 	results *ipcqueue.Queue
 	hooks   *hooks // tests only; nil in production
 
-	parent     context.Context    // NewPool's: its end closes the pool
-	stopParent func() bool        // unhooks the pool from parent; set under mu
-	readCtx    context.Context    // the reader's: cancelled once every worker is gone
-	stopReader context.CancelFunc // cancels readCtx
-	allGone    chan struct{}      // closed (under mu) when every worker is gone for good
-	stopped    chan struct{}      // closed by the reader after allGone, once it and bg are done
+	parent     context.Context // NewPool's: its end closes the pool
+	stopParent func() bool     // unhooks the pool from parent; set under mu
+	allGone    chan struct{}   // closed (under mu) when every worker is gone for good
+	stopped    chan struct{}   // closed by the reader after allGone, once it and bg are done
 	// bg counts the goroutines that may still use the result queue or a
 	// worker's handles after the reader is done (watch, replace, the
-	// fallback watchers of readerFailed): the reader waits for them before
-	// it closes stopped, and only then may the queue be released.
+	// fallback watchers of readerFailed, the result queue's shutdown that
+	// ends the reader): the reader waits for them before it closes
+	// stopped, and only then may the queue be released.
 	bg         sync.WaitGroup
 	releaseOne sync.Once
 
@@ -247,7 +246,6 @@ func newPool[In, Out any](ctx context.Context, task *Task[In, Out], opts *PoolOp
 		}
 		ws = append(ws, w)
 	}
-	p.readCtx, p.stopReader = context.WithCancel(context.Background())
 	for _, w := range ws {
 		p.workers[w.serial] = w
 		p.goBG(func() { p.watch(w) })
@@ -335,7 +333,6 @@ func (p *Pool[In, Out]) release() {
 		stop := p.stopParent
 		p.mu.Unlock()
 		stop()
-		p.stopReader()
 		p.results.Shutdown()
 		p.results.Close()
 	})

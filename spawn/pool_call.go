@@ -89,13 +89,11 @@ func (p *Pool[In, Out]) abort(j *job[In, Out], err error) {
 }
 
 // cancelJob ends j because its call's context ended, or its Imap loop
-// did: its pending chunks are dropped, and with kill, the workers that
-// would spend their time on it are killed (and replaced), so that the pool
-// is free again at once: those inside one of its chunks (by their
-// in-flight records), and those inside none whose next chunk is one of its
-// (a worker still starting, say). A worker that holds a chunk of j but
-// runs another call's item is left alone (its results for j are ignored).
-func (p *Pool[In, Out]) cancelJob(j *job[In, Out], err error, kill bool) {
+// did, and leaves nothing of it running or queued: its pending chunks are
+// dropped, every worker holding one of its chunks is told to skip it, and
+// a worker running one of its items is killed (and replaced), so that the
+// pool is free again at once. See "Cancelling a call" in pool_worker.go.
+func (p *Pool[In, Out]) cancelJob(j *job[In, Out], err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if j.finished {
@@ -111,33 +109,10 @@ func (p *Pool[In, Out]) cancelJob(j *job[In, Out], err error, kill bool) {
 	}
 	clear(p.pending[len(kept):])
 	p.pending = kept
-	if kill {
-		for _, w := range p.workers {
-			if !w.killed && w.busyWith(j) {
-				w.killed = true
-				w.proc.Kill()
-			}
-		}
+	for _, w := range p.workers {
+		w.cancel(j)
 	}
 	p.maybeDrain()
-}
-
-// busyWith reports whether w's in-flight record says it is inside one of
-// j's chunks (running an item, or between two), or inside no chunk with
-// one of j's the oldest it holds: next to run, unless it ran already and
-// its result is on the way (killing w then loses nothing of another call:
-// it is inside none of theirs). Under mu.
-func (w *worker[In, Out]) busyWith(j *job[In, Out]) bool {
-	r := w.rec.Load()
-	if r == 0 {
-		return len(w.out) > 0 && w.out[0].job == j
-	}
-	for _, c := range w.out {
-		if c.job == j && recChunk(r) == uint32(c.id) {
-			return true
-		}
-	}
-	return false
 }
 
 // submit queues j's items in chunks of size and registers ctx's
@@ -147,7 +122,7 @@ func (p *Pool[In, Out]) submit(ctx context.Context, j *job[In, Out], size int) e
 		return err
 	}
 	if ctx.Done() != nil {
-		j.stopCtx = context.AfterFunc(ctx, func() { p.cancelJob(j, ctx.Err(), true) })
+		j.stopCtx = context.AfterFunc(ctx, func() { p.cancelJob(j, ctx.Err()) })
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -191,10 +166,11 @@ func (p *Pool[In, Out]) chunkSize(n int) int {
 // result (zero for a failed item) and a [*MapError] naming each failure
 // (a [*TaskError] or a [*WorkerError]). If ctx is cancelled first, Map
 // returns nil and ctx.Err() at once, drops the items not yet started, and
-// kills (and replaces) the workers running its items. After
-// [Pool.Shutdown] it returns [ErrShutdown]; once the pool is closed (or
-// closing), an error matching os.ErrClosed; once it is broken, the error
-// that broke it. Map does not retain xs after it returns.
+// kills (and replaces) the workers running its items: no item of xs
+// starts after Map has returned. After [Pool.Shutdown] it returns
+// [ErrShutdown]; once the pool is closed (or closing), an error matching
+// os.ErrClosed; once it is broken, the error that broke it. Map does not
+// retain xs after it returns.
 func (p *Pool[In, Out]) Map(ctx context.Context, xs []In) ([]Out, error) {
 	j := newJob[In, Out](xs, false)
 	if err := p.submit(ctx, j, p.chunkSize(len(xs))); err != nil {
@@ -203,7 +179,7 @@ func (p *Pool[In, Out]) Map(ctx context.Context, xs []In) ([]Out, error) {
 	select {
 	case <-j.fin:
 	case <-ctx.Done():
-		p.cancelJob(j, ctx.Err(), true)
+		p.cancelJob(j, ctx.Err())
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -245,7 +221,7 @@ func (p *Pool[In, Out]) Imap(ctx context.Context, xs []In) iter.Seq2[Out, error]
 			yield(zero, err)
 			return
 		}
-		defer p.cancelJob(j, context.Canceled, true)
+		defer p.cancelJob(j, context.Canceled)
 		ready := make([]bool, len(xs))
 		var outs []Out
 		var errs []error
@@ -286,7 +262,7 @@ func (p *Pool[In, Out]) Imap(ctx context.Context, xs []In) iter.Seq2[Out, error]
 			select {
 			case <-j.sig:
 			case <-ctx.Done():
-				p.cancelJob(j, ctx.Err(), true)
+				p.cancelJob(j, ctx.Err())
 			}
 		}
 	}
@@ -314,7 +290,7 @@ func (p *Pool[In, Out]) ImapUnordered(ctx context.Context, xs []In) iter.Seq2[in
 			yield(-1, Result[Out]{Err: err})
 			return
 		}
-		defer p.cancelJob(j, context.Canceled, true)
+		defer p.cancelJob(j, context.Canceled)
 		var idx []int
 		var res []Result[Out]
 		for n := 0; n < len(xs); {
@@ -350,7 +326,7 @@ func (p *Pool[In, Out]) ImapUnordered(ctx context.Context, xs []In) iter.Seq2[in
 			select {
 			case <-j.sig:
 			case <-ctx.Done():
-				p.cancelJob(j, ctx.Err(), true)
+				p.cancelJob(j, ctx.Err())
 			}
 		}
 	}

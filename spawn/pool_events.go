@@ -1,17 +1,22 @@
 package spawn
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"runtime"
 )
 
 // Events: the reader goroutine takes the result queue's messages (results,
 // ready reports and deaths, in queue order) and applies them under mu.
 
-// read is the reader goroutine. When it is done (cancelled once the pool
-// has stopped, or failed), it waits for the pool to stop and for the
-// goroutines in bg, and closes stopped: nothing uses the result queue then.
+// read is the reader goroutine. When it is done (the result queue shut
+// down once the pool has stopped, or failed), it waits for the pool to
+// stop and for the goroutines in bg, and closes stopped: nothing uses the
+// result queue then. It waits in Get with no deadline and no cancellable
+// context, so that an idle pool's parent does not wake on a timer.
 func (p *Pool[In, Out]) read() {
 	defer func() {
 		<-p.allGone
@@ -21,12 +26,15 @@ func (p *Pool[In, Out]) read() {
 	decs := map[uint64]*streamDec{}
 	buf := make([]byte, 4<<10)
 	for {
-		msg, err := getInto(p.readCtx, p.results, &buf)
+		msg, err := getInto(context.Background(), p.results, &buf)
 		if err != nil {
-			if p.readCtx.Err() != nil {
-				return
+			p.mu.Lock()
+			gone := p.life.gone
+			p.mu.Unlock()
+			if gone && errors.Is(err, io.EOF) {
+				return // maybeFinish shut the queue down
 			}
-			p.readerFailed(err)
+			p.readerFailed(err) // a worker shut it down, or it is corrupt
 			return
 		}
 		if len(msg) < serialLen+1 {
@@ -52,6 +60,7 @@ func (p *Pool[In, Out]) read() {
 			p.mu.Unlock()
 			continue
 		}
+		p.hooks.fault("result")
 		d := decs[serial]
 		if d == nil {
 			d = new(streamDec)
@@ -153,7 +162,7 @@ func (p *Pool[In, Out]) onDeath(w *worker[In, Out]) {
 	blame := -1
 	if !w.killed && len(w.out) > 0 {
 		c := w.out[0]
-		if r := w.rec.Load(); recChunk(r) == uint32(c.id) && recPos(r)-1 >= c.got && recPos(r)-1 < c.n {
+		if r := w.ctl.Load(ctlRec); recChunk(r) == uint32(c.id) && recPos(r)-1 >= c.got && recPos(r)-1 < c.n {
 			blame = recPos(r) - 1
 		}
 	}

@@ -116,16 +116,19 @@ var isleep = Register("pool-internal-sleep", func(ctx context.Context, d time.Du
 
 // TestCancelJobKillsOnlyItsWorker: a worker holds a chunk of call A (run,
 // its results not yet read) and runs an item of call B's chunk;
-// cancelling A must not kill it (that would kill B's item), cancelling B
-// must.
+// cancelling A must not kill it (that would kill B's item) but mark A's
+// chunk skipped; cancelling B must kill it.
 func TestCancelJobKillsOnlyItsWorker(t *testing.T) {
 	p, a, b := poolOfTwoJobs()
 	w := fakeWorker(t, p, 1)
-	proc, rec := w.proc, w.rec
+	proc := w.proc
 	w.out = []*chunk[int, int]{{id: 7, job: a, n: 1, worker: w}, {id: 8, job: b, n: 1, worker: w}}
-	rec.Store(recWord(8, 1)) // inside B's item
+	w.ctl.Store(ctlRec, recWord(8, 1)) // inside B's item
 
-	p.cancelJob(a, context.Canceled, true)
+	p.cancelJob(a, context.Canceled)
+	if !cancelled(w.ctl, 7) || cancelled(w.ctl, 8) {
+		t.Fatal("cancelling call A did not mark its chunk (alone) cancelled")
+	}
 	select {
 	case <-proc.Done():
 		t.Fatal("cancelling call A killed the worker running call B's item")
@@ -134,7 +137,7 @@ func TestCancelJobKillsOnlyItsWorker(t *testing.T) {
 	if w.killed {
 		t.Fatal("cancelling call A marked B's worker killed")
 	}
-	p.cancelJob(b, context.Canceled, true)
+	p.cancelJob(b, context.Canceled)
 	select {
 	case <-proc.Done():
 	case <-time.After(5 * time.Second):
@@ -179,30 +182,50 @@ func TestPoolWorkersKilledBeforeReady(t *testing.T) {
 	}
 }
 
-// TestCancelJobKillsStartingWorker: a worker inside no chunk (still
-// starting, or between chunks) whose next chunk is call A's is killed when
-// A is cancelled, rather than left to run A's chunks first (2 s each in
-// TestPoolCancelMap, whose workers were not ready yet under -race); one
-// whose next chunk is call B's is not.
-func TestCancelJobKillsStartingWorker(t *testing.T) {
+// TestCancelJobSkipsQueuedChunks: a worker inside no item (still
+// starting, between chunks, or between two items) is not killed when a
+// call is cancelled, whether the call's chunk is its next or queued
+// behind another call's: the chunk is marked, and the worker skips it
+// (TestCancelMapTakenChunk runs that side). Its slots are reused once the
+// chunks they name are gone.
+func TestCancelJobSkipsQueuedChunks(t *testing.T) {
 	p, a, b := poolOfTwoJobs()
 	ws := []*worker[int, int]{fakeWorker(t, p, 1), fakeWorker(t, p, 2)}
 	ws[0].out = []*chunk[int, int]{{id: 7, job: a, n: 1, worker: ws[0]}, {id: 8, job: b, n: 1, worker: ws[0]}}
 	ws[1].out = []*chunk[int, int]{{id: 9, job: b, n: 1, worker: ws[1]}, {id: 10, job: a, n: 1, worker: ws[1]}}
+	ws[0].ctl.Store(ctlRec, recWord(7, 0)) // between two items of A's chunk
+	ws[1].ctl.Store(ctlRec, recWord(9, 0)) // between two items of B's chunk
 
-	p.cancelJob(a, context.Canceled, true)
-	select {
-	case <-ws[0].proc.Done():
-	case <-time.After(5 * time.Second):
-		t.Fatal("cancelling call A left the worker about to run its chunk")
+	p.cancelJob(a, context.Canceled)
+	for _, w := range ws {
+		select {
+		case <-w.proc.Done():
+			t.Fatalf("cancelling call A killed worker %d, which runs none of its items", w.serial)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if w.killed {
+			t.Fatalf("worker %d is marked killed", w.serial)
+		}
 	}
-	select {
-	case <-ws[1].proc.Done():
-		t.Fatal("cancelling call A killed the worker about to run call B's chunk")
-	case <-time.After(100 * time.Millisecond):
+	if !cancelled(ws[0].ctl, 7) || cancelled(ws[0].ctl, 8) || !cancelled(ws[1].ctl, 10) || cancelled(ws[1].ctl, 9) {
+		t.Fatal("the cancel slots do not name exactly call A's chunks")
 	}
-	if !ws[0].killed || ws[1].killed {
-		t.Fatalf("killed marks = %v, %v; want true, false", ws[0].killed, ws[1].killed)
+	// Worker 1 has reported chunks 7 (skipped) and 8 and holds two chunks
+	// of call C; worker 2 still holds 10 and one chunk of C. Cancelling C
+	// reuses the slot of 7, which is gone, and keeps that of 10.
+	c := newJob[int, int]([]int{3, 4, 5}, false)
+	p.jobs[c] = struct{}{}
+	ws[0].out = []*chunk[int, int]{{id: 12, job: c, n: 1, worker: ws[0]}, {id: 13, job: c, n: 1, worker: ws[0]}}
+	ws[1].out = []*chunk[int, int]{ws[1].out[1], {id: 14, job: c, n: 1, worker: ws[1]}}
+	p.cancelJob(c, context.Canceled)
+	if !cancelled(ws[0].ctl, 12) || !cancelled(ws[0].ctl, 13) {
+		t.Fatal("the slot of a chunk that is gone was not reused")
+	}
+	if !cancelled(ws[1].ctl, 10) || !cancelled(ws[1].ctl, 14) {
+		t.Fatal("a cancel slot in use was reused")
+	}
+	if ws[0].killed || ws[1].killed {
+		t.Fatal("a worker is marked killed")
 	}
 }
 
@@ -216,7 +239,7 @@ func poolOfTwoJobs() (p *Pool[int, int], a, b *job[int, int]) {
 }
 
 // fakeWorker adds to p a worker with the given serial: a sleeping child
-// and an in-flight record, both gone at the end of the test.
+// and a control array, both gone at the end of the test.
 func fakeWorker(t *testing.T, p *Pool[int, int], serial uint64) *worker[int, int] {
 	t.Helper()
 	proc, err := Start(context.Background(), isleep, time.Hour, nil)
@@ -227,12 +250,12 @@ func fakeWorker(t *testing.T, p *Pool[int, int], serial uint64) *worker[int, int
 		proc.Kill()
 		proc.Wait()
 	})
-	rec, err := shm.NewInt64()
+	ctl, err := shm.NewArray[int64](ctlLen)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { rec.Close() })
-	w := &worker[int, int]{serial: serial, proc: proc, rec: rec}
+	t.Cleanup(func() { ctl.Close() })
+	w := &worker[int, int]{serial: serial, proc: proc, ctl: ctl}
 	p.workers[serial] = w
 	return w
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"syscall"
 
 	"github.com/ipckit/ipckit/ipcqueue"
@@ -22,7 +23,7 @@ type worker[In, Out any] struct {
 	serial uint64
 	proc   *Process
 	tasks  *ipcqueue.Queue
-	rec    *shm.Int64
+	ctl    *shm.Int64Array // the in-flight record and the cancel slots (see the wire protocol)
 	tail   *tailBuffer
 	enc    streamEnc
 
@@ -41,15 +42,18 @@ func (p *Pool[In, Out]) startWorker(serial uint64) (*worker[In, Out], error) {
 		return nil, fmt.Errorf("spawn: pool task queue: %w", err)
 	}
 	tasks.SetSpin(p.opts.Spin)
-	rec, err := shm.NewInt64()
+	ctl, err := shm.NewArray[int64](ctlLen)
 	if err != nil {
 		tasks.Close()
 		return nil, fmt.Errorf("spawn: pool worker record: %w", err)
 	}
-	w := &worker[In, Out]{serial: serial, tasks: tasks, rec: rec, tail: new(tailBuffer)}
+	w := &worker[In, Out]{serial: serial, tasks: tasks, ctl: ctl, tail: new(tailBuffer)}
 	s := &workerSetup{
-		Tasks: tasks, Results: p.results, Rec: rec, Serial: serial,
+		Tasks: tasks, Results: p.results, Ctl: ctl, Serial: serial,
 		MaxTasks: p.opts.MaxTasksPerWorker, Spin: int64(p.opts.Spin),
+	}
+	if p.hooks != nil {
+		s.Hold = p.hooks.workerHold
 	}
 	args := []any{s}
 	if init := p.opts.Initializer; init != nil {
@@ -65,11 +69,62 @@ func (p *Pool[In, Out]) startWorker(serial uint64) (*worker[In, Out], error) {
 	return w, nil
 }
 
-// release frees the parent's handles of the worker's queue and record.
+// release frees the parent's handles of the worker's queue and control
+// array.
 func (w *worker[In, Out]) release() {
 	w.tasks.Shutdown()
 	w.tasks.Close()
-	w.rec.Close()
+	w.ctl.Close()
+}
+
+// cancel tells w that call j is cancelled, and kills it if it is running
+// one of j's items: the parent's side of the handshake described in the
+// wire protocol. It writes the IDs of j's chunks that w holds into free
+// cancel slots first, and only then reads the in-flight record. Under mu.
+func (w *worker[In, Out]) cancel(j *job[In, Out]) {
+	if w.killed {
+		return
+	}
+	mine := false
+	for _, c := range w.out {
+		if c.job != j {
+			continue
+		}
+		k := w.freeSlot()
+		if k < 0 { // impossible: w holds at most maxOutstanding chunks
+			w.killed = true
+			w.proc.Kill()
+			return
+		}
+		w.ctl.Store(ctlCancel+k, int64(c.id))
+		mine = true
+	}
+	if !mine {
+		return
+	}
+	r := w.ctl.Load(ctlRec)
+	if recPos(r) == 0 {
+		return // between items, or in none: it will see the slot
+	}
+	for _, c := range w.out {
+		if c.job == j && recChunk(r) == uint32(c.id) {
+			w.killed = true
+			w.proc.Kill()
+			return
+		}
+	}
+}
+
+// freeSlot returns a cancel slot that names no chunk w holds, or -1.
+// Under mu.
+func (w *worker[In, Out]) freeSlot() int {
+	for k := range maxOutstanding {
+		id := uint64(w.ctl.Load(ctlCancel + k))
+		if id == 0 || !slices.ContainsFunc(w.out, func(c *chunk[In, Out]) bool { return c.id == id }) {
+			return k
+		}
+	}
+	return -1
 }
 
 // replace starts a replacement worker; p.starting was raised for it.

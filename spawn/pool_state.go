@@ -28,8 +28,9 @@ import "context"
 //
 // Once the state is not open and every worker is gone (none being started
 // either), the pool has stopped: maybeFinish closes allGone, records what
-// Shutdown returns, and stops the reader, which closes stopped once the
-// goroutines in bg are done too; then release may free the result queue.
+// Shutdown returns, and shuts the result queue down, which ends the
+// reader; the reader closes stopped once the goroutines in bg are done
+// too; then release may free the result queue.
 
 // poolState is where a pool is in its life; see above.
 type poolState uint8
@@ -176,8 +177,14 @@ func (p *Pool[In, Out]) maybeFinish() {
 			p.life.end = p.life.broken
 		}
 	}
+	// The reader waits in Get without a deadline or a cancellable
+	// context (either would wake it on a timer while the pool idles):
+	// shutting the result queue down, which nobody puts on any more,
+	// ends it (io.EOF once it has read everything). Not under mu: the
+	// shutdown takes the queue's producer lock, which a worker killed
+	// inside a Put may hold until it is found dead. In bg, added before
+	// allGone is closed, so that the reader, which waits for allGone and
+	// then for bg, waits for it too.
+	p.goBG(func() { p.results.Shutdown() })
 	close(p.allGone)
-	if p.stopReader != nil {
-		p.stopReader()
-	}
 }

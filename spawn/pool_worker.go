@@ -40,14 +40,52 @@ import (
 //
 // A chunk's results are normally one message; if that is too large, the
 // worker sends it in halves, in order, so the parent always holds a reported
-// prefix of every chunk (resultMsg.Lo). The worker's in-flight record (an
-// shm.Int64 that only this worker writes, atomically) says what it runs:
-// before the item at position i of chunk id it stores recWord(id, i+1),
-// after the item recWord(id, 0), after the chunk 0. The parent reads it
-// after the worker has been reaped (a worker found dead inside an item of
-// the chunk it holds first was killed by that item, and only that item
-// fails) and, while the worker lives, when a call is cancelled (to kill
-// the worker only if it is inside one of that call's chunks).
+// prefix of every chunk (resultMsg.Lo).
+//
+// Each worker also shares with the parent a small control array (an
+// shm.Int64Array of ctlLen words, every access atomic):
+//
+//	ctl[ctlRec]   the in-flight record; written by the worker only, read
+//	              by the parent. Before the item at position i of chunk id
+//	              the worker stores recWord(id, i+1), after the item
+//	              recWord(id, 0), after the chunk 0. The parent reads it
+//	              after the worker has been reaped (a worker found dead
+//	              inside an item of the chunk it holds first was killed by
+//	              that item, and only that item fails) and when a call is
+//	              cancelled.
+//	ctl[ctlCancel+k], k < maxOutstanding
+//	              cancelled chunks: written by the parent only (under
+//	              Pool.mu), read by the worker. The ID of a chunk the
+//	              worker holds whose call was cancelled; a slot is reused
+//	              once the chunk it names has been fully reported.
+//
+// Cancelling a call
+//
+// A cancelled call must leave nothing of its own running or queued on any
+// worker. Its chunks in the parent's pending list are dropped; but a chunk
+// may already sit in a worker's task queue, behind another call's, or be
+// taken by a worker that has not yet recorded it, and the parent cannot
+// take a message back out of a queue. So the parent and the worker
+// settle each item with a store-then-load handshake on ctl:
+//
+//	worker, before each item:        parent, cancelling call j:
+//	  store ctl[ctlRec] = (id, i+1)    store each chunk id of j it holds
+//	  load the cancel slots              in a free cancel slot
+//	  id among them: skip the chunk    load ctl[ctlRec]
+//	  else: run the item               inside an item of a chunk of j:
+//	                                     SIGKILL the worker
+//
+// The accesses are sequentially consistent (sync/atomic, on the same
+// physical memory in both processes), so at least one side sees the
+// other's store: either the worker sees the slot and skips the chunk, or
+// the parent sees the record and kills the worker before, or while, its
+// item runs (both may happen, which costs a replacement and nothing
+// else). A worker that skips a chunk reports it with Fail set, which the
+// parent applies to a call that is already over: the chunk leaves the
+// worker's list and nothing is delivered. A worker between two items of
+// one of j's chunks, or about to take one, is not killed: it skips. So a
+// cancel kills exactly the workers running one of its items, and no item
+// of the call starts after cancelJob has returned.
 
 const (
 	msgCont  byte = 0
@@ -57,6 +95,27 @@ const (
 
 	serialLen = 8
 )
+
+// The words of a worker's control array; see above.
+const (
+	ctlRec    = 0
+	ctlCancel = 1
+	ctlLen    = ctlCancel + maxOutstanding
+)
+
+// skipMsg is the Fail text of a chunk a worker skipped because its call
+// was cancelled. Nobody sees it: the call is over when it arrives.
+const skipMsg = "spawn: pool worker skipped the chunk of a cancelled call"
+
+// cancelled reports whether chunk id is in ctl's cancel slots.
+func cancelled(ctl *shm.Int64Array, id uint64) bool {
+	for k := range maxOutstanding {
+		if uint64(ctl.Load(ctlCancel+k)) == id {
+			return true
+		}
+	}
+	return false
+}
 
 // recWord is the in-flight record for chunk id, position pos1-1 (pos1 = 0:
 // between items). Only the low 32 bits of id are kept.
@@ -147,12 +206,44 @@ type itemErr struct {
 type workerSetup struct {
 	Tasks    *ipcqueue.Queue
 	Results  *ipcqueue.Queue
-	Rec      *shm.Int64
+	Ctl      *shm.Int64Array // ctlLen words; see the wire protocol
 	Serial   uint64
 	MaxTasks int
 	Spin     int64
 	Init     string
 	InitTyp  string
+	// Hold is a test hook (nil in production): see hold.
+	Hold *shm.Int64Array
+}
+
+// Points at which a worker can be held by a test (workerSetup.Hold).
+const (
+	holdTaken   = 1 // a chunk decoded, before its first item is recorded
+	holdChecked = 2 // an item recorded and found not cancelled, before it runs
+)
+
+// The words of a hold array: the point to hold at (0: none), how many
+// times a worker has arrived there, and how many of those the test has
+// released. Written by the test and the workers, atomically.
+const (
+	holdAt = iota
+	holdArrived
+	holdReleased
+	holdLen
+)
+
+// hold waits, if the test asked for a hold at point, until the test
+// releases this arrival. It sleeps in steps: a test's worker may wait
+// long.
+func (s *workerSetup) hold(point int64) {
+	h := s.Hold
+	if h == nil || h.Load(holdAt) != point {
+		return
+	}
+	n := h.Add(holdArrived, 1)
+	for h.Load(holdReleased) < n {
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // getInto gets the next message from q into *buf, growing it as needed,
@@ -260,7 +351,8 @@ func workerEntry[In, Out any](name string, fn func(context.Context, In) (Out, er
 			if err := dec.Decode(&s); err != nil {
 				return &argError{err}
 			}
-			if s.Tasks == nil || s.Results == nil || s.Rec == nil {
+			if s.Tasks == nil || s.Results == nil || s.Ctl == nil || s.Ctl.Len() != ctlLen ||
+				s.Hold != nil && s.Hold.Len() != holdLen {
 				return &argError{errors.New("incomplete worker setup")}
 			}
 			return workerLoop(ctx, fn, &s, dec)
@@ -316,22 +408,32 @@ func workerLoop[In, Out any](ctx context.Context, fn func(context.Context, In) (
 			return fmt.Errorf("spawn: pool worker: decode task: %w", err)
 		}
 		restoreNils(tm.Items, tm.Nil)
+		s.hold(holdTaken)
 		res := resultMsg[Out]{ID: tm.ID, N: len(tm.Items), Outs: make([]Out, len(tm.Items))}
+		ran := 0
 		for i, x := range tm.Items {
-			s.Rec.Store(recWord(tm.ID, i+1))
+			// The handshake with cancelJob (see the wire protocol): the
+			// record first, then the cancel slots.
+			s.Ctl.Store(ctlRec, recWord(tm.ID, i+1))
+			if cancelled(s.Ctl, tm.ID) {
+				res = resultMsg[Out]{ID: tm.ID, Fail: skipMsg}
+				break
+			}
+			s.hold(holdChecked)
 			o, ierr := callTask(ctx, fn, x, i)
-			s.Rec.Store(recWord(tm.ID, 0))
+			s.Ctl.Store(ctlRec, recWord(tm.ID, 0))
+			ran++
 			if ierr != nil {
 				res.Errs = append(res.Errs, *ierr)
 			} else {
 				res.Outs[i] = o
 			}
 		}
-		s.Rec.Store(0)
+		s.Ctl.Store(ctlRec, 0)
 		if err := send(&res); err != nil {
 			return err
 		}
-		done += len(tm.Items)
+		done += ran
 		if s.MaxTasks > 0 && done >= s.MaxTasks {
 			return nil
 		}

@@ -39,12 +39,12 @@ func TestWorkerLoopHeap(t *testing.T) {
 		enc   streamEnc
 		sent  int
 	}
-	var recs [workers]*shm.Int64
+	var ctls [workers]*shm.Int64Array
 	// fn checks, from inside the task, that its worker's in-flight record
 	// names it (pos+1 within its chunk is carried in the item).
 	fn := func(_ context.Context, x [3]int) (int, error) {
 		w, pos, v := x[0], x[1], x[2]
-		if got := recs[w].Load(); recPos(got) != pos+1 || recChunk(got) == 0 {
+		if got := ctls[w].Load(ctlRec); recPos(got) != pos+1 || recChunk(got) == 0 {
 			return 0, fmt.Errorf("in-flight record %#x, want position %d", got, pos+1)
 		}
 		switch {
@@ -67,11 +67,11 @@ func TestWorkerLoopHeap(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer seg.Close()
-		if recs[i], err = shm.Int64At(seg, 0); err != nil {
+		if ctls[i], err = shm.ArrayAt[int64](seg, 0, ctlLen); err != nil {
 			t.Fatal(err)
 		}
 		ws[i] = &heapWorker{seg: seg, setup: workerSetup{
-			Tasks: tasks, Results: results, Rec: recs[i], Serial: uint64(i + 1),
+			Tasks: tasks, Results: results, Ctl: ctls[i], Serial: uint64(i + 1),
 		}}
 	}
 	ws[0].setup.MaxTasks = 150 // retires after its chunks reach 150 items
@@ -167,7 +167,7 @@ func TestWorkerLoopHeap(t *testing.T) {
 	}
 	for i, w := range ws {
 		w.setup.Tasks.Shutdown()
-		if r := recs[i].Load(); r != 0 {
+		if r := ctls[i].Load(ctlRec); r != 0 {
 			t.Errorf("worker %d: in-flight record %d after its last item", i, r)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ipckit/ipckit/internal/handoff"
+	"github.com/ipckit/ipckit/shm"
 )
 
 // Options configures a child started by [Start] or [Run]. A nil *Options
@@ -116,8 +117,14 @@ type hooks struct {
 	// be dead and reaped.
 	afterCtxKill func()
 	// poolFault is called at named points of a pool ("watch-posted": a
-	// watcher has put a worker's death on the result queue).
+	// watcher has put a worker's death on the result queue; "result": the
+	// reader has taken a worker's result off the queue and not yet
+	// applied it).
 	poolFault func(point string)
+	// workerHold, if set, is given to the pool's workers, which hold at
+	// the point it names until the test releases them: see
+	// workerSetup.hold.
+	workerHold *shm.Int64Array
 }
 
 func (h *hooks) afterKill() {

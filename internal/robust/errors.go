@@ -1,14 +1,14 @@
 package robust
 
-import "errors"
+import "github.com/ipckit/ipckit/internal/sentinel"
 
-// Errors of this package. The ones every ipckit package shares
-// (sentinel.ErrOwnerDead, ErrNotRecoverable, ErrCorrupt) come from
-// internal/sentinel.
+// Errors of this package, from internal/sentinel like the others every
+// ipckit package shares (sentinel.ErrOwnerDead, ErrNotRecoverable,
+// ErrCorrupt), so that errors.Is matches them under any package's name.
 var (
 	// ErrNotLocked means Unlock or MarkConsistent was called on a lock
 	// that is not held.
-	ErrNotLocked = errors.New("ipckit: lock is not held")
+	ErrNotLocked = sentinel.ErrNotLocked
 	// ErrNotOwner means a process unlocked a lock another process holds.
-	ErrNotOwner = errors.New("ipckit: lock is held by another process")
+	ErrNotOwner = sentinel.ErrNotOwner
 )

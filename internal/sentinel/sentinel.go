@@ -19,6 +19,14 @@ var (
 	// marking it consistent: the lock can never be taken again.
 	ErrNotRecoverable = errors.New("ipckit: lock is not recoverable")
 
+	// ErrNotLocked means Unlock (or MarkConsistent) was called on a lock
+	// that is not held.
+	ErrNotLocked = errors.New("ipckit: lock is not held")
+
+	// ErrNotOwner means a process unlocked a lock that another process
+	// holds.
+	ErrNotOwner = errors.New("ipckit: lock is held by another process")
+
 	// ErrShutdown means the object was shut down for every process: no new work
 	// or messages are taken.
 	ErrShutdown = errors.New("ipckit: shut down")

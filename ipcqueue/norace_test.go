@@ -1,0 +1,5 @@
+//go:build !race
+
+package ipcqueue
+
+const raceEnabled = false
