@@ -21,9 +21,16 @@ const rounds = 2000
 // pingPong plays its side of a turn-taking game on the word at the start of
 // a shared segment: the parent moves the word from even to odd, the child
 // from odd to even, and each sleeps on the futex while it is not its turn.
+// A sleep longer than a second is a lost wake-up, except in the first turn,
+// which also waits for the other process to start (a race-built binary on a
+// loaded machine can take longer than that).
 func pingPong(word *atomic.Uint32, odd uint32, n int) error {
 	addr := (*uint32)(unsafe.Pointer(word))
-	for range n {
+	for i := range n {
+		limit := time.Second
+		if i == 0 {
+			limit = time.Minute
+		}
 		for {
 			v := word.Load()
 			if v%2 == odd {
@@ -33,7 +40,7 @@ func pingPong(word *atomic.Uint32, odd uint32, n int) error {
 				}
 				break
 			}
-			if err := futex.Wait(addr, v, time.Second); err != nil {
+			if err := futex.Wait(addr, v, limit); err != nil {
 				return err
 			}
 		}
