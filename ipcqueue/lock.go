@@ -43,15 +43,15 @@ import (
 // the one they found when they went to sleep: its death is then noticed at
 // once.
 
-// newLocks makes q's handles to its producer and consumer locks.
-func (q *Queue) newLocks() error {
-	opts := &robust.Options{Internal: true, Waits: q.waits, Closer: &q.closer}
-	var err error
-	if q.plock, err = robust.New(u64At(q.ctl, offPLock), u32At(q.ctl, offPLockFx), opts); err != nil {
-		return err
+// newLocks returns handles to the producer and consumer locks of the
+// control block ctl, for a handle whose Close is closer.
+func newLocks(ctl []byte, closer *robust.Closer) (plock, clock *robust.Lock, err error) {
+	opts := &robust.Options{Internal: true, Waits: u64At(ctl, offWaits), Closer: closer}
+	if plock, err = robust.New(u64At(ctl, offPLock), u32At(ctl, offPLockFx), opts); err != nil {
+		return nil, nil, err
 	}
-	q.clock, err = robust.New(u64At(q.ctl, offCLock), u32At(q.ctl, offCLockFx), opts)
-	return err
+	clock, err = robust.New(u64At(ctl, offCLock), u32At(ctl, offCLockFx), opts)
+	return plock, clock, err
 }
 
 // lockProducers takes the producer lock (block) or tries to, repairing

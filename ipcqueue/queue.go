@@ -120,6 +120,9 @@ type faults struct {
 	// getCopied runs inside Get after the message is copied out and before
 	// it is taken.
 	getCopied func()
+	// skipWake, if it returns true, makes a Put or a Get skip the wake-up
+	// it owes a sleeper: a lost wake-up, for the test that must see one.
+	skipWake func() bool
 }
 
 // ringFor rounds size up to a power of two, at least minRing.
@@ -231,6 +234,11 @@ func (q *Queue) attachTo(seg *shm.Segment) error {
 		return err
 	}
 	end := ctlSize + int(c.ring)
+	plock, clock, err := newLocks(b[:ctlSize:ctlSize], &q.closer)
+	if err != nil {
+		return err
+	}
+	q.plock, q.clock = plock, clock
 	q.seg, q.ctl, q.ring = seg, b[:ctlSize:ctlSize], b[ctlSize:end:end]
 	q.base = unsafe.Pointer(&q.ring[0])
 	q.size, q.mask, q.maxMsg = c.ring, c.ring-1, c.maxMsg
@@ -241,9 +249,6 @@ func (q *Queue) attachTo(seg *shm.Segment) error {
 	q.dropped, q.cdead = u64At(q.ctl, offDropped), u64At(q.ctl, offCDead)
 	q.claim = u64At(q.ctl, offClaim)
 	q.waits = u64At(q.ctl, offWaits)
-	if err := q.newLocks(); err != nil {
-		return err
-	}
 	q.shut = u32At(q.ctl, offShutdown)
 	q.dataFx, q.spaceFx = u32At(q.ctl, offDataFx), u32At(q.ctl, offSpaceFx)
 	q.cachedHead = q.freed.Load()
@@ -461,7 +466,7 @@ func (q *Queue) write(c *call, t, pad uint64, msg []byte) {
 	release.Store64(q.tail, end)
 	q.plock.UnlockRelease()
 	q.puts.Add(1)
-	wakeAfter(c, q.plock, q.dataFx)
+	q.wakeAfter(c, q.plock, q.dataFx)
 }
 
 // wakeAfter wakes the sleepers of lock l and of fx, if either has any: the
@@ -470,8 +475,11 @@ func (q *Queue) write(c *call, t, pad uint64, msg []byte) {
 // sleeper that sets its bit after them re-checks the queue before it
 // sleeps, see wait.go); only if a bit is set does c become counted, for
 // the system call.
-func wakeAfter(c *call, l *robust.Lock, fx *atomic.Uint32) {
+func (q *Queue) wakeAfter(c *call, l *robust.Lock, fx *atomic.Uint32) {
 	if (l.Sleepers().Load()|fx.Load())&1 != 0 {
+		if q.faults.skipWake != nil && q.faults.skipWake() {
+			return
+		}
 		c.count()
 		l.WakeWaiters()
 		robust.Wake(fx)
@@ -731,7 +739,7 @@ func (q *Queue) take(c *call, h uint64, n int, buf []byte, out *[]byte) int {
 	q.pace.took++
 	q.clock.UnlockRelease()
 	q.gets.Add(1)
-	wakeAfter(c, q.clock, q.spaceFx)
+	q.wakeAfter(c, q.clock, q.spaceFx)
 	return n
 }
 

@@ -118,7 +118,11 @@ func TestShutdownDrains(t *testing.T) {
 }
 
 // TestWaitersWoken blocks consumers on an empty queue and producers on a
-// full one, then cancels some and shuts the queue down under the others.
+// full one, then cancels some, which return ctx's error, and then shuts the
+// queue down under the others, which return io.EOF and ErrShutdown. (A
+// waiter that is cancelled and, before it runs again, finds the queue shut
+// down may return either; so the cancelled ones are collected before the
+// Shutdown.)
 func TestWaitersWoken(t *testing.T) {
 	for _, spin := range []time.Duration{0, -1} {
 		q := spinning(heapQueue(t, 256, nil), spin)
@@ -129,28 +133,36 @@ func TestWaitersWoken(t *testing.T) {
 			}
 		}
 		ctx, cancel := context.WithCancel(t.Context())
-		var wg sync.WaitGroup
-		errs := make(chan error, 16)
+		cancelled, others := make(chan error, 8), make(chan error, 8)
 		for i := range 8 {
-			c := t.Context()
+			c, errs := t.Context(), others
 			if i%2 == 0 {
-				c = ctx
+				c, errs = ctx, cancelled
 			}
-			wg.Go(func() { _, err := q.Get(c); errs <- err })
-			wg.Go(func() { errs <- full.Put(c, []byte("x")) })
+			go func() { _, err := q.Get(c); errs <- err }()
+			go func() { errs <- full.Put(c, []byte("x")) }()
 		}
-		time.Sleep(50 * time.Millisecond)
+		// Let them fall asleep: 8 sleeps on each queue (the Gets on the
+		// data or on the consumer lock), or give up waiting.
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if q.waits.Load() >= 8 && full.waits.Load() >= 8 {
+				break
+			}
+		}
 		cancel()
-		time.Sleep(50 * time.Millisecond)
+		for range 8 {
+			if err := <-cancelled; !errors.Is(err, context.Canceled) {
+				t.Errorf("spin %v: a cancelled waiter returned %v", spin, err)
+			}
+		}
+		if full.Len() == 0 {
+			t.Error("cancelled Put changed the queue")
+		}
 		q.Shutdown()
 		full.Shutdown()
-		wg.Wait()
-		close(errs)
-		var cancelled, eof, shut int
-		for err := range errs {
-			switch {
-			case errors.Is(err, context.Canceled):
-				cancelled++
+		var eof, shut int
+		for range 8 {
+			switch err := <-others; {
 			case err == io.EOF:
 				eof++
 			case errors.Is(err, ErrShutdown):
@@ -159,11 +171,8 @@ func TestWaitersWoken(t *testing.T) {
 				t.Errorf("unexpected %v", err)
 			}
 		}
-		if cancelled != 8 || eof != 4 || shut != 4 {
-			t.Errorf("spin %v: %d cancelled, %d EOF, %d ErrShutdown", spin, cancelled, eof, shut)
-		}
-		if full.Len() == 0 {
-			t.Error("cancelled Put changed the queue")
+		if eof != 4 || shut != 4 {
+			t.Errorf("spin %v: %d EOF, %d ErrShutdown", spin, eof, shut)
 		}
 	}
 }

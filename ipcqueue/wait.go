@@ -53,12 +53,12 @@ import (
 // measured on a quiet one), more than the 5% issue 14 allows, and was
 // left out.
 //
-// A sleep that ends with its word unchanged, other than by its deadline,
-// ctx, Close or a death notice, is counted by robust.Unwoken: a watched
-// sleep whose slow check ran out, or a spurious wake-up. Between one
-// producer and one consumer exchanging messages, none may happen, and a
-// lost wake-up leaves an unwatched sleeper asleep until its deadline:
-// TestNoLostWakeups watches both.
+// A watched sleep that runs into its slow check with its word unchanged is
+// counted by robust.Unwoken: its producer held the lock that long, or its
+// wake-up was lost. Between one producer and one consumer exchanging
+// messages there should be none, and a lost wake-up leaves an unwatched
+// sleeper asleep until its deadline: TestNoLostWakeups watches both, and
+// TestLostWakeupSeen shows that it sees a wake-up skipped on purpose.
 //
 // DefaultSpin is sized from BenchmarkPingPong's sweep of fixed budgets: a
 // spin hand-off costs a small fraction of a futex sleep and wake, a budget

@@ -111,7 +111,7 @@ func TestBarrierPartyDies(t *testing.T) {
 	if err := <-other; !errors.Is(err, ErrBroken) {
 		t.Fatalf("survivor got %v, want ErrBroken", err)
 	}
-	if d := time.Since(killed); d > time.Second {
+	if d := time.Since(killed); d > slowBound {
 		t.Fatalf("barrier broke %v after the death", d)
 	}
 }

@@ -47,7 +47,7 @@ func TestChaos(t *testing.T) {
 	case raceEnabled:
 		// The race detector cannot see into other processes, and its
 		// binaries start slowly (a kill waits for a worker that runs).
-		kills = 50
+		kills = 30
 	}
 	for _, kind := range []string{"Mutex", "Semaphore"} {
 		t.Run(kind, func(t *testing.T) { chaos(t, kind, kills) })

@@ -5,14 +5,12 @@ package semaphore
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"os/exec"
-	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/ipckit/ipckit/internal/futex"
+	"github.com/ipckit/ipckit/internal/lateness"
 	"github.com/ipckit/ipckit/internal/robust"
 	"github.com/ipckit/ipckit/shm"
 )
@@ -52,7 +50,7 @@ func TestDeadHolderWithinDeadline(t *testing.T) {
 	t.Run("Mutex-waiter-with-deadline-blocked-before-the-kill", func(t *testing.T) {
 		m := newMutex(t)
 		err := killWhileWaiting(t, startUntil(t, "hold", holdArgs{M: m}, "holding"), func() error {
-			return within(t, 2*time.Second, "LockContext", m.LockContext)
+			return within(t, 10*time.Second, "LockContext", m.LockContext)
 		}, m.lock.Sleepers())
 		if !errors.Is(err, ErrOwnerDead) {
 			t.Fatalf("got %v, want ErrOwnerDead", err)
@@ -122,24 +120,26 @@ func TestDeadHolderWithinDeadline(t *testing.T) {
 }
 
 // killWhileWaiting runs wait in a goroutine, lets it sleep on the
-// sleepers word fx (bit 0: announced) past its second slow liveness check
-// (at 1 and 3 CheckPeriods; the third is due at 7), kills the helper cmd,
-// and returns wait's result. It fails the test if the death was found only
-// at or after the third check: it must come from the kernel's notice.
+// sleepers word fx (bit 0: announced) past its fourth slow liveness check
+// (they back off: at 1, 3, 7 and 15 CheckPeriods; the fifth is due at
+// 31), kills the helper cmd, and returns wait's result. It fails the test
+// if the death was found only at or after the fifth check: it must come
+// from the kernel's notice. (The wide window is for loaded machines,
+// where the kill itself may come late.)
 func killWhileWaiting(t *testing.T, cmd *exec.Cmd, wait func() error, fx *atomic.Uint32) error {
 	t.Helper()
 	done := make(chan error, 1)
 	started := time.Now()
 	go func() { done <- wait() }()
-	time.Sleep(3*robust.CheckPeriod + robust.CheckPeriod/2)
+	time.Sleep(16 * robust.CheckPeriod)
 	if fx.Load()&1 == 0 {
 		t.Fatalf("the waiter is not asleep: sleepers word %#x", fx.Load())
 	}
 	killed := time.Now()
 	kill(t, cmd)
 	err := <-done
-	t.Logf("%v after the kill", time.Since(killed))
-	if time.Now().After(started.Add(7 * robust.CheckPeriod)) {
+	t.Logf("%v after the kill (%v after the wait began)", time.Since(killed), killed.Sub(started))
+	if time.Now().After(started.Add(31 * robust.CheckPeriod)) {
 		t.Errorf("the death was found %v after the kill, at a slow check, not by its notice", time.Since(killed))
 	}
 	return err
@@ -164,54 +164,20 @@ func barrierWithParty(t *testing.T, wrap func(t *testing.T, name string, v any, 
 	return b, cmd
 }
 
-// percentile returns the p-th percentile (0..100) of ds, sorted in place.
-func percentile(ds []time.Duration, p float64) time.Duration {
-	slices.Sort(ds)
-	return ds[int(float64(len(ds)-1)*p/100)]
-}
-
 // TestDeadlineLateness: each type's wait returns within about a
-// millisecond of its deadline (issue 14: within 1 ms at p99), whoever it
-// waits for. How late a sleeping thread runs again is the kernel
-// scheduler's to say, and a loaded machine delays it by whole time slices,
-// so the test measures a bare futex sleep to the same kind of deadline
-// alternately with the waits, in the same run, and holds the waits' p99 to
-// twice the bare sleeps' p99 plus 2 ms (as internal/robust's test does);
-// it logs both. Load comes in bursts that one sample's tail may catch and
-// the other's not: a round that misses the bound is measured again, up to
-// three times in all; a wait that is late by design (a polling slice)
-// misses it every time.
+// millisecond of its deadline (issue 14; see lateness.Check for what is
+// asserted against a loaded machine's scheduler), whoever it waits for.
 func TestDeadlineLateness(t *testing.T) {
 	rounds := 200
-	if testing.Short() {
+	switch {
+	case testing.Short():
 		rounds = 50
-	}
-	// sample alternates rounds waits, each with a deadline 1 to 4 ms
-	// away, with bare futex sleeps to such a deadline, and returns how
-	// late each of both returned.
-	sample := func(t *testing.T, wait func(ctx context.Context) error, want error) (late, base []time.Duration) {
-		t.Helper()
-		for range rounds {
-			late = append(late, lateBy(t, wait, want))
-			base = append(base, futexLateBy())
-		}
-		return late, base
+	case raceEnabled:
+		rounds = 100 // the tail is the kernel's either way; -race only slows it
 	}
 	measure := func(t *testing.T, wait func(ctx context.Context) error, want error) {
 		t.Helper()
-		for attempt := 1; ; attempt++ {
-			late, base := sample(t, wait, want)
-			p50, p99, worst := percentile(late, 50), percentile(late, 99), late[len(late)-1]
-			b50, b99 := percentile(base, 50), percentile(base, 99)
-			t.Logf("lateness over %d waits: p50 %v, p99 %v, max %v (bare futex sleeps: p50 %v, p99 %v)", rounds, p50, p99, worst, b50, b99)
-			if p99 <= 2*b99+2*time.Millisecond {
-				return
-			}
-			if attempt == 3 {
-				t.Errorf("p99 lateness %v, against %v for a bare futex sleep, in three rounds", p99, b99)
-				return
-			}
-		}
+		lateness.Check(t, rounds, wait, want)
 	}
 	t.Run("Mutex-held-by-another-process", func(t *testing.T) {
 		m := newMutex(t)
@@ -252,38 +218,4 @@ func TestDeadlineLateness(t *testing.T) {
 		defer kill(t, startUntil(t, "hold", holdArgs{F: m}, "holding"))
 		measure(t, m.LockContext, context.DeadlineExceeded)
 	})
-}
-
-// someMs returns a duration of 1 to 4 ms, at random.
-func someMs() time.Duration { return time.Millisecond + rand.N(3*time.Millisecond) }
-
-// lateBy calls wait with a deadline a few ms away, checks that it returns
-// want, not before the deadline, and returns how late it did.
-func lateBy(t *testing.T, wait func(ctx context.Context) error, want error) time.Duration {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), someMs())
-	defer cancel()
-	deadline, _ := ctx.Deadline()
-	err := wait(ctx)
-	late := time.Since(deadline)
-	switch {
-	case !errors.Is(err, want):
-		t.Fatalf("wait = %v, want %v", err, want)
-	case late < 0:
-		t.Fatalf("returned %v before the deadline", -late)
-	}
-	return late
-}
-
-// futexLateBy returns how late a bare futex sleep to a deadline a few ms
-// away wakes up: the kernel's and the runtime's share of any lateness.
-func futexLateBy() time.Duration {
-	var word uint32
-	deadline := time.Now().Add(someMs())
-	// A thread preempted here may find the deadline past: a negative
-	// timeout would be futex.Forever.
-	if d := time.Until(deadline); d > 0 {
-		futex.Wait(&word, 0, d)
-	}
-	return time.Since(deadline)
 }

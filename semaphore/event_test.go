@@ -29,7 +29,10 @@ func TestEventOnHeap(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(20 * time.Millisecond)
+	// All four asleep on the clear word: a goroutine that started late
+	// (a loaded machine) would load the word after Set and Clear, and
+	// rightly wait for the next Set.
+	asleepIn(t, 4, "semaphore.(*Event).Wait")
 	e.Set()
 	e.Clear() // at once: the waiters that were there are released anyway
 	wg.Wait()

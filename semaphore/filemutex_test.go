@@ -179,7 +179,7 @@ func TestFileMutexOwnerDies(t *testing.T) {
 	if err := <-done; !errors.Is(err, ErrOwnerDead) {
 		t.Fatalf("Lock after the holder died = %v", err)
 	}
-	if d := time.Since(killed); d > time.Second {
+	if d := time.Since(killed); d > slowBound {
 		t.Fatalf("handed on after %v", d)
 	}
 	// Unlock without repair: unrecoverable, for readers too.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -105,6 +106,38 @@ func registerHold(name string, f func(holdArgs) error) {
 		}
 		return f(a)
 	})
+}
+
+// slowBound bounds what must happen "promptly" in a test (a dead holder's
+// lock handed on, a cancelled call returning): far more than it takes (a
+// few ms), so that a loaded machine, which can keep a process off the CPU
+// for hundreds of ms, does not fail the test; it still catches a hang.
+// That a death is found by the kernel's notice, not by a slow check, is
+// TestDeadHolderWithinDeadline's to show.
+const slowBound = 5 * time.Second
+
+// asleepIn waits until n goroutines of this process sleep in a futex wait
+// called from fn (as runtime.Stack names it): each has read the word it
+// sleeps on. It fails the test after a minute.
+func asleepIn(t testing.TB, n int, fn string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(time.Minute); ; {
+		buf = buf[:runtime.Stack(buf[:cap(buf)], true)]
+		asleep := 0
+		for g := range strings.SplitSeq(string(buf), "\n\n") {
+			if strings.Contains(g, "internal/futex.Wait(") && strings.Contains(g, fn) {
+				asleep++
+			}
+		}
+		if asleep >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines asleep in %s, want %d", asleep, fn, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // count does n unlocked read-modify-writes of v inside m.

@@ -5,7 +5,6 @@ package spawn
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -165,13 +164,17 @@ func checkAfterCancel(t *testing.T, p *Pool[markItem, int], marks *shm.Int64Arra
 func TestCancelMapTakenChunk(t *testing.T) {
 	hold := newHold(t, holdTaken)
 	readerHeld, releaseReader := make(chan struct{}), make(chan struct{})
-	var once sync.Once
+	token := make(chan struct{}, 1) // held by the first result only
+	token <- struct{}{}
 	h := &hooks{workerHold: hold, poolFault: func(point string) {
-		if point == "result" {
-			once.Do(func() {
-				close(readerHeld)
-				<-releaseReader
-			})
+		if point != "result" {
+			return
+		}
+		select {
+		case <-token:
+			close(readerHeld)
+			<-releaseReader
+		default:
 		}
 	}}
 	p, marks := cancelPool(t, h)

@@ -108,13 +108,21 @@ func TestSignal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A Go program dies of SIGHUP (both before and after its runtime
-	// installs its handlers); it would ignore SIGUSR1.
-	if err := p.Signal(syscall.SIGHUP); err != nil {
+	// A Go program dies of SIGTERM, both before and after its runtime
+	// installs its handlers; it would ignore SIGUSR1. (Not SIGHUP: a Go
+	// program keeps SIGHUP and SIGINT ignored when it inherits them
+	// ignored, as under nohup, and the child would sleep its hour.)
+	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Wait(); !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGHUP {
-		t.Fatalf("Wait = %v, want death by SIGHUP", err)
+	select {
+	case <-p.Done():
+	case <-time.After(30 * time.Second):
+		p.Kill()
+		t.Fatal("the child still runs 30 s after SIGTERM")
+	}
+	if err := p.Wait(); !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
+		t.Fatalf("Wait = %v, want death by SIGTERM", err)
 	}
 	if p.ExitCode() != -1 {
 		t.Fatalf("ExitCode = %d after a signal, want -1", p.ExitCode())

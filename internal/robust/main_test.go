@@ -501,16 +501,6 @@ func (h *helper) exit(t testing.TB) {
 	}
 }
 
-// unshareArgs runs a helper as pid 1 of a new PID namespace with its own
-// /proc, sharing /dev/shm with the test.
-var unshareArgs = []string{"unshare", "--pid", "--fork", "--kill-child", "--mount-proc"}
-
-func needUnshare(t *testing.T) {
-	t.Helper()
-	if out, err := exec.Command(unshareArgs[0], append(unshareArgs[1:], "true")...).CombinedOutput(); err != nil {
-		t.Skipf("unshare --pid is not permitted here (%v: %s); PID-namespace tests need root", err, strings.TrimSpace(string(out)))
-	}
-}
 
 // emulated reports whether this test binary runs under an emulator
 // (qemu-user: an arm64 binary on an x86 host sees the host's /proc/cpuinfo),

