@@ -501,7 +501,6 @@ func (h *helper) exit(t testing.TB) {
 	}
 }
 
-
 // emulated reports whether this test binary runs under an emulator
 // (qemu-user: an arm64 binary on an x86 host sees the host's /proc/cpuinfo),
 // or IPCKIT_EMULATED is set. Timing figures then measure the emulator.
