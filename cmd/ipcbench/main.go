@@ -76,7 +76,7 @@ func main() {
 		cfg.rounds, cfg.target = 3, 100*time.Millisecond
 	}
 
-	machine := describeMachine()
+	machine := describeMachine() + describeCrossing(cfg, "start")
 	if *asJSON {
 		fmt.Fprint(os.Stderr, machine)
 	} else {
@@ -105,6 +105,9 @@ func main() {
 	}
 	if !*asJSON {
 		printTable(os.Stdout, rows)
+		fmt.Print(describeCrossing(cfg, "end"))
+	} else {
+		fmt.Fprint(os.Stderr, describeCrossing(cfg, "end"))
 	}
 	if failed {
 		os.Exit(1)
@@ -115,6 +118,7 @@ func main() {
 func metrics() []metric {
 	return slices.Concat(
 		queueMetrics(),
+		[]metric{deadlineMetric()},
 		mutexMetrics(),
 		valueMetrics(),
 		spawnMetrics(),
