@@ -18,7 +18,7 @@ func TestMain(m *testing.M) {
 func TestMetricNames(t *testing.T) {
 	want := []string{
 		"queue_64B_msgs_per_s", "queue_rtt_p50_spin", "queue_rtt_p99_spin", "queue_rtt_p50_block",
-		"queue_rtt_p99_block", "queue_64KiB_MB_per_s", "mutex_uncontended_ns", "mutex_handoff_2proc_ns",
+		"queue_rtt_p99_block", "queue_64KiB_MB_per_s", "deadline_late_p99_us", "mutex_uncontended_ns", "mutex_handoff_2proc_ns",
 		"filemutex_uncontended_ns", "value_add_ns", "spawn_start_wait_ms", "pool_go_us_per_task",
 		"pool_map_us_per_item", "pool_map_cpu_speedup",
 	}
@@ -72,5 +72,17 @@ func TestRawRing(t *testing.T) {
 		if err != nil || mps <= 0 {
 			t.Fatalf("rawRate(fences %d): %v msgs/s, %v", f, mps, err)
 		}
+	}
+}
+
+// The bare crossing runs and names itself.
+func TestRawCrossing(t *testing.T) {
+	cfg := &config{quick: true}
+	ns, err := rawCrossing(cfg)
+	if err != nil || ns <= 0 || math.IsNaN(ns) {
+		t.Fatalf("rawCrossing = %v ns, %v", ns, err)
+	}
+	if s := describeCrossing(cfg, "start"); !strings.HasPrefix(s, "# raw cross-process round trip (start): ") {
+		t.Fatalf("describeCrossing = %q", s)
 	}
 }
