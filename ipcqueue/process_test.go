@@ -3,7 +3,6 @@
 package ipcqueue
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/gob"
@@ -11,10 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -23,12 +20,11 @@ import (
 )
 
 // command is helperproc.Command without the race runtime's one-second
-// sleep at a successful exit (GORACE atexit_sleep_ms), which would
-// otherwise add a second to every helper of a -race run.
+// sleep at a successful exit (helperproc.NoExitSleep).
 func command(t testing.TB, name string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := helperproc.Command(t, name, args...)
-	cmd.Env = append(cmd.Env, "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	helperproc.NoExitSleep(cmd)
 	return cmd
 }
 
@@ -210,30 +206,17 @@ func TestHandle(t *testing.T) {
 	}
 }
 
-// waiter is a child process blocked in Get or Put on a queue.
-type waiter struct {
-	cmd *exec.Cmd
-	out *bufio.Reader
-}
-
 // startWaiter starts helper (waitget or waitput) on q with spin budget
 // spin, and returns once the child has said "ready" and is asleep on the
 // futex: its sleep is counted in Stats.Waits and its sleeper bit is set.
 // (The count and the bit come just before the futex call; a wake that
 // lands before the call finds the futex word changed and does not sleep.)
-func startWaiter(t *testing.T, q *Queue, helper string, spin time.Duration) *waiter {
+func startWaiter(t *testing.T, q *Queue, helper string, spin time.Duration) *helperproc.Proc {
 	t.Helper()
 	cmd := command(t, helper, q.Segment().Name(), spinArg(spin))
-	pipe, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
 	waits := q.Stats().Waits
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w := &waiter{cmd, bufio.NewReader(pipe)}
-	w.expect(t, "ready")
+	w := helperproc.Start(t, cmd)
+	w.Expect(t, "ready")
 	fx := q.dataFx
 	if helper == "waitput" {
 		fx = q.spaceFx
@@ -248,15 +231,6 @@ func startWaiter(t *testing.T, q *Queue, helper string, spin time.Duration) *wai
 	return w
 }
 
-// expect reads the child's next line and fails unless it is want.
-func (w *waiter) expect(t *testing.T, want string) {
-	t.Helper()
-	line, err := w.out.ReadString('\n')
-	if err != nil || strings.TrimSpace(line) != want {
-		t.Fatalf("child said %q, %v; want %q", line, err, want)
-	}
-}
-
 // TestShutdownWakesProcess: Shutdown wakes a consumer blocked in Get and a
 // producer blocked in Put in other processes within a second, spinning or
 // not; a Get or Put that starts after Shutdown returns at once.
@@ -268,13 +242,13 @@ func TestShutdownWakesProcess(t *testing.T) {
 				w := startWaiter(t, q, c.helper, spin)
 				start := time.Now()
 				q.Shutdown()
-				w.expect(t, c.said)
+				w.Expect(t, c.said)
 				el := time.Since(start)
 				if el > time.Second {
 					t.Fatalf("waiter woke after %v", el)
 				}
 				t.Logf("waiter woke after %v", el)
-				if err := w.cmd.Wait(); err != nil {
+				if err := w.Cmd.Wait(); err != nil {
 					t.Fatalf("waiter: %v", err)
 				}
 				// After Shutdown: no waiting at all.
@@ -305,8 +279,7 @@ func TestShutdownWakesProcess(t *testing.T) {
 func TestWaitingConsumerKilled(t *testing.T) {
 	q := namedQueue(t, 4096, nil)
 	w := startWaiter(t, q, "waitget", 0)
-	w.cmd.Process.Kill()
-	w.cmd.Wait()
+	w.Kill()
 	ctx := t.Context()
 	q.Put(ctx, []byte("x"))
 	start := time.Now()

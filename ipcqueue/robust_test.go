@@ -3,7 +3,6 @@
 package ipcqueue
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -13,7 +12,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -118,71 +116,6 @@ func init() {
 	})
 }
 
-// lineHelper is a started helper whose stdout is read line by line.
-type lineHelper struct {
-	cmd   *exec.Cmd
-	lines chan string // closed at EOF
-}
-
-// startLines starts cmd and reads its stdout into lines.
-func startLines(t testing.TB, cmd *exec.Cmd) *lineHelper {
-	t.Helper()
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	h := &lineHelper{cmd: cmd, lines: make(chan string, 1024)}
-	sc := bufio.NewScanner(out)
-	go func() {
-		defer close(h.lines)
-		for sc.Scan() {
-			h.lines <- sc.Text()
-		}
-	}()
-	return h
-}
-
-// expect fails the test unless the helper's next line is want.
-func (h *lineHelper) expect(t testing.TB, want string) {
-	t.Helper()
-	select {
-	case s, ok := <-h.lines:
-		if !ok || s != want {
-			t.Fatalf("helper %v said %q (%v), want %q", h.cmd.Args, s, ok, want)
-		}
-	case <-time.After(time.Minute):
-		t.Fatalf("helper %v said nothing for a minute", h.cmd.Args)
-	}
-}
-
-// kill kills the helper with SIGKILL and reaps it.
-func (h *lineHelper) kill() {
-	h.cmd.Process.Kill()
-	h.cmd.Wait()
-}
-
-// nsArgs runs a helper as pid 1 of a new PID namespace with its own /proc,
-// sharing /dev/shm with the test: a container sharing IPC but not pids.
-var nsArgs = []string{"unshare", "--pid", "--fork", "--kill-child", "--mount-proc"}
-
-// inPIDNamespace makes cmd run under nsArgs; it skips the test where
-// unshare is not permitted (it needs root).
-func inPIDNamespace(t *testing.T, cmd *exec.Cmd) {
-	t.Helper()
-	if out, err := exec.Command(nsArgs[0], append(nsArgs[1:], "true")...).CombinedOutput(); err != nil {
-		t.Skipf("unshare --pid is not permitted here (%v: %s); the PID-namespace test needs root", err, strings.TrimSpace(string(out)))
-	}
-	path, err := exec.LookPath(nsArgs[0])
-	if err != nil {
-		t.Skip(err)
-	}
-	cmd.Args = append(append(slices.Clone(nsArgs), cmd.Path), cmd.Args[1:]...)
-	cmd.Path = path
-}
-
 // crashedProducer returns a named queue whose producer lock is held by a
 // process SIGKILLed inside Put (crashput), with that process's first
 // message "before" in the queue.
@@ -202,8 +135,7 @@ func waitingConsumerKilled(t *testing.T) *Queue {
 	t.Helper()
 	q := namedQueue(t, 4096, nil)
 	w := startWaiter(t, q, "waitget", 0)
-	w.cmd.Process.Kill()
-	w.cmd.Wait()
+	w.Kill()
 	return q
 }
 
@@ -322,15 +254,15 @@ func TestDeadlineLateness(t *testing.T) {
 	})
 	t.Run("get-producer-lock-held", func(t *testing.T) {
 		q := namedQueue(t, 4096, nil)
-		h := startLines(t, command(t, "stallput", q.Segment().Name()))
-		defer h.kill()
-		h.expect(t, "stalled")
+		h := helperproc.Start(t, command(t, "stallput", q.Segment().Name()))
+		defer h.Kill()
+		h.Expect(t, "stalled")
 		report(t, get(q))
 	})
 	t.Run("get-consumer-lock-held", func(t *testing.T) {
 		q := namedQueue(t, 4096, nil)
 		w := startWaiter(t, q, "waitget", 0)
-		defer func() { w.cmd.Process.Kill(); w.cmd.Wait() }()
+		defer w.Kill()
 		report(t, get(q))
 	})
 }
@@ -387,13 +319,13 @@ func TestIdleGet(t *testing.T) {
 	var pids [3]int
 	for i := range 2 {
 		w := startWaiter(t, q, "waitget", 0)
-		defer func() { w.cmd.Process.Kill(); w.cmd.Wait() }()
-		pids[i] = w.cmd.Process.Pid
+		defer w.Kill()
+		pids[i] = w.Cmd.Process.Pid
 	}
-	idle := startLines(t, command(t, "idle"))
-	defer idle.kill()
-	idle.expect(t, "ready")
-	pids[2] = idle.cmd.Process.Pid
+	idle := helperproc.Start(t, command(t, "idle"))
+	defer idle.Kill()
+	idle.Expect(t, "ready")
+	pids[2] = idle.Cmd.Process.Pid
 	time.Sleep(500 * time.Millisecond)
 	var ticks, run [3]time.Duration
 	for i, pid := range pids {
@@ -446,7 +378,7 @@ func TestPIDNamespaceConsumers(t *testing.T) {
 	for i := range cmds {
 		cmd := command(t, "consume", name, "1", strconv.Itoa(n), "0")
 		if i == 0 {
-			inPIDNamespace(t, cmd)
+			helperproc.InPIDNamespace(t, cmd)
 		}
 		cmd.Stdout = &outs[i]
 		if err := cmd.Start(); err != nil {
@@ -536,7 +468,7 @@ func TestChaos(t *testing.T) {
 	name := q.Segment().Name()
 
 	type proc struct {
-		h        *lineHelper
+		h        *helperproc.Proc
 		consumer bool
 		id       int  // a producer's id: a new one for each process
 		fault    bool // it kills itself inside Put or Get
@@ -560,14 +492,14 @@ func TestChaos(t *testing.T) {
 			nextID++
 			cmd = command(t, "chaosput", name, strconv.Itoa(p.id), strconv.Itoa(fault))
 		}
-		p.h = startLines(t, cmd)
+		p.h = helperproc.Start(t, cmd)
 		go func() {
 			defer close(p.done)
-			if s, ok := <-p.h.lines; !ok || s != "ready" {
+			if s, ok := <-p.h.Lines; !ok || s != "ready" {
 				return
 			}
 			close(p.ready)
-			for s := range p.h.lines {
+			for s := range p.h.Lines {
 				p.lines = append(p.lines, s)
 			}
 		}()
@@ -577,16 +509,16 @@ func TestChaos(t *testing.T) {
 	// by SIGKILL (or exited cleanly, with clean).
 	finish := func(p *proc, kill, clean bool) {
 		if kill {
-			p.h.cmd.Process.Kill()
+			p.h.Cmd.Process.Kill()
 		}
 		<-p.done // all its output, before Wait closes the pipe
 		ended = append(ended, p)
-		err := p.h.cmd.Wait()
+		err := p.h.Cmd.Wait()
 		if clean && err == nil {
 			return
 		}
 		if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || !ee.ProcessState.Sys().(syscall.WaitStatus).Signaled() {
-			t.Fatalf("helper %v: %v", p.h.cmd.Args, err)
+			t.Fatalf("helper %v: %v", p.h.Cmd.Args, err)
 		}
 	}
 	var live []*proc
@@ -627,7 +559,7 @@ func TestChaos(t *testing.T) {
 			select {
 			case <-p.done:
 				if !p.fault {
-					t.Fatalf("helper %v exited on its own", p.h.cmd.Args)
+					t.Fatalf("helper %v exited on its own", p.h.Cmd.Args)
 				}
 				finish(p, false, false)
 				died(p)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipckit/ipckit/internal/helperproc"
 	"github.com/ipckit/ipckit/shm"
 )
 
@@ -107,7 +108,7 @@ func TestBarrierPartyDies(t *testing.T) {
 	go func() { _, err := b.Wait(t.Context()); other <- err }()
 	time.Sleep(30 * time.Millisecond)
 	killed := time.Now()
-	kill(t, cmd)
+	helperproc.Kill(cmd)
 	if err := <-other; !errors.Is(err, ErrBroken) {
 		t.Fatalf("survivor got %v, want ErrBroken", err)
 	}

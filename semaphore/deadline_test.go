@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipckit/ipckit/internal/helperproc"
 	"github.com/ipckit/ipckit/internal/lateness"
 	"github.com/ipckit/ipckit/internal/robust"
 	"github.com/ipckit/ipckit/shm"
@@ -35,7 +36,7 @@ func TestDeadHolderWithinDeadline(t *testing.T) {
 	}
 	t.Run("Mutex-LockContext-10ms", func(t *testing.T) {
 		m := newMutex(t)
-		kill(t, startUntil(t, "hold", holdArgs{M: m}, "holding"))
+		helperproc.Kill(startUntil(t, "hold", holdArgs{M: m}, "holding"))
 		if err := within(t, 10*time.Millisecond, "LockContext", m.LockContext); !errors.Is(err, ErrOwnerDead) {
 			t.Fatalf("got %v, want ErrOwnerDead", err)
 		}
@@ -60,7 +61,7 @@ func TestDeadHolderWithinDeadline(t *testing.T) {
 	})
 	t.Run("Semaphore-Acquire-50ms", func(t *testing.T) {
 		s := newSemaphore(t, 1, &SemaphoreOptions{Bounded: true})
-		kill(t, startUntil(t, "hold", holdArgs{S: s}, "holding"))
+		helperproc.Kill(startUntil(t, "hold", holdArgs{S: s}, "holding"))
 		if s.Value() != 0 {
 			t.Fatalf("value %d with the only permit held", s.Value())
 		}
@@ -81,14 +82,14 @@ func TestDeadHolderWithinDeadline(t *testing.T) {
 	})
 	t.Run("Semaphore-TryAcquire", func(t *testing.T) {
 		s := newSemaphore(t, 1, nil)
-		kill(t, startUntil(t, "hold", holdArgs{S: s}, "holding"))
+		helperproc.Kill(startUntil(t, "hold", holdArgs{S: s}, "holding"))
 		if !s.TryAcquire() || s.Reclaimed() != 1 {
 			t.Fatalf("TryAcquire of a SIGKILLed holder's permit failed (reclaimed %d)", s.Reclaimed())
 		}
 	})
 	t.Run("Barrier-Wait-20ms", func(t *testing.T) {
 		b, cmd := barrierWithParty(t, nil)
-		kill(t, cmd)
+		helperproc.Kill(cmd)
 		err := within(t, 20*time.Millisecond, "Wait", func(ctx context.Context) error { _, err := b.Wait(ctx); return err })
 		if !errors.Is(err, ErrBroken) || !b.Broken() {
 			t.Fatalf("got %v (broken: %v), want ErrBroken", err, b.Broken())
@@ -96,7 +97,7 @@ func TestDeadHolderWithinDeadline(t *testing.T) {
 	})
 	t.Run("FileMutex-LockContext-10ms", func(t *testing.T) {
 		m := newFileMutex(t)
-		kill(t, startUntil(t, "hold", holdArgs{F: m}, "holding"))
+		helperproc.Kill(startUntil(t, "hold", holdArgs{F: m}, "holding"))
 		if err := within(t, 10*time.Millisecond, "LockContext", m.LockContext); !errors.Is(err, ErrOwnerDead) {
 			t.Fatalf("got %v, want ErrOwnerDead", err)
 		}
@@ -136,7 +137,7 @@ func killWhileWaiting(t *testing.T, cmd *exec.Cmd, wait func() error, fx *atomic
 		t.Fatalf("the waiter is not asleep: sleepers word %#x", fx.Load())
 	}
 	killed := time.Now()
-	kill(t, cmd)
+	helperproc.Kill(cmd)
 	err := <-done
 	t.Logf("%v after the kill (%v after the wait began)", time.Since(killed), killed.Sub(started))
 	if time.Now().After(started.Add(31 * robust.CheckPeriod)) {
@@ -181,12 +182,12 @@ func TestDeadlineLateness(t *testing.T) {
 	}
 	t.Run("Mutex-held-by-another-process", func(t *testing.T) {
 		m := newMutex(t)
-		defer kill(t, startUntil(t, "hold", holdArgs{M: m}, "holding"))
+		defer helperproc.Kill(startUntil(t, "hold", holdArgs{M: m}, "holding"))
 		measure(t, m.LockContext, context.DeadlineExceeded)
 	})
 	t.Run("Semaphore-permit-held-by-another-process", func(t *testing.T) {
 		s := newSemaphore(t, 1, nil)
-		defer kill(t, startUntil(t, "hold", holdArgs{S: s}, "holding"))
+		defer helperproc.Kill(startUntil(t, "hold", holdArgs{S: s}, "holding"))
 		measure(t, s.Acquire, context.DeadlineExceeded)
 	})
 	t.Run("Event", func(t *testing.T) {
@@ -215,7 +216,7 @@ func TestDeadlineLateness(t *testing.T) {
 	})
 	t.Run("FileMutex-held-by-another-process", func(t *testing.T) {
 		m := newFileMutex(t)
-		defer kill(t, startUntil(t, "hold", holdArgs{F: m}, "holding"))
+		defer helperproc.Kill(startUntil(t, "hold", holdArgs{F: m}, "holding"))
 		measure(t, m.LockContext, context.DeadlineExceeded)
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipckit/ipckit/internal/helperproc"
 	"github.com/ipckit/ipckit/shm"
 )
 
@@ -175,7 +176,7 @@ func TestFileMutexOwnerDies(t *testing.T) {
 	go func() { done <- m.LockContext(t.Context()) }()
 	time.Sleep(30 * time.Millisecond)
 	killed := time.Now()
-	kill(t, cmd)
+	helperproc.Kill(cmd)
 	if err := <-done; !errors.Is(err, ErrOwnerDead) {
 		t.Fatalf("Lock after the holder died = %v", err)
 	}
@@ -194,7 +195,7 @@ func TestFileMutexOwnerDies(t *testing.T) {
 
 func TestFileMutexMarkConsistent(t *testing.T) {
 	m := newFileMutex(t)
-	kill(t, startUntil(t, "hold", holdArgs{F: m}, "holding"))
+	helperproc.Kill(startUntil(t, "hold", holdArgs{F: m}, "holding"))
 	if err := m.RLock(); !errors.Is(err, ErrOwnerDead) {
 		t.Fatalf("RLock after the holder died = %v", err)
 	}

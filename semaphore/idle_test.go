@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ipckit/ipckit/internal/helperproc"
 )
 
 func init() {
@@ -118,7 +120,7 @@ func TestIdleCPU(t *testing.T) {
 	}
 	defer func() {
 		for _, c := range cmds {
-			kill(t, c)
+			helperproc.Kill(c)
 		}
 	}()
 	settle := time.Second // past the start-up and the first checks

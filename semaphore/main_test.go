@@ -3,7 +3,6 @@
 package semaphore
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -198,29 +197,7 @@ func receive(args []string, v any) error {
 // startUntil starts helper name with v and waits for it to print line.
 func startUntil(t testing.TB, name string, v any, line string) *exec.Cmd {
 	t.Helper()
-	return run(t, start(t, name, v), name, line)
-}
-
-// run starts cmd, helper name, and waits for it to print line.
-func run(t testing.TB, cmd *exec.Cmd, name, line string) *exec.Cmd {
-	t.Helper()
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	got, err := bufio.NewReader(out).ReadString('\n')
-	if strings.TrimSpace(got) != line {
-		t.Fatalf("helper %s said %q (%v), want %q", name, got, err, line)
-	}
-	return cmd
-}
-
-// kill SIGKILLs a helper and reaps it.
-func kill(t testing.TB, cmd *exec.Cmd) {
-	t.Helper()
-	cmd.Process.Kill()
-	cmd.Wait()
+	h := helperproc.Start(t, start(t, name, v))
+	h.Expect(t, line)
+	return h.Cmd
 }

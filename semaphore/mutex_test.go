@@ -145,7 +145,7 @@ func TestMutexMisuse(t *testing.T) {
 	}
 	// A lock held by another process, alive: a helper.
 	h := startUntil(t, "hold", holdArgs{M: m}, "holding")
-	defer kill(t, h)
+	defer helperproc.Kill(h)
 	held := lockWord(m.mem).Load()
 	if err := m.Unlock(); !errors.Is(err, ErrNotOwner) {
 		t.Fatalf("Unlock of another's lock = %v", err)
@@ -245,7 +245,7 @@ func TestMutexOwnerDies(t *testing.T) {
 	mu.Lock()
 	killed = time.Now()
 	mu.Unlock()
-	kill(t, cmd)
+	helperproc.Kill(cmd)
 	dead := 0
 	for range waiters {
 		r := <-results
@@ -270,7 +270,7 @@ func TestMutexOwnerDies(t *testing.T) {
 
 func TestMutexNotRecoverable(t *testing.T) {
 	m := newMutex(t)
-	kill(t, startUntil(t, "hold", holdArgs{M: m}, "holding"))
+	helperproc.Kill(startUntil(t, "hold", holdArgs{M: m}, "holding"))
 	if ok, err := m.TryLock(); !ok || !errors.Is(err, ErrOwnerDead) {
 		t.Fatalf("TryLock after owner death = %v, %v", ok, err)
 	}
@@ -289,9 +289,9 @@ func TestMutexNotRecoverable(t *testing.T) {
 func TestMutexInconsistentStays(t *testing.T) {
 	// A new holder that dies before MarkConsistent passes ErrOwnerDead on.
 	m := newMutex(t)
-	kill(t, startUntil(t, "hold", holdArgs{M: m}, "holding"))
+	helperproc.Kill(startUntil(t, "hold", holdArgs{M: m}, "holding"))
 	// The second helper gets ErrOwnerDead, holds the lock and dies too.
-	kill(t, startUntil(t, "hold", holdArgs{M: m}, "holding"))
+	helperproc.Kill(startUntil(t, "hold", holdArgs{M: m}, "holding"))
 	if ok, err := m.TryLock(); !ok || !errors.Is(err, ErrOwnerDead) {
 		t.Fatalf("TryLock after two deaths = %v, %v", ok, err)
 	}

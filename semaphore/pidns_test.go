@@ -6,36 +6,20 @@ import (
 	"context"
 	"errors"
 	"os/exec"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/ipckit/ipckit/internal/helperproc"
 	"github.com/ipckit/ipckit/internal/robust"
 )
 
-// unshareArgs runs a helper as pid 1 of a new PID namespace with its own
-// /proc, sharing /dev/shm (and inherited descriptors) with the test.
-var unshareArgs = []string{"unshare", "--pid", "--fork", "--kill-child", "--mount-proc"}
-
-func needUnshare(t *testing.T) {
-	t.Helper()
-	if out, err := exec.Command(unshareArgs[0], append(unshareArgs[1:], "true")...).CombinedOutput(); err != nil {
-		t.Skipf("unshare --pid is not permitted here (%v: %s); the PID-namespace tests need root", err, strings.TrimSpace(string(out)))
-	}
-}
-
-// startIn is startUntil with the helper run under unshareArgs.
+// startIn is startUntil with the helper run in a PID namespace of its own
+// (helperproc.InPIDNamespace).
 func startIn(t *testing.T, name string, v any, line string) *exec.Cmd {
 	t.Helper()
-	cmd := start(t, name, v)
-	path, err := exec.LookPath(unshareArgs[0])
-	if err != nil {
-		t.Skip(err)
-	}
-	cmd.Args = append(append(slices.Clone(unshareArgs), cmd.Path), cmd.Args[1:]...)
-	cmd.Path = path
-	return run(t, cmd, name, line)
+	h := helperproc.Start(t, helperproc.InPIDNamespace(t, start(t, name, v)))
+	h.Expect(t, line)
+	return h.Cmd
 }
 
 // TestPIDNamespace: a process in its own PID namespace (a container that
@@ -46,7 +30,7 @@ func startIn(t *testing.T, name string, v any, line string) *exec.Cmd {
 // all of them are taken over (issue 14's reproduction took the Mutex from
 // a live holder with ErrOwnerDead).
 func TestPIDNamespace(t *testing.T) {
-	needUnshare(t)
+	helperproc.NeedUnshare(t)
 	wait := robust.CheckPeriod + robust.CheckPeriod/2 // spans a slow check
 	deadline := func(t *testing.T) context.Context {
 		ctx, cancel := context.WithTimeout(t.Context(), wait)
@@ -66,7 +50,7 @@ func TestPIDNamespace(t *testing.T) {
 		if lockWord(m.mem).Load() != held {
 			t.Fatal("the lock word changed")
 		}
-		kill(t, cmd) // unshare: --kill-child takes the namespace's pid 1 with it
+		helperproc.Kill(cmd) // unshare: --kill-child takes the namespace's pid 1 with it
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
 		if err := m.LockContext(ctx); !errors.Is(err, ErrOwnerDead) {
@@ -87,7 +71,7 @@ func TestPIDNamespace(t *testing.T) {
 		if s.Reclaimed() != 0 || s.Value() != 0 {
 			t.Fatalf("reclaimed %d, value %d: the live holder's permit was reclaimed", s.Reclaimed(), s.Value())
 		}
-		kill(t, cmd)
+		helperproc.Kill(cmd)
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
 		if err := s.Acquire(ctx); !errors.Is(err, ErrOwnerDead) || s.Reclaimed() != 1 {
@@ -96,7 +80,7 @@ func TestPIDNamespace(t *testing.T) {
 	})
 	t.Run("Barrier", func(t *testing.T) {
 		b, cmd := barrierWithParty(t, startIn)
-		defer kill(t, cmd)
+		defer helperproc.Kill(cmd)
 		// A live party: the wait times out (and breaks the barrier, as a
 		// party giving up does), it is not told of a death.
 		if _, err := b.Wait(deadline(t)); !errors.Is(err, context.DeadlineExceeded) {
@@ -116,7 +100,7 @@ func TestPIDNamespace(t *testing.T) {
 		go func() { done <- m.Lock() }()
 		time.Sleep(20 * time.Millisecond)
 		killed := time.Now()
-		kill(t, cmd)
+		helperproc.Kill(cmd)
 		if err := <-done; !errors.Is(err, ErrOwnerDead) {
 			t.Fatalf("Lock after the holder died = %v", err)
 		}

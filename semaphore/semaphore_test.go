@@ -159,7 +159,7 @@ func TestSemaphoreHolderDies(t *testing.T) {
 	go func() { done <- s.Acquire(t.Context()) }()
 	time.Sleep(50 * time.Millisecond)
 	killed := time.Now()
-	kill(t, cmd)
+	helperproc.Kill(cmd)
 	err := <-done
 	if d := time.Since(killed); d > slowBound {
 		t.Errorf("permit came back after %v", d)

@@ -5,25 +5,10 @@ package shm
 import (
 	"errors"
 	"os"
-	"runtime"
-	"strings"
 	"testing"
-)
 
-// emulated says why this test binary is thought to run under an emulator
-// (qemu-user), or "" if not: CI's emulated stage sets IPCKIT_EMULATED, and
-// an arm64 binary that reads an x86 host's /proc/cpuinfo is emulated too.
-func emulated() string {
-	if e := os.Getenv("IPCKIT_EMULATED"); e != "" {
-		return "IPCKIT_EMULATED=" + e
-	}
-	if runtime.GOARCH != "amd64" {
-		if b, err := os.ReadFile("/proc/cpuinfo"); err == nil && strings.Contains(string(b), "vendor_id") {
-			return runtime.GOARCH + " binary on an x86 host's /proc/cpuinfo"
-		}
-	}
-	return ""
-}
+	"github.com/ipckit/ipckit/internal/emulator"
+)
 
 // TestGuardTruncated: a read and a write past the new end of a segment that
 // was truncated under its mapping are ErrFault, on real hardware (SIGBUS with
@@ -63,7 +48,7 @@ func TestGuardNilDeref(t *testing.T) {
 		err = Guard(func() { *p = 1 })
 	}()
 	if sigbusWithoutAddr() {
-		t.Logf("this platform reports no SIGBUS address (%s): a nil dereference is ErrFault", or(emulated(), "not known to be emulated"))
+		t.Logf("this platform reports no SIGBUS address (%s): a nil dereference is ErrFault", or(emulator.Detected(), "not known to be emulated"))
 		if !errors.Is(err, ErrFault) || r != nil {
 			t.Fatalf("Guard = %v, panic %v; want ErrFault", err, r)
 		}
@@ -100,7 +85,7 @@ func TestGuardOtherPanics(t *testing.T) {
 // must say so natively; under an emulator it only logs what it found.
 func TestSigbusProbe(t *testing.T) {
 	lost := sigbusWithoutAddr()
-	if e := emulated(); e != "" {
+	if e := emulator.Detected(); e != "" {
 		t.Logf("emulated (%s): SIGBUS without address: %v", e, lost)
 		return
 	}

@@ -3,7 +3,6 @@
 package spawn_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -294,19 +293,9 @@ func TestGrandchild(t *testing.T) {
 // TestParentKilled kills, with SIGKILL, a helper that started a child from a
 // thread that has since exited, and checks that the child dies within 1 s.
 func TestParentKilled(t *testing.T) {
-	cmd := helperproc.Command(t, "parent")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("helper: %v", err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	h := helperproc.Start(t, helperproc.Command(t, "parent"))
+	cmd := h.Cmd
+	pid, err := strconv.Atoi(strings.TrimSpace(h.Line(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,10 @@
 
 // Package helperproc lets a test binary re-run itself as a helper process,
 // the way os/exec's tests do: a test registers named functions, calls [Main]
-// first thing in TestMain, and starts helpers with [Command].
+// first thing in TestMain, and makes helpers' commands with [Command]. It
+// runs them with their stdout read line by line ([Start], [Proc.Expect]),
+// in a PID namespace of their own ([InPIDNamespace]), and kills and reaps
+// them ([Kill]).
 package helperproc
 
 import (
@@ -10,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -110,4 +114,13 @@ func Run(m *testing.M) {
 		}
 	}
 	os.Exit(code)
+}
+
+// NoExitSleep makes cmd, a helper not yet started, skip the race runtime's
+// one-second sleep at a successful exit (GORACE atexit_sleep_ms, kept
+// after any GORACE options of the test's), which would otherwise add a
+// second to every helper of a -race run. Binaries built without -race
+// ignore it.
+func NoExitSleep(cmd *exec.Cmd) {
+	cmd.Env = append(cmd.Env, "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 }

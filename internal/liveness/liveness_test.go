@@ -3,7 +3,6 @@
 package liveness
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -121,26 +120,20 @@ func TestTokenLayout(t *testing.T) {
 	}
 }
 
-// helper starts a "claim" helper (optionally wrapped, e.g. in unshare) and
-// returns it with its token and its pid as it sees it.
-func startClaim(t *testing.T, wrap ...string) (*exec.Cmd, io.WriteCloser, Token, int) {
+// startClaim starts a "claim" helper (in a PID namespace of its own, with
+// pidns) and returns it with its stdin, its token and its pid as it sees
+// it.
+func startClaim(t *testing.T, pidns bool) (*exec.Cmd, io.WriteCloser, Token, int) {
 	t.Helper()
-	cmd := wrapCmd(helperproc.Command(t, "claim"), wrap...)
+	cmd := helperproc.Command(t, "claim")
+	if pidns {
+		helperproc.InPIDNamespace(t, cmd)
+	}
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("helper: %v", err)
-	}
+	line := helperproc.Start(t, cmd).Line(t)
 	var v uint64
 	var pid int
 	if _, err := fmt.Sscanf(line, "token %d pid %d", &v, &pid); err != nil {
@@ -151,15 +144,14 @@ func startClaim(t *testing.T, wrap ...string) (*exec.Cmd, io.WriteCloser, Token,
 
 func TestChildAliveThenDead(t *testing.T) {
 	self := mustSelf(t)
-	cmd, _, tok, _ := startClaim(t)
+	cmd, _, tok, _ := startClaim(t, false)
 	if tok == self || !tok.Valid() {
 		t.Fatalf("child token %v (parent %v)", tok, self)
 	}
 	if s := Check(tok); s != Alive {
 		t.Fatalf("Check(live child) = %v", s)
 	}
-	cmd.Process.Kill()
-	cmd.Wait()
+	helperproc.Kill(cmd)
 	if s := Check(tok); s != Dead {
 		t.Fatalf("Check(child killed with SIGKILL) = %v", s)
 	}
@@ -171,7 +163,7 @@ func TestChildAliveThenDead(t *testing.T) {
 // TestExitWithoutKill: a child that exits normally (without unlocking
 // anything) is dead as well.
 func TestExitWithoutKill(t *testing.T) {
-	cmd, in, tok, _ := startClaim(t)
+	cmd, in, tok, _ := startClaim(t, false)
 	in.Close()
 	if err := cmd.Wait(); err != nil {
 		t.Fatal(err)
@@ -335,24 +327,13 @@ func dropAll() {
 	}
 }
 
-// unshareArgs is the wrapper that runs a helper as pid 1 of a new PID
-// namespace (with its own /proc), sharing /dev/shm with the test.
-var unshareArgs = []string{"unshare", "--pid", "--fork", "--kill-child", "--mount-proc"}
-
-func needUnshare(t *testing.T) {
-	t.Helper()
-	if out, err := exec.Command(unshareArgs[0], append(unshareArgs[1:], "true")...).CombinedOutput(); err != nil {
-		t.Skipf("unshare --pid is not permitted here (%v: %s); PID-namespace tests need root", err, strings.TrimSpace(string(out)))
-	}
-}
-
 // TestPIDNamespace: a process in its own PID namespace, which sees other
 // pids than ours (it is pid 1 there), is alive for us while it lives and
 // dead once killed; and it sees us alive, though it cannot see our pid.
 func TestPIDNamespace(t *testing.T) {
-	needUnshare(t)
+	helperproc.NeedUnshare(t)
 	self := mustSelf(t)
-	cmd, _, tok, pid := startClaim(t, unshareArgs...)
+	cmd, _, tok, pid := startClaim(t, true)
 	if pid != 1 {
 		t.Fatalf("helper is pid %d in its namespace, want 1", pid)
 	}
@@ -364,15 +345,14 @@ func TestPIDNamespace(t *testing.T) {
 	}
 	// From inside: a fresh namespace checking our token and the helper's.
 	check := helperproc.Command(t, "check", strconv.FormatUint(uint64(self), 10), strconv.FormatUint(uint64(tok), 10))
-	out, err := wrapCmd(check, unshareArgs...).Output()
+	out, err := helperproc.InPIDNamespace(t, check).Output()
 	if err != nil {
 		t.Fatalf("check from inside: %v", err)
 	}
 	if got := string(out); got != "alive\nalive\n" {
 		t.Fatalf("from another PID namespace, Check(us), Check(helper) = %q", got)
 	}
-	cmd.Process.Kill() // unshare; --kill-child takes the namespace's pid 1 with it
-	cmd.Wait()
+	helperproc.Kill(cmd) // unshare; --kill-child takes the namespace's pid 1 with it
 	deadline := time.Now().Add(5 * time.Second)
 	for Check(tok) != Dead {
 		if time.Now().After(deadline) {
@@ -380,20 +360,6 @@ func TestPIDNamespace(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-}
-
-// wrapCmd makes cmd run under the command line wrap (for example
-// unshare), which then executes cmd's program with cmd's arguments.
-func wrapCmd(cmd *exec.Cmd, wrap ...string) *exec.Cmd {
-	if len(wrap) == 0 {
-		return cmd
-	}
-	cmd.Args = append(append(append([]string(nil), wrap...), cmd.Path), cmd.Args[1:]...)
-	cmd.Path = wrap[0]
-	if p, err := exec.LookPath(wrap[0]); err == nil {
-		cmd.Path = p
-	}
-	return cmd
 }
 
 func BenchmarkCheckAlive(b *testing.B) {
@@ -426,7 +392,7 @@ func BenchmarkCheckAlive(b *testing.B) {
 // dies (SIGKILL), not before; a stopped registration never runs; a token
 // that is already dead notifies at once.
 func TestNotify(t *testing.T) {
-	cmd, _, tok, _ := startClaim(t)
+	cmd, _, tok, _ := startClaim(t, false)
 	fired := make(chan time.Time, 1)
 	stopped := make(chan struct{}, 1)
 	Notify(tok, func() { fired <- time.Now() })
@@ -438,8 +404,7 @@ func TestNotify(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 	killed := time.Now()
-	cmd.Process.Kill()
-	cmd.Wait()
+	helperproc.Kill(cmd)
 	select {
 	case at := <-fired:
 		t.Logf("notified %v after the kill", at.Sub(killed))
@@ -475,12 +440,11 @@ func TestNotify(t *testing.T) {
 // TestNotifyPIDNamespace: the death of a process in another PID namespace
 // is notified too.
 func TestNotifyPIDNamespace(t *testing.T) {
-	needUnshare(t)
-	cmd, _, tok, _ := startClaim(t, unshareArgs...)
+	helperproc.NeedUnshare(t)
+	cmd, _, tok, _ := startClaim(t, true)
 	fired := make(chan struct{})
 	Notify(tok, func() { close(fired) })
-	cmd.Process.Kill()
-	cmd.Wait()
+	helperproc.Kill(cmd)
 	select {
 	case <-fired:
 	case <-time.After(5 * time.Second):

@@ -1,13 +1,13 @@
 package release
 
 import (
-	"os"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ipckit/ipckit/internal/emulator"
 )
 
 // Store buffering
@@ -96,21 +96,6 @@ func sbOutcomes(n int, store func(p *atomic.Uint64, v uint64)) (counts [2][2]int
 	return counts
 }
 
-// emulated says why this test binary is thought to run under an emulator
-// (qemu-user), or "" if not: CI's emulated stage sets IPCKIT_EMULATED, and
-// an arm64 binary that reads an x86 host's /proc/cpuinfo is emulated too.
-func emulated() string {
-	if e := os.Getenv("IPCKIT_EMULATED"); e != "" {
-		return "IPCKIT_EMULATED=" + e
-	}
-	if runtime.GOARCH != "amd64" {
-		if b, err := os.ReadFile("/proc/cpuinfo"); err == nil && strings.Contains(string(b), "vendor_id") {
-			return runtime.GOARCH + " binary on an x86 host's /proc/cpuinfo"
-		}
-	}
-	return ""
-}
-
 // TestStoreBuffering runs the store-buffering litmus test on sync/atomic:
 // 0 forbidden outcomes on real hardware (asserted), and whatever an emulator
 // shows (logged). See "Store buffering" above.
@@ -122,7 +107,7 @@ func TestStoreBuffering(t *testing.T) {
 	forbidden := c[0][0]
 	t.Logf("sync/atomic Store then Load on %s: %d trials; r1=0,r2=0 (forbidden) %d; r1=0,r2=1 %d; r1=1,r2=0 %d; r1=1,r2=1 %d",
 		runtime.GOARCH, n, forbidden, c[0][1], c[1][0], c[1][1])
-	if e := emulated(); e != "" {
+	if e := emulator.Detected(); e != "" {
 		if forbidden > 0 {
 			t.Logf("emulated (%s): %d of %d trials broke Go's sequentially consistent atomics; "+
 				"ordering tests prove nothing here and are skipped in this stage", e, forbidden, n)

@@ -350,7 +350,7 @@ func TestMutualExclusionProcesses(t *testing.T) {
 	const procs, n = 3, 20000
 	hs := make([]*helper, procs)
 	for i := range hs {
-		hs[i] = start(t, nil, "ready", "count", path, "0", strconv.Itoa(n))
+		hs[i] = start(t, "ready", "count", path, "0", strconv.Itoa(n))
 	}
 	for _, h := range hs {
 		fmt.Fprintln(h.in, "go")
@@ -359,7 +359,7 @@ func TestMutualExclusionProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, h := range hs {
-		line := h.line(t)
+		line := h.Line(t)
 		if !strings.HasPrefix(line, "unwoken ") {
 			t.Fatalf("helper: %q", line)
 		}
@@ -391,7 +391,7 @@ func TestNoLostWakeups(t *testing.T) {
 		path, b := shmFile(t)
 		l := mustAt(t, b, &Options{Spin: -1, Waits: new(atomic.Uint64)})
 		before := Unwoken()
-		h := start(t, nil, "ready", "pingpong", path, "0", strconv.Itoa(n))
+		h := start(t, "ready", "pingpong", path, "0", strconv.Itoa(n))
 		fmt.Fprintln(h.in, "go")
 		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 		defer cancel()
@@ -399,7 +399,7 @@ func TestNoLostWakeups(t *testing.T) {
 			t.Fatal(err)
 		}
 		var u uint64
-		if line := h.line(t); !strings.HasPrefix(line, "unwoken ") {
+		if line := h.Line(t); !strings.HasPrefix(line, "unwoken ") {
 			t.Fatalf("helper: %q", line)
 		} else if _, err := fmt.Sscanf(line, "unwoken %d", &u); err != nil {
 			t.Fatal(err)
@@ -484,11 +484,11 @@ func TestSIGKILLedHolder(t *testing.T) {
 			} else {
 				path, b := shmFile(t)
 				l = mustAt(t, b, nil)
-				h := start(t, nil, "locked", "hold", path, "0")
+				h := start(t, "locked", "hold", path, "0")
 				if ok, err := l.TryLock(); ok || err != nil {
 					t.Fatalf("TryLock robbed a live holder: %v, %v", ok, err)
 				}
-				h.kill()
+				h.Kill()
 				err = tc.take(t, l)
 			}
 			if !errors.Is(err, sentinel.ErrOwnerDead) {
@@ -518,7 +518,7 @@ func TestSIGKILLedHolder(t *testing.T) {
 func killBlockedHolder(t *testing.T, d time.Duration) (l *Lock, err error, late bool) {
 	path, b := shmFile(t)
 	l = mustAt(t, b, nil)
-	h := start(t, nil, "locked", "hold", path, "0")
+	h := start(t, "locked", "hold", path, "0")
 	if ok, err := l.TryLock(); ok || err != nil {
 		t.Fatalf("TryLock robbed a live holder: %v, %v", ok, err)
 	}
@@ -534,7 +534,7 @@ func killBlockedHolder(t *testing.T, d time.Duration) (l *Lock, err error, late 
 	waitSleepers(t, l.fx)
 	time.Sleep(10 * time.Millisecond)
 	killed := time.Now()
-	h.kill()
+	h.Kill()
 	reaped := time.Now()
 	select {
 	case err = <-done:
@@ -582,8 +582,8 @@ func TestHandOffThenDeath(t *testing.T) {
 func handOffThenDeath(t *testing.T, wakeAll bool) bool {
 	path, b := shmFile(t)
 	l := mustAt(t, b, nil)
-	a := start(t, nil, "locked", "handoff", path, "0")
-	defer a.kill()
+	a := start(t, "locked", "handoff", path, "0")
+	defer a.Kill()
 	done := make(chan error, 1)
 	started := time.Now()
 	go func() { done <- l.Lock(t.Context()) }()
@@ -596,7 +596,7 @@ func handOffThenDeath(t *testing.T, wakeAll bool) bool {
 	}
 	l.fx.Store(v + 1) // W sleeps on: the kernel does not look again
 	fmt.Fprintln(a.in, "unlock")
-	if got := a.line(t); got != "unlocked" {
+	if got := a.Line(t); got != "unlocked" {
 		t.Fatalf("A said %q", got)
 	}
 	l.fx.Store(v + 2) // the bit, as the sleeper woken by A would re-arm it
@@ -604,8 +604,8 @@ func handOffThenDeath(t *testing.T, wakeAll bool) bool {
 	if wakeAll {
 		args = append(args, "wakeall")
 	}
-	bh := start(t, nil, "", "grab", args...)
-	defer bh.kill()
+	bh := start(t, "", "grab", args...)
+	defer bh.Kill()
 	select {
 	case err := <-done:
 		// W woke and took the lock before B: no scene (B takes it
@@ -615,7 +615,7 @@ func handOffThenDeath(t *testing.T, wakeAll bool) bool {
 		}
 		l.Unlock()
 		return false
-	case line, ok := <-bh.lines:
+	case line, ok := <-bh.Lines:
 		if !ok || line != "locked" {
 			t.Fatalf("B said %q", line)
 		}
@@ -628,7 +628,7 @@ func handOffThenDeath(t *testing.T, wakeAll bool) bool {
 	if killed.After(nextCheck.Add(-2 * CheckPeriod)) {
 		// B started so slowly (a loaded machine) that W's next slow
 		// check is too close to tell the two ways apart: no scene.
-		bh.kill()
+		bh.Kill()
 		if err := <-done; err != nil && !errors.Is(err, sentinel.ErrOwnerDead) {
 			t.Fatal(err)
 		}
@@ -636,7 +636,7 @@ func handOffThenDeath(t *testing.T, wakeAll bool) bool {
 		l.Unlock()
 		return false
 	}
-	bh.kill()
+	bh.Kill()
 	var err error
 	select {
 	case err = <-done:
@@ -685,7 +685,7 @@ func TestOtherUID(t *testing.T) {
 
 	// The other uid holds: busy while it lives, ours once it is dead.
 	h := asUID("hold", path, "0")
-	if got := h.line(t); got != "locked" {
+	if got := h.Line(t); got != "locked" {
 		t.Fatalf("helper of uid %d said %q", uid, got)
 	}
 	holder, _ := l.Holder()
@@ -695,7 +695,7 @@ func TestOtherUID(t *testing.T) {
 	if ok, err := l.TryLock(); ok || err != nil {
 		t.Fatalf("TryLock on a live holder of another uid = %v, %v", ok, err)
 	}
-	h.kill()
+	h.Kill()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Millisecond)
 	defer cancel()
 	if err := l.Lock(ctx); !errors.Is(err, sentinel.ErrOwnerDead) {
@@ -705,10 +705,10 @@ func TestOtherUID(t *testing.T) {
 
 	// We hold: the other uid sees us alive.
 	in := asUID("try", path, "0")
-	if got := in.line(t); got != "trylock false <nil>" {
+	if got := in.Line(t); got != "trylock false <nil>" {
 		t.Fatalf("as uid %d, TryLock on our lock: %q", uid, got)
 	}
-	if got := in.line(t); got != "lock "+context.DeadlineExceeded.Error() {
+	if got := in.Line(t); got != "lock "+context.DeadlineExceeded.Error() {
 		t.Fatalf("as uid %d, Lock on our lock: %q", uid, got)
 	}
 	in.exit(t)

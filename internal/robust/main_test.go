@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -409,28 +408,17 @@ func yield() {
 
 // helper is a started helper process with its stdin and stdout.
 type helper struct {
-	cmd   *exec.Cmd
-	in    io.WriteCloser
-	lines chan string // its stdout, line by line; closed at EOF
+	*helperproc.Proc
+	in io.WriteCloser
 }
 
-// start starts helper name with args, optionally under a wrapper command
-// line (unshare), and waits for its first line if want is not empty.
-func start(t testing.TB, wrap []string, want string, name string, args ...string) *helper {
+// start starts helper name with args, and waits for its first line if want
+// is not empty.
+func start(t testing.TB, want string, name string, args ...string) *helper {
 	t.Helper()
-	h := startWith(t, func(cmd *exec.Cmd) {
-		if len(wrap) > 0 {
-			cmd.Args = append(append(append([]string(nil), wrap...), cmd.Path), cmd.Args[1:]...)
-			cmd.Path = wrap[0]
-			if p, err := exec.LookPath(wrap[0]); err == nil {
-				cmd.Path = p
-			}
-		}
-	}, name, args...)
+	h := startWith(t, func(*exec.Cmd) {}, name, args...)
 	if want != "" {
-		if line := h.line(t); line != want {
-			t.Fatalf("helper %s said %q, want %q", name, line, want)
-		}
+		h.Expect(t, want)
 	}
 	return h
 }
@@ -440,80 +428,21 @@ func start(t testing.TB, wrap []string, want string, name string, args ...string
 func startWith(t testing.TB, setup func(*exec.Cmd), name string, args ...string) *helper {
 	t.Helper()
 	cmd := helperproc.Command(t, name, args...)
-	if os.Getenv("GORACE") == "" {
-		// A -race binary otherwise sleeps a second at exit.
-		cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0")
-	}
+	helperproc.NoExitSleep(cmd)
 	setup(cmd)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	h := &helper{cmd: cmd, in: in, lines: make(chan string, 16)}
-	go func() {
-		defer close(h.lines)
-		r := bufio.NewReader(out)
-		for {
-			s, err := r.ReadString('\n')
-			if err != nil {
-				return
-			}
-			h.lines <- strings.TrimSuffix(s, "\n")
-		}
-	}()
-	return h
-}
-
-// line returns the helper's next line of output; it fails the test if
-// the helper says nothing more for a minute.
-func (h *helper) line(t testing.TB) string {
-	t.Helper()
-	select {
-	case s, ok := <-h.lines:
-		if !ok {
-			t.Fatalf("helper %s exited", h.cmd.Args)
-		}
-		return s
-	case <-time.After(time.Minute):
-		t.Fatalf("helper %s said nothing for a minute", h.cmd.Args)
-	}
-	return ""
-}
-
-// kill kills the helper with SIGKILL and reaps it.
-func (h *helper) kill() {
-	h.cmd.Process.Signal(syscall.SIGKILL)
-	h.cmd.Wait()
+	return &helper{Proc: helperproc.Start(t, cmd), in: in}
 }
 
 // exit closes the helper's stdin and waits for it to exit.
 func (h *helper) exit(t testing.TB) {
 	h.in.Close()
-	if err := h.cmd.Wait(); err != nil {
+	if err := h.Cmd.Wait(); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// emulated reports whether this test binary runs under an emulator
-// (qemu-user: an arm64 binary on an x86 host sees the host's /proc/cpuinfo),
-// or IPCKIT_EMULATED is set. Timing figures then measure the emulator.
-func emulated() bool {
-	if os.Getenv("IPCKIT_EMULATED") != "" {
-		return true
-	}
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return false
-	}
-	x86 := strings.Contains(string(b), "vendor_id")
-	return x86 != (runtime.GOARCH == "amd64" || runtime.GOARCH == "386")
 }
 
 // holdByte takes a write lock on byte n of uid's registry through a

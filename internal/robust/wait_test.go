@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipckit/ipckit/internal/emulator"
 	"github.com/ipckit/ipckit/internal/futex"
 	"github.com/ipckit/ipckit/internal/lateness"
 	"github.com/ipckit/ipckit/internal/liveness"
@@ -30,8 +31,8 @@ func TestDeadlineLateness(t *testing.T) {
 	t.Run("lock-held-by-another-process", func(t *testing.T) {
 		path, b := shmFile(t)
 		l := mustAt(t, b, nil)
-		h := start(t, nil, "locked", "hold", path, "0")
-		defer h.kill()
+		h := start(t, "locked", "hold", path, "0")
+		defer h.Kill()
 		report(t, rounds, l.Lock)
 	})
 	t.Run("lock-held-by-this-process", func(t *testing.T) {
@@ -58,8 +59,8 @@ func TestDeadlineLateness(t *testing.T) {
 func TestCancelPromptness(t *testing.T) {
 	path, b := shmFile(t)
 	l := mustAt(t, b, nil)
-	h := start(t, nil, "locked", "hold", path, "0")
-	defer h.kill()
+	h := start(t, "locked", "hold", path, "0")
+	defer h.Kill()
 	const rounds = 200
 	var delays, base []time.Duration
 	var word atomic.Uint32
@@ -307,10 +308,10 @@ func TestIdleCPU(t *testing.T) {
 	}
 	defer l.Unlock()
 	measure := func(t *testing.T, helper, off string) (all, steady time.Duration, waits int64) {
-		h := start(t, nil, "", helper, path, off, d.String())
+		h := start(t, "", helper, path, off, d.String())
 		var cpuNs, steadyNs int64
 		var errText string
-		line := h.line(t)
+		line := h.Line(t)
 		if _, err := fmt.Sscanf(line, "cpu %d steady %d waits %d err %s", &cpuNs, &steadyNs, &waits, &errText); err != nil {
 			t.Fatalf("helper: %q", line)
 		}
@@ -328,7 +329,7 @@ func TestIdleCPU(t *testing.T) {
 			all, steady, waits := measure(t, tc.helper, tc.off)
 			t.Logf("blocked %v: %v of CPU in all; steady state %v per 5 s (%v above the baseline); %d futex sleeps",
 				d+d/10, all, per5s(steady), per5s(steady-base), waits)
-			if raceEnabled || emulated() {
+			if raceEnabled || emulator.Detected() != "" {
 				t.Log("not asserted under -race or an emulator: their runtimes wake up on their own")
 				return
 			}
@@ -345,7 +346,7 @@ func TestIdleCPU(t *testing.T) {
 func TestWaitHolders(t *testing.T) {
 	path, b := shmFile(t)
 	l := mustAt(t, b, nil)
-	h := start(t, nil, "locked", "hold", path, "0")
+	h := start(t, "locked", "hold", path, "0")
 	holder, _ := l.Holder()
 	var fx atomic.Uint32
 	var repaired atomic.Bool
@@ -367,7 +368,7 @@ func TestWaitHolders(t *testing.T) {
 	// Past the second slow check (at 3 CheckPeriods); the next is at 7.
 	time.Sleep(3*CheckPeriod + CheckPeriod/2)
 	killed := time.Now()
-	h.kill()
+	h.Kill()
 	select {
 	case err := <-done:
 		if err != nil || !repaired.Load() {
