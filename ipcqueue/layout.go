@@ -44,10 +44,10 @@ import (
 //
 // Producers (two-lock design). Put takes the producer lock (below), reads
 // tail, checks space against head, and writes its record at tail: first it
-// zeroes the header word just after the record (the terminator), then the
-// payload, then stores the header word (the commit, a release store paired
-// with the consumer's atomic load of that word), then stores tail and
-// unlocks. A consumer therefore learns of a record from the record itself,
+// zeroes the header word just after the record (the terminator, a release
+// store), then the payload, then stores the header word (the commit, a
+// release store paired with the consumer's atomic load of that word), then
+// stores tail and unlocks. A consumer therefore learns of a record from the record itself,
 // never from tail: on the fast path the two sides share no index at all.
 // The real record after a padding is committed before the padding, so a
 // consumer that skips the padding finds a committed record.
@@ -78,19 +78,74 @@ import (
 // (TryPut), a producer reads head itself, so laziness never makes Put wait
 // or TryPut fail while there is room.
 //
-// Ordering. The commit, tail, head, freed and unlock stores of the hot
-// paths are release stores (internal/release: a plain MOV on amd64, like
-// Agrona's putLongOrdered), so a Put or Get does not stall draining its
-// store buffer at each of them; each operation then makes one atomic add
-// (its puts or gets counter), a full fence, before it loads the futex
-// words to decide whether to wake anyone: that fence is what the
-// Dekker-style wake-up protocol of wait.go needs. (Side effect: a process
-// killed between its unlock and that add leaves Puts or Gets one short, so
-// Len one off; nothing else.) So a Put makes two locked instructions, the
-// lock's CAS and this add, and so does a Get. What each costs, and why
-// moving the fence to the sleepers (membarrier(2) in each sleeper) was not
-// kept: BENCHMARKS.md, "Not met, and why" and "ipcqueue: figures moved
-// from code comments".
+// Ordering. Every access to a word that another process uses at the same
+// time is atomic: sync/atomic, or internal/release's Store64 (a release
+// store: a plain MOV on amd64, like Agrona's putLongOrdered; sync/atomic's
+// Store, STLR, on arm64 and under the race detector). No plain load
+// relies on x86's store order. The plain accesses are bytes that an
+// atomic store publishes and that are read only after an atomic load
+// observes it (the Go memory model's message passing): payloads, copied
+// in by write before the commit and out by take after its load of the
+// header; and the control block's fixed part, which Create writes before
+// the segment is ready and named (shm's Kind.CreateInit), so an Open
+// racing Create finds it whole or finds no name. On a weak memory model
+// (arm64), these would break if they were plain:
+//
+//   - write's commit (the header store) and the padding's, committed after
+//     the record behind it: a store could become visible before the
+//     payload, or the padding before the record, and a consumer would take
+//     a torn message or read a lap-old header (ErrCorrupt, or in rings of
+//     32 GiB and more a stale record delivered again).
+//   - write's terminator (release.Store64 of the header word after the
+//     record): consumers load that word atomically; the commit orders it,
+//     and space checks keep them off it until then.
+//   - write's stores of tail and UnlockRelease: the lock word could read
+//     free before tail moved, and the next producer would write over a
+//     published record.
+//   - ready's and getLocked's loads of the header at head, including the
+//     polls of the empty-ring wait: the payload loads could be satisfied
+//     before the header load (a torn message), or the compiler could hoist
+//     the poll out of the loop (a hang).
+//   - take's release of head, the take itself (and of freed, in take and
+//     publish): the arm64-only case. The copy-out's loads could still be
+//     pending when head becomes visible; a producer would reuse the space
+//     and the consumer return a mix of two messages. x86 never lets a
+//     later store pass a load, so only a weak model shows this. getLocked's
+//     head store over a padding is the same.
+//   - take's UnlockRelease: the next consumer could read a stale head and
+//     take the record again (a duplicate).
+//   - refreshHead's and put's loads of freed and head: they pair with those
+//     releases; without the acquire, the producer's writes into the freed
+//     space could land before the consumer's copy-out.
+//   - getLocked's EOF decision, shut then the header again: a stale header
+//     with shut=1 would be io.EOF with messages left (lost messages).
+//
+// The release stores spare a Put or Get a stall draining its store buffer
+// at each of them. After them, each Put and Get makes one atomic add (its
+// puts or gets counter), a full fence, before it loads the futex words to
+// decide whether to wake anyone (wakeAfter): that fence is what the
+// Dekker-style wake-up protocol of wait.go needs, on amd64 too, where a
+// release store and a later load may be reordered (the store buffer); on
+// arm64 STLR then LDAR is ordered anyway, and the code keeps one path. So
+// a Put makes two locked instructions, the lock's CAS and this add, and so
+// does a Get. (Side effect: a process killed between its unlock and its
+// add leaves Puts or Gets one short, so Len one off; nothing else.) What
+// each costs, and why moving the fence to the sleepers (membarrier(2) in
+// each sleeper) was not kept: BENCHMARKS.md, "Not met, and why" and
+// "ipcqueue: figures moved from code comments". publish stores freed and
+// then wakes with no add between: a sleeping producer re-checks head,
+// which take stored before its fence. repairProducer acts on what a dead
+// producer wrote, plain stores included: the kernel's teardown of that
+// process (which drops its liveness lock, checked before the takeover)
+// comes in between.
+//
+// Emulation cannot check any of this: qemu-user on x86 emits arm64's STLR
+// as a fence then a store and LDAR as a load then a fence, so a Store then
+// a Load of another word is not ordered there (internal/release's
+// TestStoreBuffering shows Go's sequentially consistent atomics broken),
+// while the orderings arm64 weakens stay x86's. The emulated arm64 stage
+// (.ci/arm64) therefore skips the tests whose verdict rests on ordering;
+// arm64 ordering rests on this argument and the Go memory model.
 //
 // The locks are internal/robust's robust locks, whose 64-bit word holds
 // the holder's liveness token (0 = free), taken by CAS: a waiter checks
@@ -107,9 +162,10 @@ import (
 // how. "Atomic" means sync/atomic or a release store (internal/release)
 // on one side and an atomic load on the other.
 const (
-	// Fixed part: written once by the creator (plain stores) before the
-	// segment is published; read by every attach (plain loads), which
-	// validates it (readConfig).
+	// Fixed part: written once by the creator (writeConfig, plain stores)
+	// inside shm's Kind.CreateInit, before the segment's state store and
+	// its name publish it; read by every attach (readConfig, plain loads,
+	// after shm's atomic load of that state), which validates it.
 	offMagic   = 0  // uint32: qMagic
 	offVersion = 4  // uint32: qVersion
 	offCap     = 8  // uint64: the ring's size R in bytes

@@ -150,17 +150,20 @@ func (o *Options) config(size int) (config, error) {
 }
 
 // build creates a queue of size bytes (rounded up to a power of two) in a
-// new segment made by mk.
-func build(size int, opts *Options, mk func(n int) (*shm.Segment, error)) (*Queue, error) {
+// new segment made by mk(n, fill), which must call fill on the segment
+// before anyone else can reach it: fill writes the control block.
+func build(size int, opts *Options, mk func(n int, fill func(*shm.Segment) error) (*shm.Segment, error)) (*Queue, error) {
 	c, err := opts.config(size)
 	if err != nil {
 		return nil, err
 	}
-	seg, err := mk(ctlSize + int(c.ring))
+	seg, err := mk(ctlSize+int(c.ring), func(seg *shm.Segment) error {
+		writeConfig(seg.Bytes(), c)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	writeConfig(seg.Bytes(), c)
 	q, err := attach(seg)
 	if err != nil {
 		return nil, fmt.Errorf("ipcqueue: %w", err)
@@ -175,14 +178,31 @@ func build(size int, opts *Options, mk func(n int) (*shm.Segment, error)) (*Queu
 // them, 8 fewer. A size out of range, like a bad opts.MaxMsg, is an error
 // wrapping [os.ErrInvalid]. opts.Mode does not apply.
 func New(size int, opts *Options) (*Queue, error) {
-	return build(size, opts, shm.KindQueue.CreateAnonymous)
+	return build(size, opts, private(shm.KindQueue.CreateAnonymous))
+}
+
+// private adapts mk, which makes a segment that nobody else can reach
+// until it is passed on (anonymous, or on the heap), to build: the
+// control block is written after mk, before the segment leaves build.
+func private(mk func(n int) (*shm.Segment, error)) func(int, func(*shm.Segment) error) (*shm.Segment, error) {
+	return func(n int, fill func(*shm.Segment) error) (*shm.Segment, error) {
+		seg, err := mk(n)
+		if err != nil {
+			return nil, err
+		}
+		if err := fill(seg); err != nil {
+			seg.Close()
+			return nil, err
+		}
+		return seg, nil
+	}
 }
 
 // NewHeap makes a queue as [New] does, on the Go heap: for one process
 // only, where the race detector sees every access. opts.Mode does not
 // apply.
 func NewHeap(size int, opts *Options) (*Queue, error) {
-	return build(size, opts, shm.KindQueue.NewHeap)
+	return build(size, opts, private(shm.KindQueue.NewHeap))
 }
 
 // Create makes a new named queue, of size bytes as [New] does; it fails
@@ -193,7 +213,11 @@ func Create(name string, size int, opts *Options) (*Queue, error) {
 	if opts != nil {
 		so = &shm.Options{Mode: opts.Mode}
 	}
-	return build(size, opts, func(n int) (*shm.Segment, error) { return shm.KindQueue.Create(name, n, so) })
+	// The control block is written before the segment has its name: an
+	// Open racing this finds the queue whole or finds no name.
+	return build(size, opts, func(n int, fill func(*shm.Segment) error) (*shm.Segment, error) {
+		return shm.KindQueue.CreateInit(name, n, so, fill)
+	})
 }
 
 // Open attaches to the named queue made by [Create], after validating its
@@ -442,14 +466,20 @@ func (q *Queue) put(ctx context.Context, c *call, msg []byte, block bool) (bool,
 // checked that the record and the terminator after it fit.
 func (q *Queue) write(c *call, t, pad uint64, msg []byte) {
 	// Claim (for a repairer, should this process die before it publishes
-	// tail), then write the record (and the padding before it, committed
-	// last). A plain store: only a repairer reads claim, after this
-	// process is dead.
+	// tail), then write the terminator, the payload, and the record's
+	// header (and the padding before it, committed last). Only a repairer
+	// reads claim, after this process is dead: its death orders the store,
+	// which is atomic all the same (a release store), as is every store to
+	// a word that another process loads.
 	p := t + pad
 	end := p + recLen(len(msg))
 	release.Store64(q.claim, end)
 	o := p & q.mask
-	*(*uint64)(q.at(end & q.mask)) = 0 // the terminator
+	// The terminator: the header word after the record, which consumers
+	// load atomically once they have taken this record. The commit below
+	// publishes it; it is a release store so that it is atomic too, not
+	// plain (a MOV on amd64 as before, an STLR on arm64).
+	release.Store64(q.hdr(end), 0)
 	copy(unsafe.Slice((*byte)(q.at(o+hdrSize)), len(msg)), msg)
 	if q.faults.putCopied != nil {
 		c.count()

@@ -37,8 +37,9 @@ import (
 // Layout: BarrierSize(parties) bytes at an 8-byte aligned offset. Every
 // field is read and written with atomic operations; "the guard holder" is
 // whoever holds the guard at the time, and "the creator" is InitBarrierAt,
-// which runs before anyone else may use the memory. TestLayout pins the
-// offsets. barMagic names the layout: it changed when the guard and the
+// which runs before anyone else may use the memory (CreateBarrier runs it
+// before the segment is named: shm's Kind.CreateInit). Memory ordering:
+// see "Ordering" in semaphore.go. TestLayout pins the offsets. barMagic names the layout: it changed when the guard and the
 // slots moved from pid and start time to liveness tokens.
 const (
 	// offBarGuard is the guard: a robust lock (robust.Size bytes: the
@@ -112,8 +113,7 @@ func NewBarrier(parties int) (*Barrier, error) {
 	if err := validParties(parties); err != nil {
 		return nil, err
 	}
-	seg, err := shm.KindBarrier.CreateAnonymous(BarrierSize(parties))
-	return ownBarrier(seg, err, parties)
+	return own(initBarrier(parties))(shm.KindBarrier.CreateAnonymous(BarrierSize(parties)))
 }
 
 // CreateBarrier returns a Barrier for parties parties (1 to 65536) in a new
@@ -123,18 +123,18 @@ func CreateBarrier(name string, parties int, opts *shm.Options) (*Barrier, error
 	if err := validParties(parties); err != nil {
 		return nil, err
 	}
-	seg, err := shm.KindBarrier.Create(name, BarrierSize(parties), opts)
-	return ownBarrier(seg, err, parties)
+	return create(shm.KindBarrier, name, BarrierSize(parties), opts, initBarrier(parties))
 }
 
-func ownBarrier(seg *shm.Segment, err error, parties int) (*Barrier, error) {
-	return own(func(seg *shm.Segment, off int) (*Barrier, *object, error) {
+// initBarrier returns InitBarrierAt with parties, for own and create.
+func initBarrier(parties int) func(*shm.Segment, int) (*Barrier, *object, error) {
+	return func(seg *shm.Segment, off int) (*Barrier, *object, error) {
 		b, err := InitBarrierAt(seg, off, parties)
 		if err != nil {
 			return nil, nil, err
 		}
 		return b, &b.object, nil
-	})(seg, err)
+	}
 }
 
 // OpenBarrier opens the Barrier in the named segment made by [CreateBarrier].

@@ -153,6 +153,25 @@ func own[T any](at func(*shm.Segment, int) (*T, *object, error)) func(*shm.Segme
 	}
 }
 
+// create makes the named segment name of kind k and size bytes, and builds
+// an object at its offset 0 with build before the segment is published
+// (shm's Kind.CreateInit): an Open racing it finds the object whole or
+// finds no name, never one whose magic is not yet stored. The object owns
+// the segment.
+func create[T any](k shm.Kind, name string, size int, opts *shm.Options, build func(*shm.Segment, int) (*T, *object, error)) (*T, error) {
+	var v *T
+	var o *object
+	_, err := k.CreateInit(name, size, opts, func(seg *shm.Segment) (err error) {
+		v, o, err = build(seg, 0)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	o.owned = true
+	return v, nil
+}
+
 // lockRepair takes an internal lock (the guard of a Semaphore or Barrier)
 // and, if its holder died holding it, runs repair with the lock held: an
 // internal lock's taker repairs what it guards at once (robust.Options

@@ -45,9 +45,45 @@ import (
 // Layout: SemaphoreSize bytes at an 8-byte aligned offset. Every field is
 // read and written with atomic operations; "the guard holder" is whoever
 // holds the guard at the time, and "the creator" is InitSemaphoreAt, which
-// runs before anyone else may use the memory. TestLayout pins the offsets.
-// semMagic names the layout: it changed when the guard and the slots
-// moved from pid and start time to liveness tokens.
+// runs before anyone else may use the memory (CreateSemaphore runs it
+// before the segment is named: shm's Kind.CreateInit). TestLayout pins the
+// offsets. semMagic names the layout: it changed when the guard and the
+// slots moved from pid and start time to liveness tokens.
+//
+// Ordering (the whole package). Every access to a shared word of a
+// Semaphore, Barrier, Mutex, Event or FileMutex record is atomic (the
+// casts are in unsafe.go); no plain load relies on x86's store order. The
+// only plain stores are the creator's clear in InitSemaphoreAt and
+// InitBarrierAt, published by the magic, stored atomically and last, which
+// attach loads first. On a weak memory model (arm64) these would break if
+// they were plain:
+//
+//   - the guards and Mutex (internal/robust: a CAS to lock, a CAS or a
+//     release store to unlock): see its "Memory ordering". The Mutex's
+//     user data would be read stale; the slots and counts below rely on
+//     the guard the same way.
+//   - take's claim of a slot (count, then the token last) and slot.free
+//     (the token first, then the count): a reclaim after a takeover could see
+//     a token with a stale count, and lose or invent permits.
+//   - Acquire's load of seq and add to sleepers under the guard, against
+//     Release's add to seq under the guard and its load of sleepers after
+//     unlocking: the guard orders the two critical sections, and the
+//     futex compares seq, so a sleeper does not sleep through a Release.
+//   - Barrier.Wait's last arrival stores gen after the guard chain through
+//     every party; the waiters load gen: a party could leave without
+//     seeing the others' writes before Wait (Python's Barrier promises
+//     them).
+//   - Event.Set's CAS and Wait's loads: data written before Set could be
+//     missing after Wait returns.
+//   - FileMutex's funlock: flock(LOCK_UN), then an atomic add to the
+//     sleepers word (a full fence, which a system call is not) before it
+//     looks for sleepers; the data it guards is ordered by flock itself.
+//
+// Emulation cannot check this: qemu-user on x86 leaves Go's sequentially
+// consistent Store then Load of another word unordered (it emits STLR as
+// a fence then a store, LDAR as a load then a fence; internal/release's
+// TestStoreBuffering), so .ci/arm64 skips the tests whose verdict rests on
+// ordering.
 const (
 	// offSemGuard is the guard: a robust lock (robust.Size bytes: the
 	// lock word at 0, its sleepers word at 8), written and read as
@@ -176,8 +212,7 @@ func NewSemaphore(value int, opts *SemaphoreOptions) (*Semaphore, error) {
 	if _, err := opts.check(value); err != nil {
 		return nil, err
 	}
-	seg, err := shm.KindSemaphore.CreateAnonymous(SemaphoreSize(opts))
-	return ownInit(seg, err, value, opts)
+	return own(initSemaphore(value, opts))(shm.KindSemaphore.CreateAnonymous(SemaphoreSize(opts)))
 }
 
 // CreateSemaphore returns a Semaphore with value permits (0 to 2^31-1) in a
@@ -190,18 +225,19 @@ func CreateSemaphore(name string, value int, opts *SemaphoreOptions) (*Semaphore
 	if opts != nil {
 		so = &shm.Options{Mode: opts.Mode}
 	}
-	seg, err := shm.KindSemaphore.Create(name, SemaphoreSize(opts), so)
-	return ownInit(seg, err, value, opts)
+	return create(shm.KindSemaphore, name, SemaphoreSize(opts), so, initSemaphore(value, opts))
 }
 
-func ownInit(seg *shm.Segment, err error, value int, opts *SemaphoreOptions) (*Semaphore, error) {
-	return own(func(seg *shm.Segment, off int) (*Semaphore, *object, error) {
+// initSemaphore returns InitSemaphoreAt with value and opts, for own and
+// create.
+func initSemaphore(value int, opts *SemaphoreOptions) func(*shm.Segment, int) (*Semaphore, *object, error) {
+	return func(seg *shm.Segment, off int) (*Semaphore, *object, error) {
 		s, err := InitSemaphoreAt(seg, off, value, opts)
 		if err != nil {
 			return nil, nil, err
 		}
 		return s, &s.object, nil
-	})(seg, err)
+	}
 }
 
 // OpenSemaphore opens the Semaphore in the named segment made by

@@ -73,7 +73,7 @@ const (
 // Offsets in the catalog's header, from the start of the payload.
 const (
 	// catOffMagic is a uint32, catMagic: the creator stores it last in
-	// initCatalog, atomically, after the two words below; CatalogAt loads
+	// fillCatalog, atomically, after the two words below; CatalogAt loads
 	// it first, atomically (pairing with that store), to attach.
 	catOffMagic = 0
 	// catOffEntries is a uint32, the table's entry count: the creator
@@ -172,7 +172,13 @@ func CreateCatalog(name string, size int, opts *Options) (*Catalog, error) {
 	if err := checkSize(size); err != nil {
 		return nil, err
 	}
-	return initCatalog(KindCatalog.Create(name, catalogSize(size), opts))
+	// The catalog is built before its segment is named: an OpenCatalog
+	// racing this finds it complete or finds no name.
+	seg, err := KindCatalog.CreateInit(name, catalogSize(size), opts, fillCatalog)
+	if err != nil {
+		return nil, err
+	}
+	return CatalogAt(seg)
 }
 
 // OpenCatalog opens the catalog in the named segment made by [CreateCatalog].
@@ -188,14 +194,23 @@ func OpenCatalog(name string) (*Catalog, error) {
 	return c, err
 }
 
-func initCatalog(seg *Segment, err error) (*Catalog, error) {
-	if err != nil {
-		return nil, err
-	}
+// fillCatalog builds an empty catalog in seg, a new segment not yet
+// published (the fill of [Kind.CreateInit]).
+func fillCatalog(seg *Segment) error {
 	b := seg.Bytes()
 	ptrAt[atomic.Uint32](b, catOffEntries).Store(catEntries)
 	ptrAt[atomic.Uint64](b, catOffBump).Store(uint64(catHeader + entrySize*catEntries))
 	ptrAt[atomic.Uint32](b, catOffMagic).Store(catMagic) // pairs with the load in CatalogAt
+	return nil
+}
+
+// initCatalog builds an empty catalog in seg, a segment nobody else has
+// yet (anonymous, or on the heap), and attaches to it.
+func initCatalog(seg *Segment, err error) (*Catalog, error) {
+	if err != nil {
+		return nil, err
+	}
+	fillCatalog(seg)
 	return CatalogAt(seg)
 }
 

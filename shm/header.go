@@ -10,9 +10,12 @@ import (
 //
 // Every segment ipckit creates starts with this 64-byte header, in the
 // spirit of bbolt's meta page. The creator fills the fixed fields, then the
-// checksum over them, then stores state = stateReady last (atomically); an
-// opener validates magic, version, kind, checksum and sizes, in that order,
-// and returns the matching sentinel error. The header is ABI: fixed-width
+// checksum over them, then (named segments) the object that
+// [Kind.CreateInit]'s fill builds, then stores state = stateReady last
+// (atomically, markReady), and only then gives the segment its name; an
+// opener loads the state first (atomically), then validates magic,
+// version, kind, checksum, sizes and the state, in that order, and returns
+// the matching sentinel error. The header is ABI: fixed-width
 // fields, native (little-endian on every supported platform) byte order,
 // explicit padding; header_test.go pins every offset.
 //
@@ -27,7 +30,8 @@ import (
 //	 32    8 started   creator, once  diagnostics: creator's start time
 //	 40    8 _         creator, zero  nobody (reserved)
 //	 48    4 checksum  creator, once  opener: CRC-32C of bytes 0..48
-//	 52    4 state     creator, last, atomic store; opener, atomic load
+//	 52    4 state     creator, last, atomic store (markReady);
+//	                   opener, atomic load, first (validate)
 //	 56    8 _         creator, zero  nobody (reserved)
 //
 // The fixed fields are plain stores and loads: the creator writes them
@@ -36,6 +40,42 @@ import (
 // bytes are zero in layout version 1 and covered by the checksum where it
 // reaches (28 and 40); a later version may give them a use, and says so
 // with its version number.
+//
+// Ordering (the whole package). Every access to a word that two processes
+// use at the same time is atomic (sync/atomic); no plain load relies on
+// x86's store order. The plain accesses are bytes written before an atomic
+// store and read after an atomic load that observes it (the Go memory
+// model's message passing): the header's fixed fields and what a fill
+// writes (published by markReady's state store, read after validate's
+// state load; the system calls that name the segment or pass its
+// descriptor order them too), and a catalog entry's name (published by
+// its state store). On a weak memory model (arm64) these would break if
+// they were plain:
+//
+//   - markReady's store of the state, and validate's load of it, which
+//     comes before its reads of the fixed fields: the fields, or the
+//     object a fill built, could be read stale under a ready state. The
+//     state is never re-read plainly (decodeHeader skips it), so a later
+//     layout may change it while the segment is shared.
+//   - Kind.CreateInit itself: an object built after the segment is named
+//     (a queue's control block, a semaphore's magic, fillCatalog's words)
+//     is open to an Open that races the creator, which then reads it
+//     half built (ErrCorrupt) on any platform and unordered on arm64.
+//   - the methods of Int32, Int64, Uint64, Float64 and Array: each is one
+//     sync/atomic call (Float64's arithmetic a CAS loop), the atomicity
+//     and order they document.
+//   - the catalog's entry states (Catalog.claim stores named, then ready;
+//     entry.load reads them): the name, kind and size are stored before
+//     named and the offset before ready, so a reader loading the state
+//     first could otherwise match a half-written name or use an offset not
+//     yet written. fillCatalog stores the magic last and CatalogAt loads
+//     it first, for the same reason.
+//
+// Emulation cannot check this: qemu-user on x86 emits arm64's STLR as a
+// fence then a store and LDAR as a load then a fence, which leaves Go's
+// sequentially consistent Store then Load of another word unordered
+// (internal/release's TestStoreBuffering), so .ci/arm64 skips the tests
+// whose verdict rests on ordering.
 type header struct {
 	Magic    uint32
 	Version  uint16
@@ -141,7 +181,10 @@ func encodeHeader(b []byte, h *header) {
 	le.PutUint64(b[offReserved2:], 0)
 }
 
-// decodeHeader reads a header from b, which holds at least headerSize bytes.
+// decodeHeader reads the fixed fields of a header from b, which holds at
+// least headerSize bytes. It leaves State zero: the state word is shared
+// with the atomic store that publishes the segment, so only validate reads
+// it, atomically.
 func decodeHeader(b []byte) header {
 	le := binary.LittleEndian
 	return header{
@@ -153,7 +196,6 @@ func decodeHeader(b []byte) header {
 		Pid:      le.Uint32(b[offPid:]),
 		Started:  le.Uint64(b[offStarted:]),
 		Checksum: le.Uint32(b[offChecksum:]),
-		State:    le.Uint32(b[offState:]),
 	}
 }
 
@@ -170,7 +212,16 @@ func validate(b []byte, want Kind) (header, error) {
 	if len(b) < headerSize {
 		return header{}, fmt.Errorf("%w: %d bytes cannot hold a %d-byte header", ErrSize, len(b), headerSize)
 	}
+	if !aligned(b, offState, 4) {
+		// Not a segment (those are page- or 64-aligned), and an atomic
+		// load of the state word would fault on arm64.
+		return header{}, fmt.Errorf("%w: header at a misaligned address", ErrSize)
+	}
+	// The state first, atomically: this load pairs with markReady's store,
+	// so the plain loads of the fixed fields come after it.
+	state := stateWord(b).Load()
 	h := decodeHeader(b)
+	h.State = state
 	switch {
 	case h.Magic != magic:
 		return h, fmt.Errorf("%w %#x: not an ipckit segment", ErrBadMagic, h.Magic)

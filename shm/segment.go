@@ -115,6 +115,24 @@ func Create(name string, size int, opts *Options) (*Segment, error) {
 // [KindAny] and unknown kinds cannot be created: an error wrapping
 // [os.ErrInvalid].
 func (k Kind) Create(name string, size int, opts *Options) (*Segment, error) {
+	return k.CreateInit(name, size, opts, nil)
+}
+
+// CreateInit makes a new named segment of kind k, as [Kind.Create] does,
+// and calls fill with it (if fill is not nil) before the segment is
+// published: before its header says ready and before it has its name. So
+// an object built on the segment is complete before anyone can open it,
+// and an opener racing the creator finds the object whole or finds no name
+// ([os.ErrNotExist]), never one half built. Packages that build objects
+// with a fixed part (a queue's control block, a semaphore's magic) use it
+// for that.
+//
+// fill may use seg.Bytes(); until it returns, [Segment.Check] reports
+// [ErrNotReady]. If fill returns an error, CreateInit closes the segment
+// and returns that error as it is; nothing is left behind, and neither is
+// anything if the creating process dies before CreateInit returns (the
+// file has no name until then).
+func (k Kind) CreateInit(name string, size int, opts *Options, fill func(seg *Segment) error) (*Segment, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
@@ -126,7 +144,7 @@ func (k Kind) Create(name string, size int, opts *Options) (*Segment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shm: %w", err)
 	}
-	s, err := initMapped(f, headerSize+size, k)
+	s, err := initMapped(f, headerSize+size, k, fill)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +173,7 @@ func (k Kind) CreateAnonymous(size int) (*Segment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shm: %w", err)
 	}
-	return initMapped(f, headerSize+size, k)
+	return initMapped(f, headerSize+size, k, nil)
 }
 
 // NewHeap makes a segment of size bytes on the Go heap. It works like any
@@ -171,10 +189,14 @@ func (k Kind) NewHeap(size int) (*Segment, error) {
 	}
 	s := &Segment{mem: heapBytes(headerSize + size), kind: k}
 	s.writeHeader(k)
+	s.markReady()
 	return s, nil
 }
 
-func initMapped(f *os.File, total int, kind Kind) (*Segment, error) {
+// initMapped maps f, a new file of total bytes, and builds a segment of
+// kind in it: the header, then fill (if not nil), then the ready state.
+// On error it closes f and returns fill's error as it is.
+func initMapped(f *os.File, total int, kind Kind, fill func(*Segment) error) (*Segment, error) {
 	mem, err := shmfile.Map(f, total)
 	if err != nil {
 		f.Close()
@@ -182,11 +204,18 @@ func initMapped(f *os.File, total int, kind Kind) (*Segment, error) {
 	}
 	s := &Segment{file: f, mem: mem, kind: kind}
 	s.writeHeader(kind)
+	if fill != nil {
+		if err := fill(s); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	s.markReady()
 	return s, nil
 }
 
-// writeHeader fills the header of a new segment and publishes it: the state
-// store pairs with the state load in openFile.
+// writeHeader fills the fixed fields of a new segment's header; the state
+// stays stateInit (zero) until markReady.
 func (s *Segment) writeHeader(kind Kind) {
 	id := proc.Self()
 	encodeHeader(s.mem, &header{
@@ -194,8 +223,13 @@ func (s *Segment) writeHeader(kind Kind) {
 		Size: uint64(len(s.mem)), Payload: headerSize,
 		Pid: id.Pid, Started: id.Start,
 	})
-	stateWord(s.mem).Store(stateReady)
 }
+
+// markReady publishes a new segment: the header's fixed fields and
+// everything fill wrote. The atomic state store, last, pairs with the
+// atomic state load in validate, which comes before every other read of
+// the segment by an opener.
+func (s *Segment) markReady() { stateWord(s.mem).Store(stateReady) }
 
 // Open maps the existing named segment name after validating its header. It
 // refuses a symbolic link ([ErrSymlink]), a non-regular file
@@ -245,9 +279,8 @@ func openFile(f *os.File, want Kind) (*Segment, error) {
 	if err != nil {
 		return nil, err
 	}
-	// This load pairs with the store in writeHeader: after it, the fixed
-	// fields are complete.
-	stateWord(mem).Load()
+	// validate loads the state word first, atomically: that load pairs
+	// with the store in markReady, so what it reads after is complete.
 	h, err := validate(mem, want)
 	if err != nil {
 		shmfile.Unmap(mem)

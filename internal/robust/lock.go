@@ -127,6 +127,25 @@ import (
 //     the takeover CAS (which fails unless the word still names the dead
 //     holder) comes after that.
 //
+// Lock, TryLockFree and a takeover are CASes (acquire); Unlock is a CAS
+// (a full fence on every platform, qemu included) and then the load of
+// the sleepers word; UnlockRelease is release.Store64 (a plain MOV on
+// amd64, STLR on arm64), and its callers (ipcqueue's Put and Get) make the
+// fence with an atomic add. A waiter announces itself with a CAS on bit 0
+// of the sleepers word, then re-checks; when the bit is already set it
+// makes no read-modify-write, and the futex covers that case: the kernel
+// compares the word with the value the waiter saw, so a bump in between
+// ends the sleep at once.
+//
+// Emulation cannot check this. qemu-user on x86 emits arm64's STLR as a
+// fence then a store and LDAR as a load then a fence, so Go's sequentially
+// consistent Store followed by a Load of another word is not ordered there
+// (internal/release's TestStoreBuffering sees the forbidden outcome),
+// while the orderings arm64 weakens stay x86's. Only read-modify-writes
+// (host LOCK instructions) keep their meaning. So .ci/arm64 skips the
+// tests whose verdict rests on ordering (exclusion under contention, lost
+// wake-ups), and arm64 ordering rests on this argument.
+//
 // The race detector sees sync/atomic operations on the Go heap but not on a
 // mapping, so a Lock tells it about each acquire and release on a heap
 // stand-in of its own (race.go): goroutines sharing data guarded by a Lock
