@@ -571,7 +571,7 @@ func (l *Lock) lockSlow(ctx context.Context) error {
 		var until time.Time
 		var follow *watched
 		if !self {
-			until, follow = wt.next, wt
+			until, follow = wt.nextCheck(), wt
 		}
 		if hasDeadline && (until.IsZero() || deadline.Before(until)) {
 			until = deadline

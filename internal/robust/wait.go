@@ -208,6 +208,7 @@ func wait(ctx context.Context, fx *atomic.Uint32, ready func() bool, val uint32,
 				if watchFn() {
 					return nil
 				}
+				wt.late(now)
 				continue
 			}
 			if holders != nil {
@@ -222,7 +223,7 @@ func wait(ctx context.Context, fx *atomic.Uint32, ready func() bool, val uint32,
 		}
 		var until time.Time
 		if wt != nil {
-			until = wt.next
+			until = wt.nextCheck()
 		}
 		if hasDeadline && (until.IsZero() || deadline.Before(until)) {
 			until = deadline

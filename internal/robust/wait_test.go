@@ -342,20 +342,36 @@ func TestIdleCPU(t *testing.T) {
 
 // TestWaitHolders: a condition waiter that names its holders is woken by
 // the kernel's notice of a holder's death, well before its next slow check,
-// and its Watch then repairs.
+// and its Watch then repairs. In the "late" case the Watch finds nothing to
+// do at the notice and the next two looks (as a FileMutex's waiter finds
+// the flock still held: a dying process drops its registry lock and its
+// other files one at a time), and the waiter must look again soon, not at
+// its next slow check.
 func TestWaitHolders(t *testing.T) {
+	for _, late := range []int{0, 2} {
+		t.Run(fmt.Sprintf("late=%d", late), func(t *testing.T) { waitHolders(t, late) })
+	}
+}
+
+// waitHolders plays TestWaitHolders with a Watch that succeeds only at its
+// late+1-th look after the holder's death.
+func waitHolders(t *testing.T, late int) {
 	path, b := shmFile(t)
 	l := mustAt(t, b, nil)
 	h := start(t, "locked", "hold", path, "0")
 	holder, _ := l.Holder()
 	var fx atomic.Uint32
 	var repaired atomic.Bool
+	looks := 0 // after the death; the waiting goroutine's alone
 	watch := func() bool {
-		if liveness.Check(holder) == liveness.Dead {
-			repaired.Store(true)
-			return true
+		if liveness.Check(holder) != liveness.Dead {
+			return false
 		}
-		return false
+		if looks++; looks <= late {
+			return false
+		}
+		repaired.Store(true)
+		return true
 	}
 	done := make(chan error, 1)
 	started := time.Now()

@@ -60,6 +60,9 @@ type watched struct {
 
 	period time.Duration // current period of the slow checks
 	next   time.Time     // next slow check
+	notice bool          // the last due check followed a death notice
+	retry  time.Time     // a quick re-check after a notice (see late), if not zero
+	soon   time.Duration // the interval of the last quick re-check
 }
 
 func newWatched(fx *atomic.Uint32) *watched {
@@ -98,6 +101,7 @@ func (w *watched) stop() { w.follow() }
 // the slow checks' clock on its first call.
 func (w *watched) due(now time.Time) bool {
 	fired := w.fired.Swap(false)
+	w.notice = fired
 	switch {
 	case w.next.IsZero():
 		w.next = now.Add(w.period)
@@ -106,6 +110,38 @@ func (w *watched) due(now time.Time) bool {
 		w.period = min(2*w.period, MaxCheckPeriod)
 		w.next = now.Add(w.period)
 		return true
+	case !w.retry.IsZero() && !now.Before(w.retry):
+		w.retry, w.notice = time.Time{}, true
+		return true
 	}
 	return fired
+}
+
+// late is called when the check that due asked for found nothing to do.
+// After a death notice that can be early: a dying process drops its
+// registry lock, which the notice follows, and what the sleeper waits for
+// (a FileMutex's flock, released with the process's other files) one at a
+// time, and a preempted exit can hold the second for milliseconds. The
+// notice fires once, so the sleeper looks again soon: 1 ms later, then at
+// twice the interval each time, until the interval reaches CheckPeriod and
+// the slow checks carry on.
+func (w *watched) late(now time.Time) {
+	if !w.notice {
+		w.soon = 0
+		return
+	}
+	if w.soon = max(2*w.soon, time.Millisecond); w.soon >= CheckPeriod {
+		w.soon = 0
+		return
+	}
+	w.retry = now.Add(w.soon)
+}
+
+// nextCheck is when the sleeper must wake to check its holders, if no
+// notice wakes it first.
+func (w *watched) nextCheck() time.Time {
+	if !w.retry.IsZero() && w.retry.Before(w.next) {
+		return w.retry
+	}
+	return w.next
 }
