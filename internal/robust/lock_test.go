@@ -568,9 +568,9 @@ func TestHandOffThenDeath(t *testing.T) {
 		t.Run(fmt.Sprintf("wakeall=%v", wakeAll), func(t *testing.T) {
 			for attempt := 1; !handOffThenDeath(t, wakeAll); attempt++ {
 				if attempt == 3 {
-					t.Fatal("W woke during the set-up three times")
+					t.Fatal("the scene could not be set three times")
 				}
-				t.Logf("attempt %d: W woke during the set-up; again", attempt)
+				t.Logf("attempt %d: W woke, or the hand-over came too late, during the set-up; again", attempt)
 			}
 		})
 	}
@@ -584,6 +584,14 @@ func handOffThenDeath(t *testing.T, wakeAll bool) bool {
 	l := mustAt(t, b, nil)
 	a := start(t, "locked", "handoff", path, "0")
 	defer a.Kill()
+	// B starts now and waits for its cue: a process's start-up (long
+	// under -race on a loaded machine) is no part of the scene.
+	args := []string{path, "0"}
+	if wakeAll {
+		args = append(args, "wakeall")
+	}
+	bh := start(t, "ready", "grab", args...)
+	defer bh.Kill()
 	done := make(chan error, 1)
 	started := time.Now()
 	go func() { done <- l.Lock(t.Context()) }()
@@ -600,12 +608,7 @@ func handOffThenDeath(t *testing.T, wakeAll bool) bool {
 		t.Fatalf("A said %q", got)
 	}
 	l.fx.Store(v + 2) // the bit, as the sleeper woken by A would re-arm it
-	args := []string{path, "0"}
-	if wakeAll {
-		args = append(args, "wakeall")
-	}
-	bh := start(t, "", "grab", args...)
-	defer bh.Kill()
+	fmt.Fprintln(bh.in, "go")
 	select {
 	case err := <-done:
 		// W woke and took the lock before B: no scene (B takes it
@@ -626,8 +629,8 @@ func handOffThenDeath(t *testing.T, wakeAll bool) bool {
 	time.Sleep(20 * time.Millisecond)
 	killed := time.Now()
 	if killed.After(nextCheck.Add(-2 * CheckPeriod)) {
-		// B started so slowly (a loaded machine) that W's next slow
-		// check is too close to tell the two ways apart: no scene.
+		// The hand-over came so late (a loaded machine) that W's next
+		// slow check is too close to tell the two ways apart: no scene.
 		bh.Kill()
 		if err := <-done; err != nil && !errors.Is(err, sentinel.ErrOwnerDead) {
 			t.Fatal(err)

@@ -74,12 +74,18 @@ func TestMain(m *testing.M) {
 			}
 		}
 	})
-	// grab PATH OFF [wakeall]: take the lock with TryLockFree, polling
-	// (never asleep on it), call WakeAllWaiters with wakeall, say
-	// "locked", and live until stdin closes.
+	// grab PATH OFF [wakeall]: say "ready", wait for a line on stdin, take
+	// the lock with TryLockFree, polling (never asleep on it), call
+	// WakeAllWaiters with wakeall, say "locked", and live until stdin
+	// closes.
 	helperproc.Register("grab", func(args []string) error {
 		l, err := helperLock(args)
 		if err != nil {
+			return err
+		}
+		fmt.Println("ready")
+		in := bufio.NewReader(os.Stdin)
+		if _, err := in.ReadString('\n'); err != nil {
 			return err
 		}
 		for !l.TryLockFree() {
@@ -89,7 +95,7 @@ func TestMain(m *testing.M) {
 			l.WakeAllWaiters()
 		}
 		fmt.Println("locked")
-		io.Copy(io.Discard, os.Stdin)
+		io.Copy(io.Discard, in)
 		return nil
 	})
 	// try PATH OFF: TryLock, print the outcome, and a 200 ms Lock's.
