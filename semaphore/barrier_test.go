@@ -102,11 +102,13 @@ func TestBarrierCancelBreaks(t *testing.T) {
 	}
 }
 
+// TestBarrierPartyDies kills a party that arrived while another sleeps in
+// Wait: the sleeper gets ErrBroken, promptly.
 func TestBarrierPartyDies(t *testing.T) {
 	b, cmd := barrierWithParty(t, nil)
 	other := make(chan error)
 	go func() { _, err := b.Wait(t.Context()); other <- err }()
-	time.Sleep(30 * time.Millisecond)
+	asleepIn(t, 1, "(*Barrier).Wait")
 	killed := time.Now()
 	helperproc.Kill(cmd)
 	if err := <-other; !errors.Is(err, ErrBroken) {

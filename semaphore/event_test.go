@@ -12,6 +12,8 @@ import (
 	"github.com/ipckit/ipckit/shm"
 )
 
+// TestEventOnHeap releases every waiter asleep at a Set, even when Clear
+// follows at once.
 func TestEventOnHeap(t *testing.T) {
 	seg, _ := shm.NewHeap(EventSize)
 	e, err := EventAt(seg, 0)
@@ -45,6 +47,8 @@ func TestEventOnHeap(t *testing.T) {
 	}
 }
 
+// TestEventContext shows a Wait on a clear Event ending at its deadline
+// with the Event unchanged.
 func TestEventContext(t *testing.T) {
 	e, err := NewEvent()
 	if err != nil {
@@ -61,6 +65,8 @@ func TestEventContext(t *testing.T) {
 	}
 }
 
+// TestEventAcrossProcesses shows that a helper process does not pass a
+// clear Event and passes it once it is set.
 func TestEventAcrossProcesses(t *testing.T) {
 	e, err := NewEvent()
 	if err != nil {
@@ -69,8 +75,9 @@ func TestEventAcrossProcesses(t *testing.T) {
 	defer e.Close()
 	v, _ := shm.NewInt64()
 	defer v.Close()
+	// The helper shows first that a Wait on the clear event runs into its
+	// deadline, then says "waiting" and waits for the Set.
 	cmd := startUntil(t, "hold", holdArgs{E: e, Int: v}, "waiting")
-	time.Sleep(20 * time.Millisecond)
 	if v.Load() != 0 {
 		t.Fatal("helper passed a clear event")
 	}

@@ -238,13 +238,8 @@ func TestBarrierCorruptCount(t *testing.T) {
 			if _, err := b.Wait(t.Context()); !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("Wait with %d arrived = %v, want ErrCorrupt", n, err)
 			}
-			select {
-			case err := <-other:
-				if !errors.Is(err, ErrBroken) {
-					t.Fatalf("waiting party got %v", err)
-				}
-			case <-time.After(time.Second):
-				t.Fatal("waiting party not released")
+			if err := within(t, other, "the waiting party"); !errors.Is(err, ErrBroken) {
+				t.Fatalf("waiting party got %v", err)
 			}
 			if _, err := BarrierAt(seg, 0); !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("attach with 0 parties = %v", err)
@@ -254,30 +249,30 @@ func TestBarrierCorruptCount(t *testing.T) {
 }
 
 // TestCancelMidWait cancels a context while each type waits in shared
-// memory, and checks the call returns ctx.Err() at once and the shared
-// state is as it was.
+// memory, and checks the call returns ctx.Err() and the shared state is as
+// it was. Each cancel comes once the waiter is asleep (asleepIn), so it is
+// the cancel's wake-up that must end the sleep: the Mutex, Event and guard
+// waiters here wait for their own process, have no slow check, and without
+// that wake-up would sleep past slowBound. (The Semaphore's wait for
+// permits follows their holders and would also end, later, by its slow
+// check: it shows only that the state is left as it was.)
 func TestCancelMidWait(t *testing.T) {
-	cancelled := func(t *testing.T, wait func(ctx context.Context) error) {
+	cancelled := func(t *testing.T, fn string, wait func(ctx context.Context) error) {
 		t.Helper()
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
 		go func() { done <- wait(ctx) }()
-		time.Sleep(30 * time.Millisecond)
+		asleepIn(t, 1, fn)
 		cancel()
-		select {
-		case err := <-done:
-			if !errors.Is(err, context.Canceled) {
-				t.Fatalf("wait = %v, want context.Canceled", err)
-			}
-		case <-time.After(time.Second):
-			t.Fatal("cancel did not return within a second")
+		if err := within(t, done, "the cancelled call"); !errors.Is(err, context.Canceled) {
+			t.Fatalf("wait = %v, want context.Canceled", err)
 		}
 	}
 	t.Run("Mutex", func(t *testing.T) {
 		m := newMutex(t)
 		m.Lock()
 		before := lockWord(m.mem).Load()
-		cancelled(t, m.LockContext)
+		cancelled(t, "(*Mutex).LockContext", m.LockContext)
 		if after := lockWord(m.mem).Load(); before != after {
 			t.Fatalf("lock word %#x, was %#x", after, before)
 		}
@@ -288,13 +283,13 @@ func TestCancelMidWait(t *testing.T) {
 		if !s.TryAcquire() {
 			t.Fatal("TryAcquire")
 		}
-		cancelled(t, s.Acquire)
+		cancelled(t, "(*Semaphore).Acquire", s.Acquire)
 		if s.Value() != 0 || s.sleepers.Load() != 0 || s.slot(0).count.Load() != 1 {
 			t.Fatalf("value %d sleepers %d", s.Value(), s.sleepers.Load())
 		}
 		// Waiting for the guard, held by another goroutine of ours.
 		s.guard.Lock(t.Context())
-		cancelled(t, s.Acquire)
+		cancelled(t, "(*Semaphore).Acquire", s.Acquire)
 		s.guard.Unlock()
 		if err := s.Release(); err != nil || s.Value() != 1 {
 			t.Fatalf("Release = %v, value %d", err, s.Value())
@@ -303,7 +298,7 @@ func TestCancelMidWait(t *testing.T) {
 	t.Run("Event", func(t *testing.T) {
 		e, _ := NewEvent()
 		defer e.Close()
-		cancelled(t, e.Wait)
+		cancelled(t, "(*Event).Wait", e.Wait)
 		if e.IsSet() || e.word.Load() != 0 {
 			t.Fatalf("word %#x", e.word.Load())
 		}
@@ -313,7 +308,7 @@ func TestCancelMidWait(t *testing.T) {
 		b, _ := NewBarrier(2)
 		defer b.Close()
 		b.guard.Lock(t.Context())
-		cancelled(t, func(ctx context.Context) error { _, err := b.Wait(ctx); return err })
+		cancelled(t, "(*Barrier).Wait", func(ctx context.Context) error { _, err := b.Wait(ctx); return err })
 		b.guard.Unlock()
 		if b.Broken() || b.arrive.Load() != 0 {
 			t.Fatalf("broken %v, arrived %d", b.Broken(), b.arrive.Load())
@@ -342,17 +337,17 @@ func TestCancelMidWait(t *testing.T) {
 		}
 		defer o.Close()
 		o.Lock()
-		cancelled(t, m.LockContext)
-		cancelled(t, m.RLockContext)
+		cancelled(t, "(*FileMutex).LockContext", m.LockContext)
+		cancelled(t, "(*FileMutex).RLockContext", m.RLockContext)
 		m2 := make(chan error, 1)
-		go func() { m2 <- m.LockContext(t.Context()) }() // in the gate? no: first in flock
-		time.Sleep(20 * time.Millisecond)
-		cancelled(t, m.LockContext) // waits in the gate behind m2's flock
+		go func() { m2 <- m.LockContext(t.Context()) }() // first in the gate: waits in flock
+		asleepIn(t, 1, "(*FileMutex).flock")
+		cancelled(t, "(*gate).acquire", m.LockContext) // waits in the gate behind m2
 		if o.rec.dirty.Load() != 1 || o.rec.state.Load() != stateConsistent {
 			t.Fatal("record changed")
 		}
 		o.Unlock()
-		if err := <-m2; err != nil {
+		if err := within(t, m2, "Lock after the holder unlocked"); err != nil {
 			t.Fatalf("Lock after the holder unlocked = %v", err)
 		}
 		m.Unlock()
@@ -361,27 +356,29 @@ func TestCancelMidWait(t *testing.T) {
 
 // TestCloseWakesWaiters closes each type while goroutines wait in it: they
 // return os.ErrClosed, and every later call fails cleanly (nothing touches
-// the unmapped segment).
+// the unmapped segment). Close comes once every waiter is asleep
+// (asleepIn). The Mutex's waiters (its holder is their own process) and
+// the Event's have no slow check: only Close's wake-up ends their sleep,
+// and without it they, and Close, which waits for them, would hang past
+// slowBound. (The Semaphore's, Barrier's and FileMutex's waiters look at
+// holders on a slow timer and would return later without it.)
 func TestCloseWakesWaiters(t *testing.T) {
-	closing := func(t *testing.T, n int, wait func() error, closeIt func() error) {
+	closing := func(t *testing.T, n int, fn string, wait func() error, closeIt func() error) {
 		t.Helper()
 		done := make(chan error, n)
 		for range n {
 			go func() { done <- wait() }()
 		}
-		time.Sleep(30 * time.Millisecond)
-		if err := closeIt(); err != nil {
-			t.Fatal(err)
-		}
+		asleepIn(t, n, fn)
+		closed := make(chan error, 1)
+		go func() { closed <- closeIt() }()
 		for range n {
-			select {
-			case err := <-done:
-				if !errors.Is(err, os.ErrClosed) {
-					t.Fatalf("waiter got %v, want os.ErrClosed", err)
-				}
-			case <-time.After(time.Second):
-				t.Fatal("Close did not wake a waiter within a second")
+			if err := within(t, done, "a waiter after Close"); !errors.Is(err, os.ErrClosed) {
+				t.Fatalf("waiter got %v, want os.ErrClosed", err)
 			}
+		}
+		if err := within(t, closed, "Close"); err != nil {
+			t.Fatal(err)
 		}
 		if err := closeIt(); err != nil {
 			t.Fatalf("second Close = %v", err)
@@ -391,7 +388,7 @@ func TestCloseWakesWaiters(t *testing.T) {
 	t.Run("Mutex", func(t *testing.T) {
 		m, _ := NewMutex()
 		m.Lock()
-		closing(t, 3, m.Lock, m.Close)
+		closing(t, 3, "(*Mutex).Lock", m.Lock, m.Close)
 		for _, err := range []error{m.Lock(), m.Unlock(), m.MarkConsistent()} {
 			if !errors.Is(err, os.ErrClosed) {
 				t.Fatalf("call after Close = %v", err)
@@ -403,14 +400,14 @@ func TestCloseWakesWaiters(t *testing.T) {
 	})
 	t.Run("Semaphore", func(t *testing.T) {
 		s, _ := NewSemaphore(0, nil)
-		closing(t, 3, func() error { return s.Acquire(ctx) }, s.Close)
+		closing(t, 3, "(*Semaphore).Acquire", func() error { return s.Acquire(ctx) }, s.Close)
 		if s.TryAcquire() || s.Value() != 0 || s.Reclaimed() != 0 || !errors.Is(s.Release(), os.ErrClosed) {
 			t.Fatal("calls after Close did not fail")
 		}
 	})
 	t.Run("Event", func(t *testing.T) {
 		e, _ := NewEvent()
-		closing(t, 3, func() error { return e.Wait(ctx) }, e.Close)
+		closing(t, 3, "(*Event).Wait", func() error { return e.Wait(ctx) }, e.Close)
 		e.Set()
 		e.Clear()
 		if e.IsSet() || !errors.Is(e.Wait(ctx), os.ErrClosed) {
@@ -419,7 +416,7 @@ func TestCloseWakesWaiters(t *testing.T) {
 	})
 	t.Run("Barrier", func(t *testing.T) {
 		b, _ := NewBarrier(4)
-		closing(t, 2, func() error { _, err := b.Wait(ctx); return err }, b.Close)
+		closing(t, 2, "(*Barrier).Wait", func() error { _, err := b.Wait(ctx); return err }, b.Close)
 		if _, err := b.Wait(ctx); !errors.Is(err, os.ErrClosed) || !errors.Is(b.Abort(), os.ErrClosed) || !b.Broken() {
 			t.Fatalf("calls after Close: %v", err)
 		}
@@ -437,7 +434,7 @@ func TestCloseWakesWaiters(t *testing.T) {
 		o.Lock()
 		// One waits in flock (polling, cancellable), the others in the gate
 		// and the reader lock.
-		closing(t, 3, func() error { return m.LockContext(t.Context()) }, m.Close)
+		closing(t, 3, "(*FileMutex).LockContext", func() error { return m.LockContext(t.Context()) }, m.Close)
 		for _, err := range []error{m.Lock(), m.Unlock(), m.RLock(), m.RUnlock(), m.MarkConsistent()} {
 			if !errors.Is(err, os.ErrClosed) {
 				t.Fatalf("call after Close = %v", err)
@@ -452,7 +449,7 @@ func TestCloseWakesWaiters(t *testing.T) {
 		o, _ := NewFileMutex(m.Path())
 		defer o.Close()
 		o.Lock()
-		closing(t, 1, m.Lock, m.Close)
+		closing(t, 1, "(*FileMutex).Lock", m.Lock, m.Close)
 		o.Unlock()
 		if ok, err := o.TryLock(); !ok || err != nil {
 			t.Fatalf("the lock is held by the closed handle: %v, %v", ok, err)

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/ipckit/ipckit/internal/helperproc"
-	"github.com/ipckit/ipckit/shm"
 )
 
 func newFileMutex(t testing.TB) *FileMutex {
@@ -27,33 +26,11 @@ func newFileMutex(t testing.TB) *FileMutex {
 	return m
 }
 
+// TestFileMutexAcrossProcesses is TestMutexAcrossProcesses for a
+// FileMutex, with 3 processes.
 func TestFileMutexAcrossProcesses(t *testing.T) {
 	m := newFileMutex(t)
-	v, err := shm.NewInt64()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
-	const procs = 3
-	var wg sync.WaitGroup
-	for range procs - 1 {
-		cmd := start(t, "count", counterArgs{F: m, V: v, N: rmwPerProcess})
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		wg.Go(func() {
-			if err := cmd.Wait(); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	if err := count(m, v, rmwPerProcess); err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
-	if got := v.Load(); got != procs*rmwPerProcess {
-		t.Fatalf("total %d, want %d", got, procs*rmwPerProcess)
-	}
+	countTogether(t, 3, counterArgs{F: m}, m)
 }
 
 func TestFileMutexGoroutines(t *testing.T) {
@@ -166,6 +143,9 @@ func TestFileMutexRefuses(t *testing.T) {
 	}
 }
 
+// TestFileMutexOwnerDies kills a helper holding the FileMutex while a
+// goroutine sleeps behind it: the sleeper gets ErrOwnerDead, and unlocking
+// without repair makes the lock unrecoverable.
 func TestFileMutexOwnerDies(t *testing.T) {
 	m := newFileMutex(t)
 	cmd := startUntil(t, "hold", holdArgs{F: m}, "holding")
@@ -174,7 +154,7 @@ func TestFileMutexOwnerDies(t *testing.T) {
 	}
 	done := make(chan error)
 	go func() { done <- m.LockContext(t.Context()) }()
-	time.Sleep(30 * time.Millisecond)
+	asleepIn(t, 1, "(*FileMutex).LockContext")
 	killed := time.Now()
 	helperproc.Kill(cmd)
 	if err := <-done; !errors.Is(err, ErrOwnerDead) {

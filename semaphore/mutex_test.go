@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -39,34 +40,15 @@ func heapMutex(t testing.TB) *Mutex {
 	return m
 }
 
+// TestMutexAcrossProcesses shows mutual exclusion between processes: 2
+// and 4 processes, started together, make unlocked read-modify-writes of
+// one shared counter inside the Mutex, overlapping (each sees the others'
+// updates between its own), and no update is lost.
 func TestMutexAcrossProcesses(t *testing.T) {
 	for _, procs := range []int{2, 4} {
-		t.Run(map[int]string{2: "2", 4: "4"}[procs], func(t *testing.T) {
+		t.Run(strconv.Itoa(procs), func(t *testing.T) {
 			m := newMutex(t)
-			v, err := shm.NewInt64()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer v.Close()
-			var wg sync.WaitGroup
-			for range procs - 1 {
-				cmd := start(t, "count", counterArgs{M: m, V: v, N: rmwPerProcess})
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				wg.Go(func() {
-					if err := cmd.Wait(); err != nil {
-						t.Error(err)
-					}
-				})
-			}
-			if err := count(m, v, rmwPerProcess); err != nil {
-				t.Fatal(err)
-			}
-			wg.Wait()
-			if got, want := v.Load(), int64(procs*rmwPerProcess); got != want {
-				t.Fatalf("total %d, want %d: mutual exclusion failed", got, want)
-			}
+			countTogether(t, procs, counterArgs{M: m}, m)
 		})
 	}
 }
@@ -170,6 +152,8 @@ func TestMutexMisuse(t *testing.T) {
 	}
 }
 
+// TestMutexContext shows LockContext giving up at its deadline, and on a
+// cancel while it sleeps, with the lock left as it was.
 func TestMutexContext(t *testing.T) {
 	m := heapMutex(t)
 	m.Lock()
@@ -185,13 +169,14 @@ func TestMutexContext(t *testing.T) {
 	if h, inc := m.lock.Holder(); h != self() || inc {
 		t.Fatal("state changed by a cancelled Lock")
 	}
-	// Cancel mid-wait from another goroutine.
+	// Cancel mid-wait from another goroutine: the waiter (its holder is
+	// its own process: no slow check) sleeps until the cancel wakes it.
 	ctx, cancel = context.WithCancel(t.Context())
-	done := make(chan error)
+	done := make(chan error, 1)
 	go func() { done <- m.LockContext(ctx) }()
-	time.Sleep(20 * time.Millisecond)
+	asleepIn(t, 1, "(*Mutex).LockContext")
 	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
+	if err := within(t, done, "the cancelled LockContext"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("LockContext = %v", err)
 	}
 	if err := m.Unlock(); err != nil {
@@ -202,18 +187,23 @@ func TestMutexContext(t *testing.T) {
 	}
 }
 
+// TestMutexCloseWakesWaiters closes a Mutex while a goroutine sleeps in
+// LockContext behind its own process (no slow check): only Close's wake-up
+// ends the sleep.
 func TestMutexCloseWakesWaiters(t *testing.T) {
 	m := newMutex(t)
 	m.Lock()
-	done := make(chan error)
+	done := make(chan error, 1)
 	go func() { done <- m.LockContext(context.Background()) }()
-	time.Sleep(20 * time.Millisecond)
-	m.Close()
-	if err := <-done; !errors.Is(err, os.ErrClosed) {
+	asleepIn(t, 1, "(*Mutex).LockContext")
+	go m.Close()
+	if err := within(t, done, "a waiter after Close"); !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("waiter got %v, want ErrClosed", err)
 	}
 }
 
+// TestMutexOwnerDies kills a helper holding the Mutex while three
+// goroutines sleep behind it: exactly one is told ErrOwnerDead, promptly.
 func TestMutexOwnerDies(t *testing.T) {
 	m := newMutex(t)
 	cmd := startUntil(t, "hold", holdArgs{M: m}, "holding")
@@ -238,7 +228,7 @@ func TestMutexOwnerDies(t *testing.T) {
 			results <- result{err, d}
 		}()
 	}
-	time.Sleep(50 * time.Millisecond)
+	asleepIn(t, waiters, "(*Mutex).LockContext")
 	if ok, err := m.TryLock(); ok || err != nil {
 		t.Fatalf("TryLock while a live helper holds it = %v, %v", ok, err)
 	}

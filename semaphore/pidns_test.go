@@ -98,7 +98,7 @@ func TestPIDNamespace(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		go func() { done <- m.Lock() }()
-		time.Sleep(20 * time.Millisecond)
+		asleepIn(t, 1, "(*FileMutex).Lock")
 		killed := time.Now()
 		helperproc.Kill(cmd)
 		if err := <-done; !errors.Is(err, ErrOwnerDead) {

@@ -100,6 +100,8 @@ func TestSemaphoreNamed(t *testing.T) {
 	}
 }
 
+// TestSemaphoreOnHeap shows a semaphore of value 2 admitting at most 2
+// holders among 6 goroutines at any time, and 2 at once when 2 want in.
 func TestSemaphoreOnHeap(t *testing.T) {
 	const value, workers, rounds = 2, 6, 2000
 	seg, _ := shm.NewHeap(SemaphoreSize(nil))
@@ -131,6 +133,46 @@ func TestSemaphoreOnHeap(t *testing.T) {
 	if peak.Load() > value || s.Value() != value {
 		t.Fatalf("peak %d holders, value %d; want at most %d and %d", peak.Load(), s.Value(), value, value)
 	}
+	// Exactly value holders at once: value goroutines acquire and stay
+	// inside until all of them are; a semaphore that admitted fewer at a
+	// time would keep the last ones waiting, and one more is refused.
+	inside.Store(0)
+	release := make(chan struct{})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	for range value {
+		wg.Go(func() {
+			if err := s.Acquire(ctx); err != nil {
+				if ctx.Err() == nil {
+					t.Error(err)
+				}
+				return
+			}
+			inside.Add(1)
+			<-release
+			if err := s.Release(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	for deadline := time.Now().Add(slowBound); inside.Load() < value; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			n := inside.Load()
+			close(release)
+			cancel()
+			wg.Wait()
+			t.Fatalf("%d holders inside at once after %v, want %d", n, slowBound, value)
+		}
+	}
+	if s.TryAcquire() {
+		t.Errorf("a permit past %d holders", value)
+		s.Release()
+	}
+	close(release)
+	wg.Wait()
+	if s.Value() != value {
+		t.Fatalf("value %d after the holders left, want %d", s.Value(), value)
+	}
 }
 
 func TestSemaphoreContext(t *testing.T) {
@@ -149,6 +191,8 @@ func TestSemaphoreContext(t *testing.T) {
 	}
 }
 
+// TestSemaphoreHolderDies kills a helper holding the only permit while a
+// goroutine sleeps in Acquire: the permit comes back with ErrOwnerDead.
 func TestSemaphoreHolderDies(t *testing.T) {
 	s := newSemaphore(t, 1, &SemaphoreOptions{Bounded: true})
 	cmd := startUntil(t, "hold", holdArgs{S: s}, "holding")
@@ -157,7 +201,7 @@ func TestSemaphoreHolderDies(t *testing.T) {
 	}
 	done := make(chan error)
 	go func() { done <- s.Acquire(t.Context()) }()
-	time.Sleep(50 * time.Millisecond)
+	asleepIn(t, 1, "(*Semaphore).Acquire")
 	killed := time.Now()
 	helperproc.Kill(cmd)
 	err := <-done

@@ -13,15 +13,17 @@ import (
 func TestMain(m *testing.M) {
 	helperproc.Register("add", func(args []string) error {
 		n, _ := strconv.Atoi(args[1])
-		v, err := OpenInt64(args[0])
-		if err != nil {
-			return err
+		procs, _ := strconv.Atoi(args[2])
+		var vs [3]*Int64
+		for i, name := range adderNames(args[0]) {
+			v, err := OpenInt64(name)
+			if err != nil {
+				return err
+			}
+			defer v.Close()
+			vs[i] = v
 		}
-		defer v.Close()
-		for range n {
-			v.Add(1)
-		}
-		return nil
+		return adder(vs, procs, n)
 	})
 	helperproc.Register("truncate", func(args []string) error {
 		return os.Truncate(Path(args[0]), 0)

@@ -5,8 +5,13 @@ package futex_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -65,6 +70,7 @@ func TestMain(m *testing.M) {
 	helperproc.Run(m)
 }
 
+// TestAcrossProcesses plays turns between two processes on a shared word.
 func TestAcrossProcesses(t *testing.T) {
 	name := helperproc.Name(t)
 	seg, err := shm.Create(name, 64, nil)
@@ -110,11 +116,60 @@ func TestWaitTimeout(t *testing.T) {
 	}
 }
 
+// TestWaitContextCancel shows that cancelling a WaitContext wakes the
+// waiters on its word: a plain Wait on the same word, asleep before the
+// cancel and with nobody else to wake it, returns nil (woken), not
+// ErrTimeout. Without the wake-on-cancel the other waiter sleeps on, while
+// WaitContext itself still returns context.Canceled at the end of its
+// 20 ms slice, which is why the test watches the other waiter, not the
+// time.
+//
+// A cancel counts only if it came while the WaitContext call that is seen
+// asleep was still in its first slice (within cancelSlice of its start):
+// a cancel after the slice ended finds the wake-up unregistered, rightly.
+// A loaded machine that makes the cancel later just plays the scene again.
 func TestWaitContextCancel(t *testing.T) {
+	const cancelSlice = 20 * time.Millisecond // futex.WaitContext's slice
 	var w uint32
+	other := make(chan error, 1)
+	tid := make(chan int, 1)
+	go onThread(tid, func() { other <- futex.Wait(&w, 0, time.Minute) })
+	asleepOn(t, <-tid, &w)
+	// However the test ends, the other waiter leaves.
+	t.Cleanup(func() { futex.Wake(&w, 0) })
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithCancel(t.Context())
+		var began time.Time
+		result := make(chan error, 1)
+		go onThread(tid, func() {
+			began = time.Now()
+			result <- futex.WaitContext(ctx, &w, 0, futex.Forever)
+		})
+		asleepOn(t, <-tid, &w)
+		cancelled := time.Now()
+		cancel()
+		err := <-result
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("WaitContext = %v", err)
+		}
+		if cancelled.Sub(began) < cancelSlice/2 {
+			break
+		}
+		if attempt == 100 {
+			t.Skipf("in %d attempts no cancel came within %v of its WaitContext call: the machine is too loaded", attempt, cancelSlice/2)
+		}
+	}
+	select {
+	case err := <-other:
+		if err != nil {
+			t.Fatalf("the other waiter: Wait = %v, want nil (woken by the cancel)", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("cancelling a WaitContext did not wake the other waiter on its word")
+	}
+	// And a cancellable wait without a limit returns on cancel.
 	ctx, cancel := context.WithCancel(t.Context())
-	time.AfterFunc(20*time.Millisecond, cancel)
-	start := time.Now()
+	time.AfterFunc(time.Millisecond, cancel)
 	for {
 		err := futex.WaitContext(ctx, &w, 0, futex.Forever)
 		if errors.Is(err, context.Canceled) {
@@ -124,8 +179,36 @@ func TestWaitContextCancel(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("cancel took %v", d)
+}
+
+// onThread sends the id of the thread it runs f on, locked to it, to tid,
+// then runs f.
+func onThread(tid chan<- int, f func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	tid <- syscall.Gettid()
+	f()
+}
+
+// asleepOn waits until the thread tid of this process sleeps in a futex
+// system call on addr, as /proc/self/task/tid/syscall shows it (number,
+// then the first argument in hex). It skips the test if that file cannot
+// be read, and fails it after a minute.
+func asleepOn(t *testing.T, tid int, addr *uint32) {
+	t.Helper()
+	want := fmt.Sprintf("%d %#x ", syscall.SYS_FUTEX, uintptr(unsafe.Pointer(addr)))
+	path := fmt.Sprintf("/proc/self/task/%d/syscall", tid)
+	for deadline := time.Now().Add(time.Minute); ; runtime.Gosched() {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Skip("cannot see whether a thread sleeps:", err)
+		}
+		if strings.HasPrefix(string(b), want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("thread %d not asleep on the word: %s", tid, b)
+		}
 	}
 }
 
