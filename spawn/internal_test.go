@@ -6,8 +6,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -146,16 +149,42 @@ func FuzzParseStatus(f *testing.F) {
 // TestCancelSlowKillRecord: a child killed for its ctx is reported as such
 // even when the record of the kill comes after the child has died and been
 // reaped (the AfterFunc goroutine preempted between Kill and its store;
-// under load that made TestCancel fail now and then).
+// under load that made TestCancel fail now and then). The hook holds that
+// window open until the child is gone from /proc, and the test checks that
+// it ran, once, after a kill that was sent.
 func TestCancelSlowKillRecord(t *testing.T) {
-	slow := &hooks{afterCtxKill: func() { time.Sleep(100 * time.Millisecond) }}
+	var (
+		pid   int // set before cancel, which starts the hook
+		calls atomic.Int32
+		sent  atomic.Bool
+	)
+	slow := &hooks{afterCtxKill: func(s bool) {
+		calls.Add(1)
+		sent.Store(s)
+		// reap collects the child before it waits for this record.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); errors.Is(err, os.ErrNotExist) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("child %d not reaped 10 s after its kill", pid)
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}}
 	ctx, cancel := context.WithCancel(t.Context())
 	p, err := start(ctx, isleep.e, []any{wireArg[time.Duration]{V: time.Hour}}, nil, slow)
 	if err != nil {
 		t.Fatal(err)
 	}
+	pid = p.Pid
 	cancel()
 	if err := p.Wait(); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Wait = %v, want it to wrap context.Canceled", err)
+	}
+	if n := calls.Load(); n != 1 || !sent.Load() {
+		t.Fatalf("kill hook ran %d times (sent %v), want once after a sent kill", n, sent.Load())
 	}
 }

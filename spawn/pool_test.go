@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,8 +20,9 @@ import (
 
 // poolIn tells the test task what to do with X.
 type poolIn struct {
-	X  int
-	Op string // "", "kill", "exit", "panic", "fail", "sleep", "init"
+	X    int
+	Op   string // "", "kill", "exit", "panic", "fail", "sleep", "init", "gate"
+	Path string // "gate": a FIFO the task reads to its end before it returns
 }
 
 type poolOut struct {
@@ -52,6 +54,10 @@ var (
 			time.Sleep(time.Duration(in.X) * time.Millisecond)
 		case "init":
 			out.S = initValue
+		case "gate":
+			if _, err := os.ReadFile(in.Path); err != nil {
+				return out, err
+			}
 		}
 		return out, nil
 	})
@@ -244,6 +250,10 @@ func TestPoolImap(t *testing.T) {
 	closeWait(t, p)
 }
 
+// TestPoolGo: each Go's future yields its task's result and closes Done;
+// after Shutdown and then Close, calls fail with ErrShutdown and
+// os.ErrClosed; and a Get whose ctx ends returns at once while its task
+// runs on (get-cancelled).
 func TestPoolGo(t *testing.T) {
 	p := newPool(t, sq, &spawn.PoolOptions{Workers: 2})
 	fs := make([]*spawn.Future[int], 200)
@@ -265,17 +275,6 @@ func TestPoolGo(t *testing.T) {
 	if err != nil || y != 144 {
 		t.Fatalf("Apply = %d, %v", y, err)
 	}
-	// Get with a cancelled context returns at once; the task goes on.
-	f := p.Go(t.Context(), 5)
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	<-f.Done()
-	if y, err := f.Get(t.Context()); err != nil || y != 25 {
-		t.Fatalf("Get = %d, %v", y, err)
-	}
-	if _, err := p.Go(t.Context(), 6).Get(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		t.Fatalf("Get(cancelled) = %v", err)
-	}
 	closeWait(t, p)
 	if _, err := p.Apply(t.Context(), 1); !errors.Is(err, spawn.ErrShutdown) {
 		t.Fatalf("Apply after Shutdown = %v, want ErrShutdown", err)
@@ -289,6 +288,59 @@ func TestPoolGo(t *testing.T) {
 	if _, err := p.Apply(t.Context(), 1); !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("Apply after Close = %v, want os.ErrClosed", err)
 	}
+	t.Run("get-cancelled", testGetCancelled)
+}
+
+// testGetCancelled: Get whose own ctx is cancelled, before the call or
+// while it waits, returns that ctx's error at once although the task still
+// runs (it blocks on a FIFO until the test writes to it), and the task
+// goes on: a later Get has its result. The bound only a hang misses.
+func testGetCancelled(t *testing.T) {
+	p := newPool(t, work, &spawn.PoolOptions{Workers: 1})
+	gate := filepath.Join(t.TempDir(), "gate")
+	if err := syscall.Mkfifo(gate, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := p.Go(t.Context(), poolIn{X: 5, Op: "gate", Path: gate})
+	get := func(ctx context.Context) error {
+		t.Helper()
+		errc := make(chan error, 1)
+		go func() {
+			_, err := f.Get(ctx)
+			errc <- err
+		}()
+		select {
+		case err := <-errc:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatal("Get with a cancelled ctx still waiting 10 s later for a running task")
+			return nil
+		}
+	}
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := get(cancelled); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Get(cancelled ctx) on a running task = %v, want context.Canceled", err)
+	}
+	short, cancel := context.WithTimeout(t.Context(), 10*time.Millisecond)
+	defer cancel()
+	if err := get(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Get(ctx ending while it waits) on a running task = %v, want context.DeadlineExceeded", err)
+	}
+	select {
+	case <-f.Done():
+		t.Fatal("the task is done although its gate is shut")
+	default:
+	}
+	// Open the gate (this waits for the task to open its end) and fetch
+	// the result the cancelled Gets left.
+	if err := os.WriteFile(gate, []byte("go"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := f.Get(t.Context()); err != nil || out.Y != 25 {
+		t.Fatalf("Get after the cancelled ones = %+v, %v, want 25", out, err)
+	}
+	closeWait(t, p)
 }
 
 // TestPoolWorkerKilled: a task that SIGKILLs its own worker amid 1,000

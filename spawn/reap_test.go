@@ -83,13 +83,15 @@ func (w *blockingWriter) Write(b []byte) (int, error) {
 }
 
 // TestCancelAfterExit cancels ctx after the child exited on its own, while
-// Wait is still copying its output: the child's own result (its error)
-// stands, not "killed: context canceled".
+// Wait is still copying its output, and lets the copy finish only once
+// ctx's kill has been tried: the child's own result (its error) stands,
+// not "killed: context canceled".
 func TestCancelAfterExit(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	w := &blockingWriter{got: make(chan struct{}), release: make(chan struct{})}
-	p, err := spawn.Start(ctx, hello, struct{}{}, &spawn.Options{Stdout: w})
+	tried := make(chan struct{})
+	p, err := spawn.StartKillHook(ctx, hello, struct{}{}, &spawn.Options{Stdout: w}, func(bool) { close(tried) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +112,14 @@ func TestCancelAfterExit(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	cancel()
-	time.Sleep(20 * time.Millisecond) // let ctx's kill run
+	// Once the kill has been tried, reap waits for its record before it
+	// judges the death. Were the copy released before, reap could stop
+	// the kill from running at all, and the test would prove nothing.
+	select {
+	case <-tried:
+	case <-time.After(10 * time.Second):
+		t.Fatal("ctx's kill not tried 10 s after cancel")
+	}
 	close(w.release)
 	released = true
 	err = p.Wait()

@@ -112,10 +112,11 @@ func Run[A any](ctx context.Context, fn *Func[A], arg A, opts *Options) error {
 // one point of a child's or a pool's life, so that a test can hold a
 // window open. Production code never sets them; a nil *hooks is none.
 type hooks struct {
-	// afterCtxKill runs between the kill that ctx's end sends a child and
-	// its record in killSent: the window in which the child may already
-	// be dead and reaped.
-	afterCtxKill func()
+	// afterCtxKill runs once ctx's end has tried to kill a child (sent
+	// says whether the kill was sent), before the record in killSent: the
+	// window in which the child may already be dead and reaped. Once it
+	// has run, reap waits for the record before it judges the death.
+	afterCtxKill func(sent bool)
 	// poolFault is called at named points of a pool ("watch-posted": a
 	// watcher has put a worker's death on the result queue; "result": the
 	// reader has taken a worker's result off the queue and not yet
@@ -127,9 +128,9 @@ type hooks struct {
 	workerHold *shm.Int64Array
 }
 
-func (h *hooks) afterKill() {
+func (h *hooks) afterKill(sent bool) {
 	if h != nil && h.afterCtxKill != nil {
-		h.afterCtxKill()
+		h.afterCtxKill(sent)
 	}
 }
 
@@ -207,8 +208,9 @@ func start(ctx context.Context, e *entry, args []any, opts *Options, h *hooks) (
 		killed := make(chan struct{})
 		stop := context.AfterFunc(ctx, func() {
 			defer close(killed)
-			if cmd.Process.Kill() == nil {
-				h.afterKill()
+			sent := cmd.Process.Kill() == nil
+			h.afterKill(sent)
+			if sent {
 				p.killSent.Store(true)
 			}
 		})

@@ -7,9 +7,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -161,28 +163,94 @@ func TestGoexit(t *testing.T) {
 	}
 }
 
+// overlapArg is addOverlap's argument: V is the shared counter; Sync's
+// words are the start barrier (0), each child's count of close overlaps
+// (1+ID) and of its own adds (3+ID).
+type overlapArg struct {
+	V        *shm.Int64
+	Sync     *shm.Int64Array
+	ID       int
+	Min      int64 // adds at least
+	Overlaps int64 // close overlaps each child must see
+	Step     int64
+}
+
+// closeGap is the most foreign adds between two of a child's own that
+// still count as a close overlap: both children were running at that
+// moment, not taking turns on one CPU (a turn lasts thousands of adds).
+const closeGap = 64
+
+// addOverlap meets the other child at a barrier in shared memory, then
+// adds Step to V at least Min times, and on until both children have seen
+// Overlaps close overlaps (so they did add at the same moments, however
+// loaded the machine), and records its counts in Sync.
+var addOverlap = spawn.Register("add-overlap", func(ctx context.Context, a overlapArg) error {
+	defer a.V.Close()
+	defer a.Sync.Close()
+	a.Sync.Add(0, 1)
+	for a.Sync.Load(0) < 2 {
+		runtime.Gosched()
+	}
+	deadline := time.Now().Add(time.Minute)
+	prev := a.V.Add(a.Step)
+	n, near := int64(1), int64(0)
+	for n < a.Min || a.Sync.Load(1) < a.Overlaps || a.Sync.Load(2) < a.Overlaps {
+		// A tight loop: nothing but the add and its check between the
+		// load and the store of a non-atomic Add.
+		for range 1024 {
+			v := a.V.Add(a.Step)
+			if d := (v-prev)/a.Step - 1; d >= 1 && d <= closeGap {
+				near++
+			}
+			prev = v
+		}
+		n += 1024
+		a.Sync.Store(1+a.ID, near)
+		if time.Now().After(deadline) {
+			a.Sync.Store(3+a.ID, n)
+			return fmt.Errorf("child %d: %d adds in a minute, %d close overlaps", a.ID, n, near)
+		}
+	}
+	a.Sync.Store(3+a.ID, n)
+	return nil
+})
+
+// TestSharedInt64: two children add to one shm.Int64 at once, and no add
+// is lost. They meet at a barrier in shared memory first, and each adds
+// until both have seen the other's adds land close between two of their
+// own 1,000 times, so they did run at once; a non-atomic Add loses adds
+// there.
 func TestSharedInt64(t *testing.T) {
 	v, err := shm.NewInt64()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer v.Close()
+	words, err := shm.NewArray[int64](5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer words.Close()
 	v.Store(5)
-	arg := addArg{V: v, N: 1000, Step: 3, Inner: &inner{Tag: "nested", List: []int{1, 2, 3}}}
-	// Two children at once, adding to the same memory.
-	p1, err := spawn.Start(t.Context(), add, arg, nil)
-	if err != nil {
+	const step, overlaps = 3, 1000
+	ps := make([]*spawn.Process, 2)
+	for id := range ps {
+		arg := overlapArg{V: v, Sync: words, ID: id, Min: 200_000, Overlaps: overlaps, Step: step}
+		if ps[id], err = spawn.Start(t.Context(), addOverlap, arg, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := errors.Join(ps[0].Wait(), ps[1].Wait()); err != nil {
 		t.Fatal(err)
 	}
-	p2, err := spawn.Start(t.Context(), add, arg, nil)
-	if err != nil {
-		t.Fatal(err)
+	seen0, seen1, n0, n1 := words.Load(1), words.Load(2), words.Load(3), words.Load(4)
+	t.Logf("child 0: %d adds, %d close overlaps; child 1: %d adds, %d close overlaps", n0, seen0, n1, seen1)
+	if seen0 < overlaps || seen1 < overlaps {
+		t.Fatalf("the children's adds overlapped too little (close overlaps: %d, %d; want %d each)", seen0, seen1, overlaps)
 	}
-	if err := errors.Join(p1.Wait(), p2.Wait()); err != nil {
-		t.Fatal(err)
-	}
-	if got := v.Load(); got != 5+2*3000 {
-		t.Fatalf("Int64 = %d after two children added 3000 each to 5", got)
+	if want := 5 + step*(n0+n1); v.Load() != want {
+		t.Fatalf("Int64 = %d after two children added %d and %d times %d to 5, want %d (%d adds lost)",
+			v.Load(), n0, n1, step, want, (want-v.Load())/step)
 	}
 }
 
