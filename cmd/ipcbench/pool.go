@@ -27,10 +27,11 @@ var cpuTask = spawn.RegisterTask("ipcbench.cpujob", func(_ context.Context, n in
 	return cpuJob(n), nil
 })
 
-// withPool runs f with a pool of NumCPU workers for task, all started.
-func withPool[In, Out any](task *spawn.Task[In, Out], warm In, f func(*spawn.Pool[In, Out]) (float64, error)) (float64, error) {
+// withPool runs f with a pool of NumCPU workers for task, all started;
+// opts may be nil.
+func withPool[In, Out any](task *spawn.Task[In, Out], opts *spawn.PoolOptions, warm In, f func(*spawn.Pool[In, Out]) (float64, error)) (float64, error) {
 	ctx := context.Background()
-	p, err := spawn.NewPool(ctx, task, nil)
+	p, err := spawn.NewPool(ctx, task, opts)
 	if err != nil {
 		return 0, err
 	}
@@ -48,8 +49,9 @@ func withPool[In, Out any](task *spawn.Task[In, Out], warm In, f func(*spawn.Poo
 // goroutinePool is the peer of the process pool: NumCPU goroutines taking
 // tasks from a channel, each task answering on a channel of its own.
 type goroutinePool struct {
-	tasks chan func()
-	wg    sync.WaitGroup
+	tasks  chan func()
+	wg     sync.WaitGroup
+	chunks int // tasks mapInts has sent, for the tests
 }
 
 func newGoroutinePool() *goroutinePool {
@@ -73,13 +75,22 @@ func (g *goroutinePool) apply(f func(int) int, x int) int {
 	return <-done
 }
 
-// mapInts is the peer's Map: every item a task, the results in order.
-func (g *goroutinePool) mapInts(f func(int) int, xs []int) []int {
+// mapInts is the peer's Map: a task for every chunk items of xs, as the
+// pool sends them to its workers, the results in order. Not safe for
+// concurrent use.
+func (g *goroutinePool) mapInts(f func(int) int, xs []int, chunk int) []int {
 	out := make([]int, len(xs))
 	var wg sync.WaitGroup
-	for i, x := range xs {
+	for lo := 0; lo < len(xs); lo += chunk {
+		in, res := xs[lo:min(lo+chunk, len(xs))], out[lo:]
 		wg.Add(1)
-		g.tasks <- func() { out[i] = f(x); wg.Done() }
+		g.chunks++
+		g.tasks <- func() {
+			for i, x := range in {
+				res[i] = f(x)
+			}
+			wg.Done()
+		}
 	}
 	wg.Wait()
 	return out
@@ -89,6 +100,14 @@ func ident(x int) int { return x }
 
 // mapItems is how many items the pool_map_us_per_item figure maps.
 const mapItems = 100_000
+
+// mapChunk is how many items of a Map the pool_map_us_per_item figure
+// sends at once, on the pool and on its peer alike: the pool's automatic
+// size, ceil(mapItems/(4*Workers)), which makes 8 chunks on 2 cores.
+func mapChunk() int {
+	d := 4 * runtime.NumCPU()
+	return (mapItems + d - 1) / d
+}
 
 func poolMetrics() []metric {
 	ctx := context.Background()
@@ -113,7 +132,7 @@ func poolMetrics() []metric {
 		{
 			name: "pool_go_us_per_task", unit: "us",
 			ours: side{"spawn.Pool", func(cfg *config) (float64, error) {
-				return withPool(identity, 0, func(p *spawn.Pool[int, int]) (float64, error) {
+				return withPool(identity, nil, 0, func(p *spawn.Pool[int, int]) (float64, error) {
 					ns, err := timeOps(cfg, func(n int) error {
 						for i := range n {
 							if _, err := p.Go(ctx, i).Get(ctx); err != nil {
@@ -138,9 +157,13 @@ func poolMetrics() []metric {
 			}}},
 		},
 		{
+			// A Map of mapItems trivial items, per item: the pool and the
+			// goroutines both get the items in chunks of mapChunk, so the
+			// figure compares the cost of moving a chunk, not of chunking.
 			name: "pool_map_us_per_item", unit: "us",
 			ours: side{"spawn.Pool", func(cfg *config) (float64, error) {
-				return withPool(identity, 0, func(p *spawn.Pool[int, int]) (float64, error) {
+				opts := &spawn.PoolOptions{ChunkSize: mapChunk()}
+				return withPool(identity, opts, 0, func(p *spawn.Pool[int, int]) (float64, error) {
 					return perItem(timeOps(cfg, func(n int) error {
 						for range n {
 							if _, err := p.Map(ctx, items); err != nil {
@@ -156,7 +179,7 @@ func poolMetrics() []metric {
 				defer g.close()
 				return perItem(timeOps(cfg, func(n int) error {
 					for range n {
-						g.mapInts(ident, items)
+						g.mapInts(ident, items, mapChunk())
 					}
 					return nil
 				}))
@@ -167,7 +190,7 @@ func poolMetrics() []metric {
 			// the ratio is the pool's speed-up.
 			name: "pool_map_cpu_speedup", unit: "jobs/s", higher: true,
 			ours: side{"spawn.Pool", func(cfg *config) (float64, error) {
-				return withPool(cpuTask, 1, func(p *spawn.Pool[int, uint64]) (float64, error) {
+				return withPool(cpuTask, nil, 1, func(p *spawn.Pool[int, uint64]) (float64, error) {
 					return jobsPerSecond(timeOps(cfg, func(n int) error {
 						for range n {
 							if _, err := p.Map(ctx, cpuItems()); err != nil {

@@ -144,7 +144,7 @@ func rawRate(cfg *config, fences rawFences) (float64, error) {
 	s := r.side(1)
 	n := streamCount(cfg, msgSize)
 	i := 0
-	mps, err := receive(n, msgSize, func(ctx context.Context) (*spawn.Process, error) {
+	d, err := receive(n, msgSize, func(ctx context.Context) (*spawn.Process, error) {
 		return spawn.Start(ctx, rawProduce, rawArg{Seg: seg, N: n, Size: msgSize, Fences: fences}, nil)
 	}, func(p *spawn.Process, buf []byte) error {
 		if fences == rawLockAdd {
@@ -179,7 +179,7 @@ func rawRate(cfg *config, fences rawFences) (float64, error) {
 	if puts, gets := r.side(0).count.Load(), s.count.Load(); err == nil && fences == rawLockAdd && (puts != uint64(n) || gets != uint64(n)) {
 		err = fmt.Errorf("raw ring: %d messages counted put and %d got, want %d", puts, gets, n)
 	}
-	return mps, err
+	return rate(n-1, d), err
 }
 
 // procyield executes the CPU's spin-wait hint cycles times (the runtime's

@@ -6,6 +6,7 @@
 //	go run ./cmd/mpdemo            # all six demos, in the tutorial's order
 //	go run ./cmd/mpdemo NAME ...   # only these
 //	go run ./cmd/mpdemo -h         # the names, a line each
+//	go run ./cmd/mpdemo -window 200ms race   # a race wide enough to lose updates
 //
 // Each demo is short and uses only ipckit's public API, so it doubles as an
 // example to copy.
@@ -34,7 +35,7 @@ var demos = []demo{
 	{"queue", "two child processes put their results on a shared queue", queueDemo},
 	{"costtime", "the same job serially, in two goroutines and in two processes, timed", costTime},
 	{"pool", "a pool of 3 processes: Map, then Go (apply_async)", poolDemo},
-	{"race", "two processes add to a shared int32 without a lock: updates get lost", race},
+	{"race", "two processes add to a shared int32 without a lock: their updates interleave unsynchronized", race},
 	{"lock", "the same with a process lock around each process's loop", lockDemo},
 }
 
@@ -42,6 +43,7 @@ func main() {
 	spawn.Main() // first: in a child process, this runs the registered function and exits
 	flag.Usage = usage
 	flag.IntVar(&costN, "n", costN, "costtime: the job's range (the work scales with it)")
+	flag.DurationVar(&raceWindow, "window", 0, "race, lock: start both processes together and hold each value read this long before writing\nthe sum back, so that race's updates overlap and some are lost (lock's are not)")
 	flag.Parse()
 
 	selected, err := choose(flag.Args())
@@ -83,7 +85,7 @@ func choose(names []string) ([]demo, error) {
 
 func usage() {
 	w := flag.CommandLine.Output()
-	fmt.Fprintln(w, "usage: mpdemo [-n N] [NAME ...]\n\nThe demos, run in this order when no NAME is given:")
+	fmt.Fprintln(w, "usage: mpdemo [-n N] [-window D] [NAME ...]\n\nThe demos, run in this order when no NAME is given:")
 	for _, d := range demos {
 		fmt.Fprintf(w, "  %-9s %s\n", d.name, d.about)
 	}

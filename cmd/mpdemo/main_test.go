@@ -56,6 +56,7 @@ func golden(t *testing.T, name string) string {
 	return string(b)
 }
 
+// TestGolden: the queue and pool demos print the tutorial's output exactly.
 func TestGolden(t *testing.T) {
 	for _, name := range []string{"queue", "pool"} {
 		t.Run(name, func(t *testing.T) {
@@ -79,6 +80,8 @@ func TestBasic(t *testing.T) {
 	}
 }
 
+// TestCostTime: costtime prints the three sums (right for -n too), three
+// timings, a conclusion that names the fastest, and the two notes.
 func TestCostTime(t *testing.T) {
 	for _, c := range []struct {
 		args []string
@@ -112,23 +115,30 @@ func TestCostTime(t *testing.T) {
 }
 
 // splits reports whether s can be cut into exactly n numbers, each in
-// [lo, hi], without leading zeros.
-func splits(s string, n, lo, hi int) bool {
-	if s == "" || n == 0 {
-		return s == "" && n == 0
-	}
-	for k := 1; k <= len(s) && k <= len(strconv.Itoa(hi)); k++ {
-		if s[0] == '0' && k > 1 {
-			break
+// [lo, hi], without leading zeros, in a way that ok accepts (any way, if ok
+// is nil).
+func splits(s string, n, lo, hi int, ok func(values []int) bool) bool {
+	var cut func(s string, values []int) bool
+	cut = func(s string, values []int) bool {
+		if s == "" || len(values) == n {
+			return s == "" && len(values) == n && (ok == nil || ok(values))
 		}
-		v, _ := strconv.Atoi(s[:k])
-		if v >= lo && v <= hi && splits(s[k:], n-1, lo, hi) {
-			return true
+		for k := 1; k <= len(s) && k <= len(strconv.Itoa(hi)); k++ {
+			if s[0] == '0' && k > 1 {
+				break
+			}
+			v, _ := strconv.Atoi(s[:k])
+			if v >= lo && v <= hi && cut(s[k:], append(values, v)) {
+				return true
+			}
 		}
+		return false
 	}
-	return false
+	return cut(s, nil)
 }
 
+// TestSplits: splits finds a cut into ten values when there is one, and
+// only one that ok accepts.
 func TestSplits(t *testing.T) {
 	for s, want := range map[string]bool{
 		"145891213161720":   true,
@@ -136,30 +146,67 @@ func TestSplits(t *testing.T) {
 		"369121":            false, // too few digits for ten values
 		"99999999999999999": false,
 	} {
-		if got := splits(s, 10, 1, 20); got != want {
+		if got := splits(s, 10, 1, 20, nil); got != want {
 			t.Errorf("splits(%q) = %v, want %v", s, got, want)
 		}
 	}
+	has := func(x int) func([]int) bool { return func(vs []int) bool { return slices.Contains(vs, x) } }
+	if !splits("11111111111", 10, 1, 20, has(11)) || splits("11111111111", 10, 1, 20, has(2)) {
+		t.Errorf("splits of eleven 1s: want nine 1s and an 11, which has no 2")
+	}
 }
 
-// Without the lock the output differs from run to run: one line of ten
-// running values, each between 1 and 20, with no separators.
+// TestRace: without the lock and with the tutorial's timing, the demo
+// prints one line of ten running values with no separators, each between 1
+// and 20. An unsynchronized race promises little more (a lost update can
+// even make the value go down, in what either process prints), so that is
+// all this test asks; TestRaceWindow shows that the updates do race.
 func TestRace(t *testing.T) {
 	out := run(t, "race")
 	if !regexp.MustCompile(`^[0-9]+\n$`).MatchString(out) {
 		t.Fatalf("race printed %q, want one line of digits", out)
 	}
-	if !splits(strings.TrimSpace(out), 10, 1, 20) {
+	if !splits(strings.TrimSpace(out), 10, 1, 20, nil) {
 		t.Fatalf("race printed %q, which is not ten values between 1 and 20", out)
 	}
 }
 
+// TestRaceWindow: with -window longer than the 100 ms pause, the two
+// processes, started together, hold their reads at the same time, and
+// updates are lost: the total falls short of 20. The total is the value
+// last written, which its writer then read and printed, so it is one of the
+// ten values: that fails if the processes do not share the value.
+func TestRaceWindow(t *testing.T) {
+	out := run(t, "-window", "200ms", "race")
+	m := regexp.MustCompile(`^([0-9]+)\ntotal ([0-9]+) of 20: .*\n$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("race -window 200ms printed %q, want a line of values and the total", out)
+	}
+	total, _ := strconv.Atoi(m[2])
+	if total >= 20 {
+		t.Fatalf("race -window 200ms printed %q: no update was lost", out)
+	}
+	if !splits(m[1], 10, 1, 20, func(vs []int) bool { return slices.Contains(vs, total) }) {
+		t.Fatalf("race -window 200ms printed %q: not ten values between 1 and 20, one of them the total %d", out, total)
+	}
+}
+
+// TestLock: with the lock around each process's loop, one process makes
+// all its updates, then the other: none is lost, even with a window that
+// makes the race lose some.
 func TestLock(t *testing.T) {
-	got := run(t, "lock")
 	a := "1\n2\n3\n4\n5\n8\n11\n14\n17\n20\n"
 	b := "3\n6\n9\n12\n15\n16\n17\n18\n19\n20\n"
-	if got != a && got != b {
-		t.Fatalf("lock printed\n%s\nwant one of\n%s\n%s", got, a, b)
+	for _, c := range []struct {
+		args []string
+		tail string
+	}{
+		{[]string{"lock"}, ""},
+		{[]string{"-window", "20ms", "lock"}, "total 20 of 20: no update was lost (-window 20ms)\n"},
+	} {
+		if got := run(t, c.args...); got != a+c.tail && got != b+c.tail {
+			t.Fatalf("mpdemo %v printed\n%s\nwant one of\n%s\n%s", c.args, got, a+c.tail, b+c.tail)
+		}
 	}
 }
 
@@ -180,6 +227,7 @@ func TestAll(t *testing.T) {
 	}
 }
 
+// TestUsage: -h lists every demo, and an unknown name exits 2 saying so.
 func TestUsage(t *testing.T) {
 	out, err := exec.Command(binary, "-h").CombinedOutput()
 	var ee *exec.ExitError
