@@ -77,8 +77,10 @@ import (
 const CheckPeriod = 100 * time.Millisecond
 
 // unwoken counts this process's sleeps that ran into their slow-check
-// timer with the sleepers word unchanged: the holder they follow kept the
-// lock (or the waited-for state) that long, or their wake-up was lost.
+// timer with the sleepers word unchanged and no death notice: the holder
+// they follow kept the lock (or the waited-for state) that long, or their
+// wake-up was lost (a Put's or an Unlock's, and also a cancellation's or a
+// Close's: a sleep they end never reaches its timer).
 // Between processes exchanging short critical sections each is a lost
 // wake-up, which is how the TestNoLostWakeups tests watch the protocol; a
 // sleeper with no slow check (its holder is its own process, or none) would
@@ -335,7 +337,7 @@ func sleep(ctx context.Context, c *Closer, fx *atomic.Uint32, val uint32, until 
 	if err != nil && !timedOut {
 		return err
 	}
-	if timedOut && !atDeadline && fx.Load() == val && ctx.Err() == nil && !c.Closed() && (wt == nil || !wt.fired.Load()) {
+	if timedOut && !atDeadline && fx.Load() == val && (wt == nil || !wt.fired.Load()) {
 		unwoken.Add(1)
 	}
 	return nil
