@@ -4,7 +4,6 @@ package ipcqueue
 
 import (
 	"context"
-	"io"
 	"os"
 	"os/exec"
 	"slices"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ipckit/ipckit/internal/helperproc"
 )
 
 // Benchmarks: each group runs ipcqueue and its peers in the same run, so
@@ -19,10 +20,44 @@ import (
 
 func spinArg(d time.Duration) string { return strconv.Itoa(int(d)) }
 
+// Cross-process benchmarks time only the stream itself: the peer process
+// is started, attached and hand-shaken with (one message, or one round trip)
+// before b.Loop starts the clock, and a stream's clock stops only once its
+// sink says it has taken every message (drained), not when the last one is
+// sent with a ring or pipe of them still on the way.
+
+// startSink starts cmd, a sink helper (sink or pipesink), sends it the
+// hand-shake message with send, and returns once the sink has it.
+func startSink(b *testing.B, cmd *exec.Cmd, send func() error) *helperproc.Proc {
+	b.Helper()
+	w := helperproc.Start(b, cmd)
+	if err := send(); err != nil {
+		b.Fatal(err)
+	}
+	w.Expect(b, "ready")
+	return w
+}
+
+// drained restarts the clock that b.Loop stopped, ends the stream with end,
+// and stops the clock once sink w says it has taken all b.N messages.
+func drained(b *testing.B, w *helperproc.Proc, end func() error) {
+	b.Helper()
+	b.StartTimer()
+	if err := end(); err != nil {
+		b.Fatal(err)
+	}
+	w.Expect(b, gotLine(b.N))
+	b.StopTimer()
+	if err := w.Cmd.Wait(); err != nil {
+		b.Fatal(err)
+	}
+}
+
 // BenchmarkThroughput: one producer process (this one) to one consumer
-// process, 64-byte messages, one Put and one Get per message. Peers: a
-// buffered channel (cap 1024) of [64]byte between two goroutines, and a
-// pipe to another process with one write per message.
+// process, 64-byte messages, one Put and one Get per message, until the
+// consumer has them all. Peers: a buffered channel (cap 1024) of [64]byte
+// between two goroutines, and a pipe to another process with one write per
+// message, timed the same way.
 func BenchmarkThroughput(b *testing.B) {
 	for _, c := range []struct {
 		name string
@@ -35,43 +70,47 @@ func BenchmarkThroughput(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			q := spinning(namedQueue(b, c.size, nil), c.spin)
-			cmd := command(b, "sink", q.Segment().Name(), spinArg(c.spin))
-			if err := cmd.Start(); err != nil {
-				b.Fatal(err)
-			}
 			msg := make([]byte, 64)
 			ctx := context.Background()
+			sink := startSink(b, command(b, "sink", q.Segment().Name(), spinArg(c.spin)), func() error { return q.Put(ctx, msg) })
+			waits := q.waits.Load()
 			b.ReportAllocs()
 			for b.Loop() {
 				if err := q.Put(ctx, msg); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.StopTimer()
-			q.Shutdown()
-			if err := cmd.Wait(); err != nil {
-				b.Fatal(err)
-			}
+			drained(b, sink, q.Shutdown)
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-			b.ReportMetric(float64(q.Stats().Waits)/float64(b.N), "sleeps/msg")
+			b.ReportMetric(float64(q.waits.Load()-waits)/float64(b.N), "sleeps/msg")
 		})
 	}
 	b.Run("chan", func(b *testing.B) {
 		ch := make(chan [64]byte, 1024)
-		done := make(chan struct{})
+		ready, got := make(chan struct{}), make(chan int, 1)
 		go func() {
+			<-ch
+			close(ready)
+			n := 0
 			for range ch {
+				n++
 			}
-			close(done)
+			got <- n
 		}()
 		var m [64]byte
+		ch <- m
+		<-ready
 		b.ReportAllocs()
 		for b.Loop() {
 			ch <- m
 		}
-		b.StopTimer()
+		b.StartTimer()
 		close(ch)
-		<-done
+		n := <-got
+		b.StopTimer()
+		if n != b.N {
+			b.Fatalf("the receiver got %d of %d", n, b.N)
+		}
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	})
 	b.Run("pipe", func(b *testing.B) {
@@ -81,22 +120,19 @@ func BenchmarkThroughput(b *testing.B) {
 		}
 		cmd := command(b, "pipesink")
 		cmd.Stdin = r
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		r.Close()
 		msg := make([]byte, 64)
+		sink := startSink(b, cmd, func() error {
+			r.Close() // the child's now
+			_, err := w.Write(msg)
+			return err
+		})
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := w.Write(msg); err != nil {
 				b.Fatal(err)
 			}
 		}
-		b.StopTimer()
-		w.Close()
-		if err := cmd.Wait(); err != nil {
-			b.Fatal(err)
-		}
+		drained(b, sink, w.Close)
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	})
 }
@@ -115,7 +151,9 @@ func reportRTT(b *testing.B, rtt []time.Duration) {
 // queues, with the default adaptive spin, with a fixed spin budget (the
 // sweep that sizes DefaultSpin), and with spinning off (pure futex). Peers:
 // an unbuffered channel round trip between two goroutines, and a
-// SOCK_SEQPACKET socket pair between two processes.
+// SOCK_SEQPACKET socket pair between two processes. Each makes one round
+// trip before b.Loop: the echo side is running and attached when the clock
+// starts.
 func BenchmarkPingPong(b *testing.B) {
 	for _, c := range []struct {
 		name string
@@ -131,6 +169,9 @@ func BenchmarkPingPong(b *testing.B) {
 			cmd := command(b, "echo", ping.Segment().Name(), pong.Segment().Name(), spinArg(c.spin))
 			if err := cmd.Start(); err != nil {
 				b.Fatal(err)
+			}
+			if err := pingPong(ping, pong, 1, time.Minute); err != nil {
+				b.Fatalf("hand-shake: %v", err)
 			}
 			msg := make([]byte, 64)
 			buf := make([]byte, 64)
@@ -166,6 +207,8 @@ func BenchmarkPingPong(b *testing.B) {
 			close(pong)
 		}()
 		var m [64]byte
+		ping <- m
+		m = <-pong
 		rtt := make([]time.Duration, 0, 1<<20)
 		for b.Loop() {
 			t0 := time.Now()
@@ -194,13 +237,13 @@ func BenchmarkPingPong(b *testing.B) {
 		child.Close()
 		fd := fds[0]
 		msg := make([]byte, 64)
+		if err := seqRoundTrip(fd, msg); err != nil {
+			b.Fatalf("hand-shake: %v", err)
+		}
 		rtt := make([]time.Duration, 0, 1<<20)
 		for b.Loop() {
 			t0 := time.Now()
-			if _, err := syscall.Write(fd, msg); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := syscall.Read(fd, msg); err != nil {
+			if err := seqRoundTrip(fd, msg); err != nil {
 				b.Fatal(err)
 			}
 			if len(rtt) < cap(rtt) {
@@ -216,18 +259,26 @@ func BenchmarkPingPong(b *testing.B) {
 	})
 }
 
+// seqRoundTrip sends msg on the SOCK_SEQPACKET socket fd and reads the echo
+// back into it.
+func seqRoundTrip(fd int, msg []byte) error {
+	if _, err := syscall.Write(fd, msg); err != nil {
+		return err
+	}
+	_, err := syscall.Read(fd, msg)
+	return err
+}
+
 // BenchmarkBulk: 64 KiB messages from this process to a consumer process,
-// as MB/s, beside single-core memcpy of the same size.
+// as MB/s until the consumer has them all, beside single-core memcpy of
+// the same size.
 func BenchmarkBulk(b *testing.B) {
 	const size = 64 << 10
 	b.Run("ipcqueue", func(b *testing.B) {
 		q := namedQueue(b, 1<<20, nil)
-		cmd := command(b, "sink", q.Segment().Name(), "0")
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
 		msg := make([]byte, size)
 		ctx := context.Background()
+		sink := startSink(b, command(b, "sink", q.Segment().Name(), "0"), func() error { return q.Put(ctx, msg) })
 		b.SetBytes(size)
 		b.ReportAllocs()
 		for b.Loop() {
@@ -235,11 +286,7 @@ func BenchmarkBulk(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		b.StopTimer()
-		q.Shutdown()
-		if err := cmd.Wait(); err != nil {
-			b.Fatal(err)
-		}
+		drained(b, sink, q.Shutdown)
 	})
 	b.Run("memcpy", func(b *testing.B) {
 		src, dst := make([]byte, size), make([]byte, size)
@@ -262,9 +309,6 @@ func BenchmarkInProcess(b *testing.B) {
 		q.GetInto(ctx, buf)
 	}
 }
-
-var _ = exec.Command
-var _ = io.EOF
 
 // BenchmarkGoroutines: a 64-byte stream between two goroutines of one
 // process, through one shared handle and through a handle each. The two

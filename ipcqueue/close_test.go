@@ -11,15 +11,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-)
 
-// promptly bounds how long a call blocked on a handle may take to return
-// after Close. None of the waiters these tests close on has a timeout (no
-// holder in another process to watch: see wait.go), so without Close's
-// wake-up each would sleep for ever, and any bound shows the wake; this
-// one leaves a loaded machine's scheduler room (the tests log the times:
-// some hundreds of microseconds on an idle machine).
-const promptly = time.Second
+	"github.com/ipckit/ipckit/internal/helperproc"
+	"github.com/ipckit/ipckit/internal/robust"
+)
 
 // queueKinds makes a queue of each kind a test runs on: on the Go heap
 // (the race detector sees every access) and mapped (anonymous, memfd).
@@ -38,53 +33,105 @@ var queueKinds = []struct {
 	}},
 }
 
-// asleep waits until q's Stats count more than waits sleeps and fx has
-// its sleeper bit set: a call is asleep (or about to be) on fx.
-func asleep(t *testing.T, q *Queue, waits uint64, fx *atomic.Uint32) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for q.waits.Load() <= waits || fx.Load()&1 == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the waiter never went to sleep")
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// sleeper runs op in a goroutine that sends op's error to errs, and
-// returns once op is asleep on fx (counted in q's Stats).
-func sleeper(t *testing.T, q *Queue, fx *atomic.Uint32, errs chan<- error, op func() error) {
-	t.Helper()
-	waits := q.Stats().Waits
-	go func() { errs <- op() }()
-	asleep(t, q, waits, fx)
-}
-
-// closeWakes closes q while the calls that start starts are asleep (start
-// returns once they are), and checks that each of the n returns
-// os.ErrClosed within promptly of the Close.
+// closeWakes closes q while the n calls that start starts are asleep
+// (start returns once they are), and checks that each returns
+// os.ErrClosed. None of the waiters these tests close on has a timeout but
+// a holder's slow check (see wait.go): without Close's wake-up an
+// unwatched one sleeps for ever, and Close, which waits for the calls in
+// progress, never returns; so Close runs in a goroutine, and a waiter still
+// asleep after hangAfter fails the test. (The tests log the times: some
+// hundreds of microseconds on an idle machine.)
 func closeWakes(t *testing.T, q *Queue, n int, start func(errs chan<- error)) {
 	t.Helper()
 	errs := make(chan error, n)
 	start(errs)
 	begin := time.Now()
-	if err := q.Close(); err != nil {
-		t.Fatal(err)
-	}
-	for range n {
-		err := <-errs
-		if el := time.Since(begin); !errors.Is(err, os.ErrClosed) || el > promptly {
-			t.Fatalf("waiter returned %v, %v after Close; want os.ErrClosed within %v", err, el, promptly)
+	closed := make(chan error, 1)
+	go func() { closed <- q.Close() }()
+	timeout := time.After(hangAfter)
+wait:
+	for left := n; left > 0; left-- {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, os.ErrClosed) {
+				t.Errorf("waiter returned %v after Close; want os.ErrClosed", err)
+			}
+		case <-timeout:
+			t.Errorf("%d of %d waiters still asleep %v after Close: not woken", left, n, hangAfter)
+			if !wakeUntilReturned(q, errs, left) {
+				t.FailNow() // Close still waits for them
+			}
+			break wait
 		}
 	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("%d waiters returned within %v", n, time.Since(begin))
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+// wakeUntilReturned ends a failed closeWakes: it shuts the queue down and
+// wakes q's sleepers (what Close failed to do) until the left waiters have
+// returned, so that Close, and the test, can end (a waiter for the
+// consumer lock returns once the holder, a Get on another handle maybe,
+// has seen the queue shut down). It reports whether they did within
+// hangAfter. It counts itself as a call in progress (see guard.go), so
+// that Close keeps the mapping while it wakes.
+func wakeUntilReturned(q *Queue, errs <-chan error, left int) bool {
+	q.calls.Add(1)
+	defer q.calls.Add(-1)
+	q.shut.Store(1)
+	for deadline := time.Now().Add(hangAfter); left > 0; {
+		if time.Now().After(deadline) {
+			return false
+		}
+		for _, fx := range []*atomic.Uint32{q.dataFx, q.spaceFx, q.plock.Sleepers(), q.clock.Sleepers()} {
+			robust.WakeAll(fx)
+		}
+		select {
+		case <-errs:
+			left--
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return true
+}
+
+// scenes is how many times a test of a watched waiter's wake-up runs its
+// scene before it concludes that the wake-up is missing (see untilWoken).
+const scenes = 5
+
+// untilWoken runs scene, which wakes a waiter that follows a holder in
+// another process and returns how many of the waiter's sleeps ran into
+// their slow check meanwhile (robust.Unwoken), until that is 0; it fails
+// the test if it never is in scenes runs. Without its wake-up the waiter's
+// sleep ends at its slow check, every time; with it, only a scene in which
+// the machine kept the waker off the CPU for the check's period
+// (robust.CheckPeriod) between the waiter's sleep and the wake counts one,
+// and a loaded machine spoils one scene now and then, never five in a row.
+func untilWoken(t *testing.T, scene func(t *testing.T) uint64) {
+	t.Helper()
+	for i := 1; ; i++ {
+		n := scene(t)
+		if n == 0 {
+			return
+		}
+		if i == scenes {
+			t.Fatalf("in each of %d scenes a watched waiter ran into its slow check (%d sleeps in the last): it was not woken", scenes, n)
+		}
+		t.Logf("scene %d: %d sleeps ran into their slow check (a loaded machine?); again", i, n)
+	}
 }
 
 // TestCloseWakesWaiters: a Get blocked on an empty queue, a Put blocked on
 // a full one, and a Get waiting for the consumer lock that another Get of
-// the handle holds while it waits, each return os.ErrClosed promptly after
-// Close from another goroutine, spinning or not, on a heap queue and on a
-// mapped one.
+// the handle holds while it waits, each return os.ErrClosed after Close
+// from another goroutine, spinning or not, on a heap queue and on a mapped
+// one. None of them follows a holder in another process: without Close's
+// wake-up (robust.Closer) each would sleep for ever.
 func TestCloseWakesWaiters(t *testing.T) {
 	get := func(q *Queue) func() error {
 		return func() error { _, err := q.Get(context.Background()); return err }
@@ -124,8 +171,8 @@ func TestCloseWakesWaiters(t *testing.T) {
 
 // TestCloseOtherHandle: a Get waiting for the consumer lock, which a Get
 // on another handle holds while it waits for data, returns os.ErrClosed
-// promptly when its own handle is closed; the other handle's Get goes on
-// waiting, and takes the next message.
+// when its own handle is closed; the other handle's Get goes on waiting,
+// and takes the next message.
 func TestCloseOtherHandle(t *testing.T) {
 	holder := spinning(namedQueue(t, 1024, nil), -1)
 	q, err := Open(holder.Segment().Name())
@@ -152,9 +199,29 @@ func TestCloseOtherHandle(t *testing.T) {
 	if err := holder.Put(t.Context(), []byte("after")); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-held; err != nil {
+	if err := woken(t, held, "the other handle's Get, after a Put"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestCloseWakesFollower: a Get that waits for data while a live producer
+// in another process holds the producer lock follows that holder, with a
+// slow check (robust.CheckPeriod) that would end its sleep too, and see the
+// handle closed. Close must end the sleep first, by its wake-up: no sleep
+// of this process may run into its slow check (robust.Unwoken; see
+// untilWoken for a scene a loaded machine spoils).
+func TestCloseWakesFollower(t *testing.T) {
+	untilWoken(t, func(t *testing.T) uint64 {
+		q := namedQueue(t, 4096, nil)
+		h := helperproc.Start(t, command(t, "stallput", q.Segment().Name()))
+		defer h.Kill()
+		h.Expect(t, "stalled")
+		before := robust.Unwoken()
+		closeWakes(t, q, 1, func(errs chan<- error) {
+			sleeper(t, q, q.dataFx, errs, func() error { _, err := q.Get(context.Background()); return err })
+		})
+		return robust.Unwoken() - before
+	})
 }
 
 // TestCloseDuringTraffic closes a mapped handle while goroutines stream

@@ -135,7 +135,9 @@ func registerHelpers() {
 		q.Get(context.Background())
 		return errors.New("survived SIGKILL")
 	})
-	// sink NAME SPIN: GetInto until EOF (throughput benchmarks).
+	// sink NAME SPIN: GetInto until EOF (throughput benchmarks): say
+	// "ready" once the first message, the hand-shake, is in, and at EOF
+	// say how many came after it (gotLine).
 	helperproc.Register("sink", func(a []string) error {
 		q, err := openArg(a[0], a[1])
 		if err != nil {
@@ -150,9 +152,14 @@ func registerHelpers() {
 			defer pprof.StopCPUProfile()
 		}
 		buf := make([]byte, q.MaxMsg())
-		for {
+		if _, err := q.GetInto(context.Background(), buf); err != nil {
+			return fmt.Errorf("hand-shake: %w", err)
+		}
+		fmt.Println("ready")
+		for n := 0; ; n++ {
 			if _, err := q.GetInto(context.Background(), buf); err != nil {
 				if err == io.EOF {
+					fmt.Println(gotLine(n))
 					return nil
 				}
 				return err
@@ -187,12 +194,18 @@ func registerHelpers() {
 		fmt.Println(uint64(tok))
 		return nil
 	})
-	// pipesink: read 64-byte messages from stdin until EOF.
+	// pipesink: read 64-byte messages from stdin until EOF, saying
+	// "ready" and how many came after the first as sink does.
 	helperproc.Register("pipesink", func(a []string) error {
 		buf := make([]byte, 64)
-		for {
+		if _, err := io.ReadFull(os.Stdin, buf); err != nil {
+			return fmt.Errorf("hand-shake: %w", err)
+		}
+		fmt.Println("ready")
+		for n := 0; ; n++ {
 			if _, err := io.ReadFull(os.Stdin, buf); err != nil {
 				if err == io.EOF {
+					fmt.Println(gotLine(n))
 					return nil
 				}
 				return err
@@ -245,7 +258,8 @@ func init() {
 	// waitget NAME SPIN: say "ready", then Get; on io.EOF say "eof" (the
 	// moment the waiter woke, measured by the parent: under -race the
 	// process's exit takes a second longer, the race runtime's
-	// atexit_sleep_ms) and exit 0.
+	// atexit_sleep_ms), then "unwoken N" (its sleeps that ran into their
+	// slow check: robust.Unwoken), and exit 0.
 	helperproc.Register("waitget", func(a []string) error {
 		q, err := openArg(a[0], a[1])
 		if err != nil {
@@ -255,13 +269,14 @@ func init() {
 		fmt.Println("ready")
 		msg, err := q.Get(context.Background())
 		if err == io.EOF {
-			fmt.Println("eof")
+			fmt.Printf("eof\nunwoken %d\n", robust.Unwoken())
 			return nil
 		}
 		return fmt.Errorf("Get = %q, %v", msg, err)
 	})
 	// waitput NAME SPIN: fill the queue, say "ready", then Put; on
-	// ErrShutdown say "shutdown" and exit 0.
+	// ErrShutdown say "shutdown", then "unwoken N" as waitget does, and
+	// exit 0.
 	helperproc.Register("waitput", func(a []string) error {
 		q, err := openArg(a[0], a[1])
 		if err != nil {
@@ -280,12 +295,16 @@ func init() {
 		fmt.Println("ready")
 		err = q.Put(context.Background(), []byte("x"))
 		if errors.Is(err, ErrShutdown) {
-			fmt.Println("shutdown")
+			fmt.Printf("shutdown\nunwoken %d\n", robust.Unwoken())
 			return nil
 		}
 		return fmt.Errorf("Put = %v", err)
 	})
 }
+
+// gotLine is what a benchmark's sink says once it has taken n messages
+// after the hand-shake, and the stream has ended.
+func gotLine(n int) string { return fmt.Sprintf("got %d", n) }
 
 // echoAll puts back on out every message (up to 64 bytes) it gets from in,
 // until in is closed and drained.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ipckit/ipckit/internal/helperproc"
+	"github.com/ipckit/ipckit/internal/robust"
 	"github.com/ipckit/ipckit/shm"
 )
 
@@ -98,8 +99,13 @@ func TestProcessMPMC(t *testing.T) {
 }
 
 // TestProducerCrash kills a producer between writing its record and
-// committing it: consumers never see it, the queue goes on, and Stats
-// counts the loss within a second.
+// committing it, holding the producer lock: a consumer then waiting on the
+// empty queue follows the dead holder and repairs what it left by itself
+// (its Watch: the record dropped whole and counted, the lock released),
+// consumers never see the record, and the queue goes on. Nothing else
+// looks at the lock until that repair is seen (no Stats, which would repair
+// in the waiter's stead, and no Put): without it the waiter sleeps on, and
+// the test fails after hangAfter.
 func TestProducerCrash(t *testing.T) {
 	q := namedQueue(t, 4096, nil)
 	cmd := command(t, "crashput", q.Segment().Name())
@@ -110,26 +116,25 @@ func TestProducerCrash(t *testing.T) {
 	if got, err := q.Get(ctx); err != nil || string(got) != "before" {
 		t.Fatalf("Get = %q, %v", got, err)
 	}
-	// A consumer waiting on the empty queue notices the dead producer.
-	deadline := time.Now().Add(time.Second)
 	done := make(chan error, 1)
 	go func() {
 		got, err := q.Get(ctx)
 		if err == nil && string(got) != "after" {
-			t.Errorf("Get after crash = %q", got)
+			err = fmt.Errorf("Get after crash = %q", got)
 		}
 		done <- err
 	}()
-	for q.dropped.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	plock := u64At(q.ctl, offPLock)
+	waitFor(t, "repair by the waiting consumer of the dead producer's record", func() bool {
+		return q.dropped.Load() == 1 && plock.Load() == 0
+	})
 	if st := q.Stats(); st.Dropped != 1 || st.Puts != 1 {
 		t.Fatalf("stats after crash: %+v", st)
 	}
 	if err := q.Put(ctx, []byte("after")); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-done; err != nil {
+	if err := woken(t, done, "the waiting consumer, after a Put"); err != nil {
 		t.Fatal(err)
 	}
 	if st := q.Stats(); st.Dropped != 1 || st.Puts != 2 || st.Gets != 2 {
@@ -152,7 +157,8 @@ func TestProducerCrashStats(t *testing.T) {
 
 // TestConsumerCrash kills a consumer inside Get after it copied the
 // message but before it took it: the message stays for the next consumer,
-// which gets it within a second.
+// which takes the dead consumer's lock over at its first look, not at a
+// slow check (no sleep runs into one: robust.Unwoken), and gets it.
 func TestConsumerCrash(t *testing.T) {
 	q := namedQueue(t, 4096, nil)
 	ctx := t.Context()
@@ -160,13 +166,13 @@ func TestConsumerCrash(t *testing.T) {
 	q.Put(ctx, []byte("two"))
 	cmd := command(t, "crashget", q.Segment().Name())
 	cmd.Run()
-	start := time.Now()
+	before := robust.Unwoken()
 	got, err := q.Get(ctx)
 	if err != nil || string(got) != "one" {
 		t.Fatalf("Get after consumer crash = %q, %v", got, err)
 	}
-	if el := time.Since(start); el > time.Second {
-		t.Fatalf("recovery took %v", el)
+	if n := robust.Unwoken() - before; n != 0 {
+		t.Fatalf("the lock was taken over at a slow check (%d), not at once", n)
 	}
 	if got, err := q.Get(ctx); err != nil || string(got) != "two" {
 		t.Fatalf("second Get = %q, %v", got, err)
@@ -214,80 +220,114 @@ func TestHandle(t *testing.T) {
 func startWaiter(t *testing.T, q *Queue, helper string, spin time.Duration) *helperproc.Proc {
 	t.Helper()
 	cmd := command(t, helper, q.Segment().Name(), spinArg(spin))
-	waits := q.Stats().Waits
+	waits := q.waits.Load()
 	w := helperproc.Start(t, cmd)
 	w.Expect(t, "ready")
 	fx := q.dataFx
 	if helper == "waitput" {
 		fx = q.spaceFx
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for q.waits.Load() == waits || fx.Load()&1 == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never went to sleep", helper)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	asleep(t, q, waits, fx)
 	return w
 }
 
 // TestShutdownWakesProcess: Shutdown wakes a consumer blocked in Get and a
-// producer blocked in Put in other processes within a second, spinning or
-// not; a Get or Put that starts after Shutdown returns at once.
+// producer blocked in Put in other processes, spinning or not; a Get or
+// Put that starts after Shutdown returns at once, without sleeping. The
+// consumer waits twice: with nothing to watch (the producer lock free), so
+// that without the wake-up it would sleep for ever (hangAfter catches
+// that), and watched, following this process, which held the producer lock
+// when it fell asleep, so that without the wake-up its sleep would end at
+// its slow check: there the waiter must count no such sleep
+// (robust.Unwoken, see untilWoken). The producer has nothing to watch.
 func TestShutdownWakesProcess(t *testing.T) {
 	for _, spin := range []time.Duration{-1, 0} {
-		for _, c := range []struct{ helper, said string }{{"waitget", "eof"}, {"waitput", "shutdown"}} {
-			t.Run(fmt.Sprintf("%s/spin=%v", c.helper, spin), func(t *testing.T) {
-				q := spinning(namedQueue(t, 4096, nil), spin)
-				w := startWaiter(t, q, c.helper, spin)
-				start := time.Now()
-				q.Shutdown()
-				w.Expect(t, c.said)
-				el := time.Since(start)
-				if el > time.Second {
-					t.Fatalf("waiter woke after %v", el)
-				}
-				t.Logf("waiter woke after %v", el)
-				if err := w.Cmd.Wait(); err != nil {
-					t.Fatalf("waiter: %v", err)
-				}
-				// After Shutdown: no waiting at all.
-				waits := q.Stats().Waits
-				if c.helper == "waitget" {
-					for {
-						_, err := q.Get(t.Context())
-						if err == io.EOF {
-							break
-						}
-						if err != nil {
-							t.Fatal(err)
-						}
-					}
-				} else if err := q.Put(t.Context(), []byte("y")); !errors.Is(err, ErrShutdown) {
-					t.Fatalf("Put after Shutdown = %v", err)
-				}
-				if st := q.Stats(); st.Waits != waits {
-					t.Fatalf("a call after Shutdown slept: %+v", st)
-				}
+		for _, c := range []struct {
+			helper, said string
+			watched      bool
+		}{{"waitget", "eof", false}, {"waitget", "eof", true}, {"waitput", "shutdown", false}} {
+			name := fmt.Sprintf("%s/spin=%v", c.helper, spin)
+			if c.watched {
+				name += "/watched"
+			}
+			t.Run(name, func(t *testing.T) {
+				untilWoken(t, func(t *testing.T) uint64 {
+					return shutdownWakes(t, spin, c.helper, c.said, c.watched)
+				})
 			})
 		}
 	}
 }
 
+// shutdownWakes is a scene of TestShutdownWakesProcess: helper, asleep
+// (watching this process if watched), must say said once the queue is
+// shut down. It returns how many of the helper's sleeps ran into their
+// slow check.
+func shutdownWakes(t *testing.T, spin time.Duration, helper, said string, watched bool) uint64 {
+	q := spinning(namedQueue(t, 4096, nil), spin)
+	if watched {
+		if err := q.plock.Lock(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := startWaiter(t, q, helper, spin)
+	if watched {
+		if err := q.plock.Unlock(); err != nil { // for Shutdown, which takes it
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	if err := q.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if s := woken(t, w.Lines, helper+", after Shutdown"); s != said {
+		t.Fatalf("%s said %q, want %q", helper, s, said)
+	}
+	t.Logf("waiter woke after %v", time.Since(start))
+	var unwoken uint64
+	s := w.Line(t)
+	if _, err := fmt.Sscanf(s, "unwoken %d", &unwoken); err != nil {
+		t.Fatalf("%s said %q, want its unwoken count: %v", helper, s, err)
+	}
+	if err := w.Cmd.Wait(); err != nil {
+		t.Fatalf("waiter: %v", err)
+	}
+	// After Shutdown: no waiting at all.
+	waits := q.Stats().Waits
+	if helper == "waitget" {
+		for {
+			_, err := q.Get(t.Context())
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	} else if err := q.Put(t.Context(), []byte("y")); !errors.Is(err, ErrShutdown) {
+		t.Fatalf("Put after Shutdown = %v", err)
+	}
+	if st := q.Stats(); st.Waits != waits {
+		t.Fatalf("a call after Shutdown slept: %+v", st)
+	}
+	return unwoken
+}
+
 // TestWaitingConsumerKilled: a consumer killed while it waits in Get (so
-// holding the consumer lock) costs the others at most a lock take-over.
+// holding the consumer lock) costs the others at most a lock take-over, at
+// the first look, not at a slow check (robust.Unwoken).
 func TestWaitingConsumerKilled(t *testing.T) {
 	q := namedQueue(t, 4096, nil)
 	w := startWaiter(t, q, "waitget", 0)
 	w.Kill()
 	ctx := t.Context()
 	q.Put(ctx, []byte("x"))
-	start := time.Now()
+	before := robust.Unwoken()
 	if got, err := q.Get(ctx); err != nil || string(got) != "x" {
 		t.Fatalf("Get = %q, %v", got, err)
 	}
-	if el := time.Since(start); el > time.Second {
-		t.Fatalf("take-over took %v", el)
+	if n := robust.Unwoken() - before; n != 0 {
+		t.Fatalf("the lock was taken over at a slow check (%d), not at once", n)
 	}
 	if st := q.Stats(); st.ConsumerDeaths != 1 || st.Dropped != 0 {
 		t.Fatalf("stats %+v", st)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -119,10 +120,14 @@ func TestShutdownDrains(t *testing.T) {
 
 // TestWaitersWoken blocks consumers on an empty queue and producers on a
 // full one, then cancels some, which return ctx's error, and then shuts the
-// queue down under the others, which return io.EOF and ErrShutdown. (A
-// waiter that is cancelled and, before it runs again, finds the queue shut
-// down may return either; so the cancelled ones are collected before the
-// Shutdown.)
+// queue down under the others, which return io.EOF and ErrShutdown. Each
+// waiter is asleep before the next starts (the first Get on the data, the
+// other Gets on the consumer lock that it holds, the Puts on the space), and
+// none has a timeout (no holder in another process to watch): without the
+// wake-up it is owed, it would sleep for ever, and the test fails after
+// hangAfter. (A waiter that is cancelled and, before it runs again, finds
+// the queue shut down may return either; so the cancelled ones are
+// collected before the Shutdown.)
 func TestWaitersWoken(t *testing.T) {
 	for _, spin := range []time.Duration{0, -1} {
 		q := spinning(heapQueue(t, 256, nil), spin)
@@ -139,19 +144,16 @@ func TestWaitersWoken(t *testing.T) {
 			if i%2 == 0 {
 				c, errs = ctx, cancelled
 			}
-			go func() { _, err := q.Get(c); errs <- err }()
-			go func() { errs <- full.Put(c, []byte("x")) }()
-		}
-		// Let them fall asleep: 8 sleeps on each queue (the Gets on the
-		// data or on the consumer lock), or give up waiting.
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-			if q.waits.Load() >= 8 && full.waits.Load() >= 8 {
-				break
+			fx := q.clock.Sleepers()
+			if i == 0 {
+				fx = q.dataFx
 			}
+			sleeper(t, q, fx, errs, func() error { _, err := q.Get(c); return err })
+			sleeper(t, full, full.spaceFx, errs, func() error { return full.Put(c, []byte("x")) })
 		}
 		cancel()
 		for range 8 {
-			if err := <-cancelled; !errors.Is(err, context.Canceled) {
+			if err := woken(t, cancelled, "a cancelled waiter"); !errors.Is(err, context.Canceled) {
 				t.Errorf("spin %v: a cancelled waiter returned %v", spin, err)
 			}
 		}
@@ -162,7 +164,7 @@ func TestWaitersWoken(t *testing.T) {
 		full.Shutdown()
 		var eof, shut int
 		for range 8 {
-			switch err := <-others; {
+			switch err := woken(t, others, "a waiter after Shutdown"); {
 			case err == io.EOF:
 				eof++
 			case errors.Is(err, ErrShutdown):
@@ -175,6 +177,58 @@ func TestWaitersWoken(t *testing.T) {
 			t.Errorf("spin %v: %d EOF, %d ErrShutdown", spin, eof, shut)
 		}
 	}
+}
+
+// hangAfter bounds the wait for something that must happen unless a
+// wake-up (or a repair) is missing: a waiter with no holder in another
+// process to watch has no timeout (see wait.go), so without its wake-up it
+// sleeps for ever. Only a hang misses this bound, on however loaded a
+// machine.
+const hangAfter = 10 * time.Second
+
+// waitFor polls cond every millisecond until it holds, and fails the test
+// if it does not within hangAfter.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(hangAfter); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %v", what, hangAfter)
+		}
+	}
+}
+
+// woken returns the next value from ch, the report of a waiter that must
+// have been woken, and fails the test if none comes within hangAfter (the
+// waiter still sleeps) or ch is closed.
+func woken[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v, ok := <-ch:
+		if !ok {
+			t.Fatalf("%s: ended without a report", what)
+		}
+		return v
+	case <-time.After(hangAfter):
+		t.Fatalf("%s: still asleep after %v, not woken", what, hangAfter)
+	}
+	var zero T
+	return zero
+}
+
+// asleep waits until q has counted more than waits sleeps and fx has its
+// sleeper bit set: a call is asleep (or about to be) on fx.
+func asleep(t testing.TB, q *Queue, waits uint64, fx *atomic.Uint32) {
+	t.Helper()
+	waitFor(t, "the waiter's sleep", func() bool { return q.waits.Load() > waits && fx.Load()&1 != 0 })
+}
+
+// sleeper runs op in a goroutine that sends op's error to errs, and
+// returns once op is asleep on fx (counted in q's Stats).
+func sleeper(t testing.TB, q *Queue, fx *atomic.Uint32, errs chan<- error, op func() error) {
+	t.Helper()
+	waits := q.waits.Load()
+	go func() { errs <- op() }()
+	asleep(t, q, waits, fx)
 }
 
 // TestHeapMPMC runs 4 producers and 2 consumers as goroutines over a heap
