@@ -366,16 +366,30 @@ func TestCloseWakesWaiters(t *testing.T) {
 	closing := func(t *testing.T, n int, fn string, wait func() error, closeIt func() error) {
 		t.Helper()
 		done := make(chan error, n)
+		started, before := time.Now(), robust.Unwoken()
 		for range n {
 			go func() { done <- wait() }()
 		}
 		asleepIn(t, n, fn)
 		closed := make(chan error, 1)
+		closeAt := time.Now()
 		go func() { closed <- closeIt() }()
 		for range n {
 			if err := within(t, done, "a waiter after Close"); !errors.Is(err, os.ErrClosed) {
 				t.Fatalf("waiter got %v, want os.ErrClosed", err)
 			}
+		}
+		// A waiter that watches a holder (Semaphore, Barrier) would also
+		// return at its first slow check, CheckPeriod after it fell
+		// asleep: robust.Unwoken tells that from Close's wake-up, when
+		// Close came well before that check (a loaded machine may make it
+		// later, and the count then proves nothing).
+		if late := closeAt.Sub(started); late < robust.CheckPeriod/2 {
+			if d := robust.Unwoken() - before; d != 0 {
+				t.Fatalf("%d waiters ran into their slow check after Close: its wake-up was lost", d)
+			}
+		} else {
+			t.Logf("Close came %v after the waiters started: too late to tell its wake-up from a slow check", late)
 		}
 		if err := within(t, closed, "Close"); err != nil {
 			t.Fatal(err)
