@@ -77,7 +77,8 @@ import (
 const CheckPeriod = 100 * time.Millisecond
 
 // unwoken counts this process's sleeps that ran into their slow-check
-// timer with the sleepers word unchanged and no death notice: the holder
+// timer (not a quick look after a notice: see watched.late) with the
+// sleepers word unchanged and no death notice: the holder
 // they follow kept the lock (or the waited-for state) that long, or their
 // wake-up was lost (a Put's or an Unlock's, and also a cancellation's or a
 // Close's: a sleep they end never reaches its timer).
@@ -337,7 +338,7 @@ func sleep(ctx context.Context, c *Closer, fx *atomic.Uint32, val uint32, until 
 	if err != nil && !timedOut {
 		return err
 	}
-	if timedOut && !atDeadline && fx.Load() == val && (wt == nil || !wt.fired.Load()) {
+	if timedOut && !atDeadline && wt != nil && until.Equal(wt.next) && fx.Load() == val && !wt.fired.Load() {
 		unwoken.Add(1)
 	}
 	return nil
