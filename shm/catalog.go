@@ -219,18 +219,28 @@ func initCatalog(seg *Segment, err error) (*Catalog, error) {
 // [ErrCorrupt] ([ErrBadMagic] or [ErrSize]). Closing the Catalog closes seg.
 func CatalogAt(seg *Segment) (*Catalog, error) {
 	b := seg.Bytes()
-	if len(b) < catHeader {
-		return nil, fmt.Errorf("%w: %d bytes cannot hold a catalog", ErrSize, len(b))
-	}
-	if m := ptrAt[atomic.Uint32](b, catOffMagic).Load(); m != catMagic {
-		return nil, fmt.Errorf("%w %#x: not a catalog", ErrBadMagic, m)
-	}
-	n := int(ptrAt[atomic.Uint32](b, catOffEntries).Load())
-	data := catHeader + entrySize*n
-	if n < 1 || n > 1<<16 || data > len(b) {
-		return nil, fmt.Errorf("%w: catalog of %d entries in %d bytes", ErrSize, n, len(b))
+	n, data, err := catalogLayout(b)
+	if err != nil {
+		return nil, err
 	}
 	return &Catalog{seg: seg, entries: n, bump: ptrAt[atomic.Uint64](b, catOffBump), data: data}, nil
+}
+
+// catalogLayout checks the catalog header at the start of b, a payload,
+// and returns its entry count and where its values start.
+func catalogLayout(b []byte) (entries, data int, err error) {
+	if len(b) < catHeader {
+		return 0, 0, fmt.Errorf("%w: %d bytes cannot hold a catalog", ErrSize, len(b))
+	}
+	if m := ptrAt[atomic.Uint32](b, catOffMagic).Load(); m != catMagic {
+		return 0, 0, fmt.Errorf("%w %#x: not a catalog", ErrBadMagic, m)
+	}
+	n := int(ptrAt[atomic.Uint32](b, catOffEntries).Load())
+	data = catHeader + entrySize*n
+	if n < 1 || n > 1<<16 || data > len(b) {
+		return 0, 0, fmt.Errorf("%w: catalog of %d entries in %d bytes", ErrSize, n, len(b))
+	}
+	return n, data, nil
 }
 
 // Segment returns the catalog's segment.
@@ -265,8 +275,11 @@ type entry struct {
 	owner *atomic.Uint64
 }
 
-func (c *Catalog) entry(i int) entry {
-	b := c.seg.Bytes()[catHeader+entrySize*i : catHeader+entrySize*(i+1)]
+func (c *Catalog) entry(i int) entry { return entryIn(c.seg.Bytes(), i) }
+
+// entryIn is a view of table entry i of the catalog in payload p.
+func entryIn(p []byte, i int) entry {
+	b := p[catHeader+entrySize*i : catHeader+entrySize*(i+1)]
 	return entry{b, ptrAt[atomic.Uint32](b, entryOffState), ptrAt[atomic.Uint64](b, entryOffOwner)}
 }
 

@@ -169,7 +169,7 @@ func (k Kind) CreateAnonymous(size int) (*Segment, error) {
 	if err := k.checkCreate(size); err != nil {
 		return nil, err
 	}
-	f, err := shmfile.CreateAnonymous("ipckit", int64(headerSize+size))
+	f, err := shmfile.CreateAnonymous(memfdName, int64(headerSize+size))
 	if err != nil {
 		return nil, fmt.Errorf("shm: %w", err)
 	}

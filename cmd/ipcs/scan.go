@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/ipckit/ipckit/shm"
+)
+
+// Who uses a segment
+//
+// The kernel tells who uses a file in two places: /proc/PID/fd (the
+// descriptors a process holds) and /proc/PID/maps (what it has mapped,
+// with the device and inode of each file). ipcs reads both for every
+// process, and matches segments by device and inode, which every view of
+// one file shares, named or anonymous, linked or since removed. An ipckit
+// process keeps the descriptor of every segment it maps for as long as it
+// maps it (shm.Segment holds its file), so its descriptors alone show it;
+// the maps show other programs that mapped a segment and closed the file.
+//
+// A process whose directory ipcs may not read (another user's; or one that
+// made itself non-dumpable, whose /proc entries belong to root) is not
+// guessed about: it is recorded with what could not be read and why, and
+// shown as such. gc keeps a segment that such a process could have open
+// (see couldOpen).
+
+// fileKey names a file as /proc shows it: device and inode.
+type fileKey struct{ dev, ino uint64 }
+
+// anonFD is an anonymous segment's descriptor in a process.
+type anonFD struct {
+	pid, fd int
+	key     fileKey
+}
+
+// unreadable is a process ipcs could not look into.
+type unreadable struct {
+	Pid   int
+	UID   int    // owner of /proc/PID: its user, or root for a non-dumpable process; -1 if unknown
+	What  string // "fds" (then its maps too) or "maps"
+	Error string
+}
+
+// procScan is what ipcs learned of every process.
+type procScan struct {
+	users      map[fileKey][]int // pids that hold or map each file, ascending
+	anon       []anonFD          // ipckit memfds held, by pid then fd
+	unreadable []unreadable      // by pid
+}
+
+// scanProcs reads /proc/*/fd and /proc/*/maps of every process.
+func scanProcs() (*procScan, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("list processes: %w", err)
+	}
+	s := &procScan{users: map[fileKey][]int{}}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 0 {
+			continue
+		}
+		s.scanProc(pid)
+	}
+	for k, pids := range s.users {
+		slices.Sort(pids)
+		s.users[k] = slices.Compact(pids)
+	}
+	return s, nil
+}
+
+func (s *procScan) scanProc(pid int) {
+	dir := "/proc/" + strconv.Itoa(pid)
+	if err := s.scanFDs(pid, dir); err != nil {
+		s.cannotRead(pid, dir, "fds", err)
+		return
+	}
+	if err := s.scanMaps(pid, dir); err != nil {
+		s.cannotRead(pid, dir, "maps", err)
+	}
+}
+
+// cannotRead records that what of process pid could not be read, unless
+// the process is gone (then there is nothing to read).
+func (s *procScan) cannotRead(pid int, dir, what string, err error) {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+		return
+	}
+	u := unreadable{Pid: pid, UID: -1, What: what, Error: err.Error()}
+	if fi, err := os.Stat(dir); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			u.UID = int(st.Uid)
+		}
+	}
+	s.unreadable = append(s.unreadable, u)
+}
+
+// scanFDs records the ipckit segments that process pid holds open.
+func (s *procScan) scanFDs(pid int, dir string) error {
+	fds, err := os.ReadDir(dir + "/fd")
+	if err != nil {
+		return err
+	}
+	for _, e := range fds {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		link := dir + "/fd/" + e.Name()
+		target, err := os.Readlink(link)
+		if err != nil {
+			continue // closed meanwhile
+		}
+		anon := shm.IsAnonymousLink(target)
+		if !anon && !inShmDir(target) {
+			continue
+		}
+		fi, err := os.Stat(link) // the open file itself
+		if err != nil {
+			continue
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			continue
+		}
+		k := fileKey{uint64(st.Dev), st.Ino}
+		s.users[k] = append(s.users[k], pid)
+		if anon {
+			s.anon = append(s.anon, anonFD{pid, fd, k})
+		}
+	}
+	return nil
+}
+
+// scanMaps records the ipckit segments that process pid has mapped.
+func (s *procScan) scanMaps(pid int, dir string) error {
+	f, err := os.Open(dir + "/maps")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// address perms offset dev inode path
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 6 {
+			continue
+		}
+		path := strings.Join(fields[5:], " ")
+		if !shm.IsAnonymousLink(path) && !inShmDir(path) {
+			continue
+		}
+		k, ok := mapsKey(fields[3], fields[4])
+		if ok {
+			s.users[k] = append(s.users[k], pid)
+		}
+	}
+	return sc.Err() // reading the maps of another user's process fails here, not at open
+}
+
+// inShmDir reports whether target, a link in /proc/PID/fd or a path in
+// /proc/PID/maps, is a file of /dev/shm. It may be one of ipckit's named
+// segments whatever its name there: a segment is made unnamed
+// (O_TMPFILE) and linked to its name after, and its creator's view of it
+// keeps the name of the unnamed file ("/dev/shm/#1234 (deleted)").
+func inShmDir(target string) bool { return strings.HasPrefix(target, shmDir+"/") }
+
+// shmDir is the directory of named segments.
+var shmDir = path.Dir(shm.Path("x"))
+
+// mapsKey parses the device ("major:minor", hex) and inode of a line of
+// /proc/PID/maps into the key a stat of the same file gives.
+func mapsKey(dev, ino string) (fileKey, bool) {
+	maj, min, ok := strings.Cut(dev, ":")
+	ma, err1 := strconv.ParseUint(maj, 16, 32)
+	mi, err2 := strconv.ParseUint(min, 16, 32)
+	n, err3 := strconv.ParseUint(ino, 10, 64)
+	if !ok || err1 != nil || err2 != nil || err3 != nil {
+		return fileKey{}, false
+	}
+	return fileKey{mkdev(ma, mi), n}, true
+}
+
+// mkdev encodes a device number as Linux's stat does (glibc's makedev).
+func mkdev(major, minor uint64) uint64 {
+	return minor&0xff | (major&0xfff)<<8 | (minor&^0xff)<<12 | (major&^0xfff)<<32
+}
+
+// usersOf returns the pids that hold or map the file info describes.
+func (s *procScan) usersOf(info shm.Info) []int {
+	if info.Ino == 0 {
+		return nil
+	}
+	return s.users[fileKey{info.Dev, info.Ino}]
+}
+
+// hidden returns the processes ipcs could not read that could have the
+// file info describes open: those of its owner, or any if its mode lets
+// other users open it. A process whose descriptors were read but whose
+// maps were not is not among them: an ipckit process holds the
+// descriptor of what it maps (see "Who uses a segment"). Nor is root,
+// for a file that is not root's: root may open anything, and counting
+// its processes, which other users can never read, would keep every
+// segment for ever. (A non-dumpable process's /proc entry is root's too:
+// one of the file's owner is missed the same way.)
+func (s *procScan) hidden(info shm.Info) []int {
+	var pids []int
+	for _, u := range s.unreadable {
+		if u.What == "fds" && couldOpen(u.UID, info) {
+			pids = append(pids, u.Pid)
+		}
+	}
+	return pids
+}
+
+// couldOpen reports whether a process of user uid (-1: unknown) could
+// open the file info describes, by its owner and mode.
+func couldOpen(uid int, info shm.Info) bool {
+	return uid < 0 || uint32(uid) == info.UID || info.Mode.Perm()&0o066 != 0
+}
