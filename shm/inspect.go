@@ -214,15 +214,16 @@ func inspectPath(info Info, follow bool) (Info, error) {
 		return info, fmt.Errorf("shm: %w", err)
 	}
 	defer f.Close()
+	op := "inspect " + info.Path
 	switch {
 	case st.Size < headerSize:
-		return info, fmt.Errorf("shm: inspect %s: %w: %d bytes cannot hold a %d-byte header", info.Path, ErrSize, st.Size, headerSize)
+		return info, &opError{op, fmt.Errorf("%w: %d bytes cannot hold a %d-byte header", ErrSize, st.Size, headerSize)}
 	case st.Size > MaxSize+headerSize:
-		return info, fmt.Errorf("shm: inspect %s: %w: %d bytes is over the limit", info.Path, ErrSize, st.Size)
+		return info, &opError{op, fmt.Errorf("%w: %d bytes is over the limit", ErrSize, st.Size)}
 	}
 	mem, err := shmfile.MapReadOnly(f, int(st.Size))
 	if err != nil {
-		return info, fmt.Errorf("shm: inspect %s: %w", info.Path, err)
+		return info, &opError{op, err}
 	}
 	defer shmfile.Unmap(mem)
 	var h header
@@ -230,7 +231,7 @@ func inspectPath(info Info, follow bool) (Info, error) {
 		err = gerr
 	}
 	if err != nil {
-		return info, &opError{op: "inspect " + info.Path, err: err}
+		return info, &opError{op, err}
 	}
 	info.Kind, info.CreatorPid, info.CreatorStart = h.Kind, h.Pid, h.Started
 	info.CreatorAlive = proc.Alive(proc.ID{Pid: h.Pid, Start: h.Started})
@@ -243,7 +244,7 @@ func inspectPath(info Info, follow bool) (Info, error) {
 		err = gerr
 	}
 	if err != nil {
-		return info, &opError{op: fmt.Sprintf("inspect %v in %s", h.Kind, info.Path), err: err}
+		return info, &opError{fmt.Sprintf("inspect the %v in %s", h.Kind, info.Path), err}
 	}
 	info.Report = rep
 	return info, nil

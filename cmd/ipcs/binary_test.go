@@ -1,0 +1,61 @@
+//go:build linux
+
+package main
+
+import (
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/ipckit/ipckit/ipcqueue"
+	"github.com/ipckit/ipckit/semaphore"
+	"github.com/ipckit/ipckit/shm"
+)
+
+// The ipcs binary itself (not this test binary, which links in more)
+// reads the state of every kind of object: each kind's package registers
+// its inspector only if the binary links it in (kinds.go).
+func TestBinaryInspectsEveryKind(t *testing.T) {
+	gotool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool to build the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "ipcs")
+	if out, err := exec.Command(gotool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	made := map[string]shm.Kind{}
+	add := func(k shm.Kind, mk func(name string) (interface{ Close() error }, error)) {
+		n := name(t)
+		o, err := mk(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { o.Close() })
+		made[n] = k
+	}
+	add(shm.KindBytes, func(n string) (interface{ Close() error }, error) { return shm.Create(n, 8, nil) })
+	add(shm.KindInt64, func(n string) (interface{ Close() error }, error) { return shm.CreateInt64(n, nil) })
+	add(shm.KindFloat64Array, func(n string) (interface{ Close() error }, error) { return shm.CreateArray[float64](n, 3, nil) })
+	add(shm.KindCatalog, func(n string) (interface{ Close() error }, error) { return shm.CreateCatalog(n, 64, nil) })
+	add(shm.KindQueue, func(n string) (interface{ Close() error }, error) { return ipcqueue.Create(n, 64, nil) })
+	add(shm.KindMutex, func(n string) (interface{ Close() error }, error) { return semaphore.CreateMutex(n, nil) })
+	add(shm.KindSemaphore, func(n string) (interface{ Close() error }, error) { return semaphore.CreateSemaphore(n, 2, nil) })
+	add(shm.KindEvent, func(n string) (interface{ Close() error }, error) { return semaphore.CreateEvent(n, nil) })
+	add(shm.KindBarrier, func(n string) (interface{ Close() error }, error) { return semaphore.CreateBarrier(n, 2, nil) })
+	for n, k := range made {
+		out, err := exec.Command(bin, "inspect", "-json", n).Output()
+		if err != nil {
+			t.Errorf("ipcs inspect %s (%v): %v", n, k, err)
+			continue
+		}
+		var got struct {
+			Kind  string
+			State map[string]any
+		}
+		if err := json.Unmarshal(out, &got); err != nil || got.Kind != k.String() || got.State == nil {
+			t.Errorf("ipcs inspect -json of a %v: %s (%v)", k, out, err)
+		}
+	}
+}
