@@ -40,6 +40,10 @@ import (
 type Holder struct {
 	Token uint64
 	State string // "alive", "dead" or "unknown" (see internal/liveness)
+	// Pid is the holder's pid, if a caller found it (an inspector does
+	// not: the token is what every PID namespace sees alike); cmd/ipcs
+	// finds a live holder's in /proc/PID/fdinfo.
+	Pid int `json:",omitempty"`
 }
 
 // HolderOf returns the Holder that token names, with its liveness now.
@@ -48,8 +52,14 @@ func HolderOf(token uint64) Holder {
 	return Holder{Token: token, State: strings.ToLower(st.String())}
 }
 
-// String returns the holder's token in hex and its state.
-func (h Holder) String() string { return fmt.Sprintf("%#x (%s)", h.Token, h.State) }
+// String returns the holder's pid if known, its token in hex and its
+// state: "pid 1234 token 0x1f (alive)".
+func (h Holder) String() string {
+	if h.Pid != 0 {
+		return fmt.Sprintf("pid %d token %#x (%s)", h.Pid, h.Token, h.State)
+	}
+	return fmt.Sprintf("token %#x (%s)", h.Token, h.State)
+}
 
 // LockState is what an inspector reads of a robust lock (the lock of
 // semaphore.Mutex, of a queue's sides, of a semaphore's guard). The zero
@@ -62,7 +72,7 @@ type LockState struct {
 }
 
 // String says whether the lock is free or who holds it, and its marks:
-// "held by 0x1f (dead), inconsistent, sleepers".
+// "held by token 0x1f (dead), inconsistent, sleepers".
 func (l LockState) String() string {
 	var parts []string
 	switch {

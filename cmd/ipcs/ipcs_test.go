@@ -105,7 +105,7 @@ func TestInspectQueueLockHeldByKilled(t *testing.T) {
 	out := mustIpcs(t, "inspect", n)
 	for _, want := range []string{
 		"kind:     queue", "Messages: 3", "Bytes: 48", "Capacity: 1016", "Puts: 3", "Gets: 0",
-		"Producer: free", "Consumer: held by 0x", " (dead)",
+		"Producer: free", "Consumer: held by token 0x", " (dead)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("inspect output lacks %q:\n%s", want, out)
@@ -137,8 +137,9 @@ func TestInspectMutexHolderKilled(t *testing.T) {
 	}
 	defer m.Close()
 	holder := start(t, "locked", "lock", n)
-	if out := mustIpcs(t, "inspect", n); !strings.Contains(out, "held by 0x") || !strings.Contains(out, "(alive)") {
-		t.Fatalf("inspect of a held mutex:\n%s", out)
+	want := fmt.Sprintf("held by pid %d token 0x", holder.Cmd.Process.Pid)
+	if out := mustIpcs(t, "inspect", n); !strings.Contains(out, want) || !strings.Contains(out, "(alive)") {
+		t.Fatalf("inspect of a held mutex lacks %q and (alive):\n%s", want, out)
 	}
 	holder.Kill()
 	out := mustIpcs(t, "inspect", n)

@@ -53,6 +53,9 @@ func (o *object) label() string {
 
 // newObject makes the object for what Inspect or InspectFD returned.
 func newObject(info shm.Info, err error, scan *procScan, now time.Time) *object {
+	if scan != nil {
+		info.Report = scan.withPids(info.Report)
+	}
 	o := &object{Name: info.Name, Path: info.Path, info: info, err: err}
 	if info.Mode == 0 && info.Ino == 0 {
 		// The file could not be opened (a link, or gone): say what lstat

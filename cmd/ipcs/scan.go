@@ -7,11 +7,13 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/ipckit/ipckit/internal/liveness"
 	"github.com/ipckit/ipckit/shm"
 )
 
@@ -54,7 +56,12 @@ type procScan struct {
 	users      map[fileKey][]int // pids that hold or map each file, ascending
 	anon       []anonFD          // ipckit memfds held, by pid then fd
 	unreadable []unreadable      // by pid
+	tokens     map[tokenKey]int  // the pid that holds each liveness token
 }
+
+// tokenKey names a liveness token by its uid and nonce: the registry file
+// and the byte its holder locks (internal/liveness).
+type tokenKey struct{ uid, nonce uint32 }
 
 // scanProcs reads /proc/*/fd and /proc/*/maps of every process.
 func scanProcs() (*procScan, error) {
@@ -62,7 +69,7 @@ func scanProcs() (*procScan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list processes: %w", err)
 	}
-	s := &procScan{users: map[fileKey][]int{}}
+	s := &procScan{users: map[fileKey][]int{}, tokens: map[tokenKey]int{}}
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid <= 0 {
@@ -123,6 +130,10 @@ func (s *procScan) scanFDs(pid int, dir string) error {
 		if !anon && !inShmDir(target) {
 			continue
 		}
+		if uid, ok := registryUID(target); ok {
+			s.scanToken(pid, dir+"/fdinfo/"+e.Name(), uid)
+			continue
+		}
 		fi, err := os.Stat(link) // the open file itself
 		if err != nil {
 			continue
@@ -164,6 +175,87 @@ func (s *procScan) scanMaps(pid int, dir string) error {
 		}
 	}
 	return sc.Err() // reading the maps of another user's process fails here, not at open
+}
+
+// registryUID returns the uid whose liveness registry target is, if it is
+// one.
+func registryUID(target string) (uint32, bool) {
+	uid, err := strconv.ParseUint(strings.TrimPrefix(path.Base(target), registryPrefix), 10, 32)
+	if err != nil || !strings.HasPrefix(path.Base(target), registryPrefix) || target != liveness.Path(uint32(uid)) {
+		return 0, false
+	}
+	return uint32(uid), true
+}
+
+var registryPrefix = strings.TrimSuffix(path.Base(liveness.Path(0)), "0")
+
+// scanToken records the token that process pid holds: the one byte its
+// descriptor of uid's registry has write-locked, which the descriptor's
+// fdinfo shows ("lock: 1: OFDLCK ADVISORY WRITE -1 00:1a:1953 3247 3247").
+func (s *procScan) scanToken(pid int, fdinfo string, uid uint32) {
+	b, err := os.ReadFile(fdinfo)
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 9 || f[0] != "lock:" || f[2] != "OFDLCK" || f[4] != "WRITE" || f[7] != f[8] {
+			continue
+		}
+		if nonce, err := strconv.ParseUint(f[7], 10, 32); err == nil {
+			s.tokens[tokenKey{uid, uint32(nonce)}] = pid
+		}
+	}
+}
+
+// withPids returns a copy of rep in which every live shm.Holder has the
+// pid that holds its token, where the scan found one.
+func (s *procScan) withPids(rep shm.Report) shm.Report {
+	if rep == nil || len(s.tokens) == 0 {
+		return rep
+	}
+	v := reflect.New(reflect.TypeOf(rep)).Elem()
+	v.Set(reflect.ValueOf(rep))
+	s.setPids(v)
+	return v.Interface().(shm.Report)
+}
+
+var holderType = reflect.TypeFor[shm.Holder]()
+
+// setPids sets the Pid of every live shm.Holder in v, which is settable.
+func (s *procScan) setPids(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Struct:
+		if v.Type() == holderType {
+			h := v.Addr().Interface().(*shm.Holder)
+			t := liveness.Token(h.Token)
+			if h.State == "alive" {
+				h.Pid = s.tokens[tokenKey{t.UID(), t.Nonce()}]
+			}
+			return
+		}
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				s.setPids(v.Field(i))
+			}
+		}
+	case reflect.Pointer:
+		if !v.IsNil() {
+			c := reflect.New(v.Type().Elem())
+			c.Elem().Set(v.Elem())
+			s.setPids(c.Elem())
+			v.Set(c)
+		}
+	case reflect.Slice:
+		if v.Len() > 0 {
+			c := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+			reflect.Copy(c, v)
+			for i := range c.Len() {
+				s.setPids(c.Index(i))
+			}
+			v.Set(c)
+		}
+	}
 }
 
 // inShmDir reports whether target, a link in /proc/PID/fd or a path in

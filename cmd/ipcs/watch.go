@@ -55,7 +55,11 @@ func (c *cli) watch(args []string) error {
 		if i > 0 {
 			<-tick.C
 		}
-		o := t.inspect(nil)
+		scan, err := scanProcs()
+		if err != nil {
+			return err
+		}
+		o := t.inspect(scan)
 		if o.err != nil {
 			return o.err
 		}
