@@ -161,7 +161,7 @@ type Info struct {
 	Size     int64       // the file's size in bytes, header included
 	Mode     os.FileMode // the file's type and permission bits
 	UID      uint32      // the file's owner
-	Changed  time.Time   // the file's last status change: when a segment got its name
+	Created  time.Time   // when the file was made (its last status change where tmpfs keeps no birth time)
 
 	Kind         Kind   // what the header says the segment holds
 	CreatorPid   uint32 // the creating process, as the header records it
@@ -219,7 +219,7 @@ func InspectFD(pid, fd int) (Info, error) {
 
 func inspectPath(info Info, follow bool) (Info, error) {
 	f, st, err := shmfile.OpenReadOnly(info.Path, follow)
-	info.Dev, info.Ino, info.Size, info.Mode, info.UID, info.Changed = st.Dev, st.Ino, st.Size, st.Mode, st.UID, st.Changed
+	info.Dev, info.Ino, info.Size, info.Mode, info.UID, info.Created = st.Dev, st.Ino, st.Size, st.Mode, st.UID, st.Created
 	if err != nil {
 		return info, fmt.Errorf("shm: %w", err)
 	}

@@ -35,7 +35,7 @@ func TestInspect(t *testing.T) {
 	st := fi.Sys().(*syscall.Stat_t)
 	if info.Name != name || info.Kind != KindInt64 || info.Size != headerSize+8 || info.Mode != 0o640 ||
 		info.UID != uint32(os.Geteuid()) || info.Dev != uint64(st.Dev) || info.Ino != st.Ino ||
-		info.CreatorPid != uint32(os.Getpid()) || !info.CreatorAlive || info.Changed.IsZero() {
+		info.CreatorPid != uint32(os.Getpid()) || !info.CreatorAlive || info.Created.IsZero() {
 		t.Errorf("Inspect(%q) = %+v", name, info)
 	}
 	if vs, ok := info.Report.(ValuesState); !ok || vs.Len != 1 || !slices.Equal(vs.Values, []any{int64(7)}) {

@@ -98,7 +98,7 @@ func describe(w io.Writer, o *object) {
 		line("creator", "pid %d, started at tick %d: %s", o.CreatorPid, o.CreatorStart, o.Creator)
 	}
 	line("pids", "%s", pidList(o.Pids, o.Unreadable))
-	line("age", "%s", humanAge(o.AgeSeconds, o.Changed))
+	line("age", "%s", humanAge(o.AgeSeconds, o.Created))
 	if o.Error != "" {
 		line("error", "%s", o.errorText())
 	}

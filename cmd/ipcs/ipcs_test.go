@@ -239,7 +239,7 @@ func TestLsJSON(t *testing.T) {
 	apid := anon.Cmd.Process.Pid
 
 	o := lsOne(t, n)
-	for _, k := range []string{"Name", "Path", "Kind", "Size", "Mode", "Owner", "CreatorPid", "CreatorStart", "Creator", "Pids", "Changed", "AgeSeconds"} {
+	for _, k := range []string{"Name", "Path", "Kind", "Size", "Mode", "Owner", "CreatorPid", "CreatorStart", "Creator", "Pids", "Created", "AgeSeconds"} {
 		if _, ok := o[k]; !ok {
 			t.Errorf("ls -json lacks %s: %v", k, o)
 		}

@@ -34,7 +34,7 @@ type object struct {
 	Creator      string    `json:",omitempty"` // "alive" or "dead"
 	Pids         []int     // processes that hold or map it now
 	Unreadable   []int     `json:",omitempty"` // processes ipcs may not read that could hold it
-	Changed      time.Time // the file's last status change: when it got its name
+	Created      time.Time // when the file was made (birth time, else last status change)
 	AgeSeconds   float64
 	Error        string `json:",omitempty"` // why it could not be read
 	Sentinel     string `json:",omitempty"` // the sentinel error that names the reason
@@ -63,13 +63,13 @@ func newObject(info shm.Info, err error, scan *procScan, now time.Time) *object 
 		if fi, lerr := os.Lstat(info.Path); lerr == nil {
 			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 				info.Mode, info.UID, info.Size = fi.Mode(), st.Uid, fi.Size()
-				info.Changed = time.Unix(st.Ctim.Unix())
+				info.Created = time.Unix(st.Ctim.Unix())
 			}
 		}
 	}
-	o.Size, o.Mode, o.Owner, o.Changed = info.Size, info.Mode.String(), owner(info.UID), info.Changed
-	if !info.Changed.IsZero() {
-		o.AgeSeconds = now.Sub(info.Changed).Round(time.Second).Seconds()
+	o.Size, o.Mode, o.Owner, o.Created = info.Size, info.Mode.String(), owner(info.UID), info.Created
+	if !info.Created.IsZero() {
+		o.AgeSeconds = now.Sub(info.Created).Round(time.Second).Seconds()
 	}
 	if info.Kind != shm.KindAny {
 		o.Kind = info.Kind.String()
@@ -220,7 +220,7 @@ func writeTable(w io.Writer, objs []*object) {
 			creator = fmt.Sprintf("%d %s", o.CreatorPid, o.Creator)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.label(), kind, humanSize(o.Size), o.Mode,
-			o.Owner, creator, pidList(o.Pids, o.Unreadable), humanAge(o.AgeSeconds, o.Changed), o.errorText())
+			o.Owner, creator, pidList(o.Pids, o.Unreadable), humanAge(o.AgeSeconds, o.Created), o.errorText())
 	}
 	tw.Flush()
 }

@@ -28,7 +28,7 @@ type Stat struct {
 	Blocks   int64       // bytes allocated (less than Size for a sparse file)
 	Mode     os.FileMode // type and permission bits
 	UID, GID uint32
-	Changed  time.Time // last status change: for a segment, when it got its name
+	Created  time.Time // birth time; the last status change where the filesystem keeps none
 }
 
 // OpenReadOnly opens path for reading and returns it with its Stat. With
@@ -59,7 +59,11 @@ func OpenReadOnly(path string, follow bool) (*os.File, Stat, error) {
 	s := Stat{
 		Dev: st.Dev, Ino: st.Ino, Size: st.Size, Blocks: st.Blocks * 512,
 		Mode: fileMode(st.Mode), UID: st.Uid, GID: st.Gid,
-		Changed: time.Unix(st.Ctim.Unix()),
+		Created: time.Unix(st.Ctim.Unix()),
+	}
+	var sx unix.Statx_t
+	if unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_BTIME, &sx) == nil && sx.Mask&unix.STATX_BTIME != 0 {
+		s.Created = time.Unix(sx.Btime.Sec, int64(sx.Btime.Nsec))
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		unix.Close(fd)

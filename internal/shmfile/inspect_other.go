@@ -15,7 +15,7 @@ type Stat struct {
 	Blocks   int64
 	Mode     os.FileMode
 	UID, GID uint32
-	Changed  time.Time
+	Created  time.Time
 }
 
 // OpenReadOnly is not supported on this platform.
