@@ -189,3 +189,32 @@ func FuzzInspectCatalog(f *testing.F) {
 		}
 	})
 }
+
+// A creator is alive only if its pid runs with the start time the header
+// records: a pid the kernel gave to another process since is dead.
+func TestInspectCreatorPidReused(t *testing.T) {
+	name := helperproc.Name(t)
+	s, err := Create(name, 8, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Remove(name)
+	defer s.Close()
+	h := decodeHeader(s.mem)
+	real := h.Started
+	for _, c := range []struct {
+		start uint64
+		alive bool
+	}{{h.Started, true}, {h.Started + 1, false}} {
+		h.Started = c.start
+		encodeHeader(s.mem, &h) // the pid of this process, with another start time
+		info, err := Inspect(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.CreatorPid != uint32(os.Getpid()) || info.CreatorAlive != c.alive {
+			t.Errorf("creator pid %d started at %d (this process, started at %d): alive %v, want %v",
+				info.CreatorPid, c.start, real, info.CreatorAlive, c.alive)
+		}
+	}
+}

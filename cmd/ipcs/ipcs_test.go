@@ -321,7 +321,8 @@ func TestUnreadableProcesses(t *testing.T) {
 		t.Fatalf("ls as nobody: %v", o)
 	}
 	var hidden []int
-	for _, p := range o[0]["Unreadable"].([]any) {
+	list, _ := o[0]["Unreadable"].([]any)
+	for _, p := range list {
 		var n int
 		fmt.Sscan(fmt.Sprint(p), &n)
 		hidden = append(hidden, n)
