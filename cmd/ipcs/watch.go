@@ -18,7 +18,8 @@ import (
 // rate of each of its counters (shm.Report's Counters: a queue's Puts,
 // Gets, Waits, ...) since the sample before: on a terminal, top-like, the
 // screen cleared and redrawn; otherwise one JSON object per sample. It
-// maps the segment afresh at each sample, and stops when the segment can
+// maps the segment afresh at each sample (the pids of its live holders are
+// those of a process scan at the start), and stops when the segment can
 // no longer be read (its last line says why) or after -n samples.
 
 // sample is one line of watch's JSON output.
@@ -47,6 +48,13 @@ func (c *cli) watch(args []string) error {
 	if *every <= 0 || *count < 0 {
 		return fmt.Errorf("%w: -interval %v and -n %d must be positive", errUsage, *every, *count)
 	}
+	// Processes are scanned once, for the pids of live holders: a scan
+	// reads every process's maps, too slow to repeat every second on a
+	// busy machine.
+	scan, err := scanProcs()
+	if err != nil {
+		return err
+	}
 	term := !*asJSON && isTerminal(c.stdout)
 	var prev *sample
 	tick := time.NewTicker(*every)
@@ -54,10 +62,6 @@ func (c *cli) watch(args []string) error {
 	for i := 0; *count == 0 || i < *count; i++ {
 		if i > 0 {
 			<-tick.C
-		}
-		scan, err := scanProcs()
-		if err != nil {
-			return err
 		}
 		o := t.inspect(scan)
 		if o.err != nil {
