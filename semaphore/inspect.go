@@ -41,8 +41,13 @@ type PermitHolder struct {
 	Permits uint32
 }
 
-// String returns the holder and its permits: "0x1f (alive): 2 permits".
-func (p PermitHolder) String() string { return fmt.Sprintf("%v: %d permits", p.Holder, p.Permits) }
+// String returns the holder and its permits: "pid 1234 token 0x1f (alive): 2 permits".
+func (p PermitHolder) String() string {
+	if p.Permits == 1 {
+		return fmt.Sprintf("%v: 1 permit", p.Holder)
+	}
+	return fmt.Sprintf("%v: %d permits", p.Holder, p.Permits)
+}
 
 // EventState is what an inspector reads of an [Event]. It is a plain value.
 type EventState struct {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -211,7 +212,14 @@ func (c *cli) ls(args []string) error {
 
 // writeTable prints objs as ls's table.
 func writeTable(w io.Writer, objs []*object) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	var buf bytes.Buffer
+	defer func() {
+		// An empty ERROR column leaves the padding of the one before it.
+		for line := range strings.Lines(buf.String()) {
+			fmt.Fprintln(w, strings.TrimRight(line, " \n"))
+		}
+	}()
+	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tKIND\tSIZE\tMODE\tOWNER\tCREATOR\tPIDS\tAGE\tERROR")
 	for _, o := range objs {
 		kind, creator := "?", "-"
