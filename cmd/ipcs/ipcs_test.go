@@ -305,20 +305,36 @@ func TestRates(t *testing.T) {
 
 // A process ipcs may not read is reported as such: not among a segment's
 // users, but among the processes that could be, and gc keeps the segment.
+// As root, ipcs runs as another user; as another user, the process
+// holding the segment makes itself non-dumpable.
 func TestUnreadableProcesses(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root, to run ipcs as another user")
-	}
 	n := name(t)
-	seg, err := shm.Create(n, 64, &shm.Options{Mode: 0o666})
-	if err != nil {
-		t.Fatal(err)
+	start(t, "ready", "create", "bytes", n).Kill()
+	var holder int
+	var ls, gc string
+	if os.Geteuid() == 0 {
+		// Let the other user open it (so that its processes could hold it).
+		if err := os.Chmod(shm.Path(n), 0o666); err != nil {
+			t.Fatal(err)
+		}
+		seg, err := shm.Open(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer seg.Close()
+		holder = os.Getpid()
+		ls = asUser(t, 65534, "ipcs", "ls", "-json", n)
+		gc = asUser(t, 65534, "ipcs", "gc", n)
+	} else {
+		// The file is 0600: the hidden holder counts because it is of
+		// the file's owner (its euid, from /proc/PID/status).
+		holder = start(t, "ready", "hide", n).Cmd.Process.Pid
+		_, ls, _ = ipcs(t, "ls", "-json", n)
+		_, gc, _ = ipcs(t, "gc", n)
 	}
-	defer seg.Close()
-	me := os.Getpid()
-	o := jsonLines(t, asUser(t, 65534, "ipcs", "ls", "-json", n))
+	o := jsonLines(t, ls)
 	if len(o) != 1 {
-		t.Fatalf("ls as nobody: %v", o)
+		t.Fatalf("ls: %v", o)
 	}
 	var hidden []int
 	list, _ := o[0]["Unreadable"].([]any)
@@ -327,25 +343,11 @@ func TestUnreadableProcesses(t *testing.T) {
 		fmt.Sscan(fmt.Sprint(p), &n)
 		hidden = append(hidden, n)
 	}
-	if slices.Contains(pids(o[0]), me) || !slices.Contains(hidden, me) {
-		t.Fatalf("ls as nobody: pids %v, unreadable %v; want this process (%d) among the unreadable only", o[0]["Pids"], hidden, me)
+	if slices.Contains(pids(o[0]), holder) || !slices.Contains(hidden, holder) {
+		t.Fatalf("ls: pids %v, unreadable %v; want the holder (%d) among the unreadable only", o[0]["Pids"], hidden, holder)
 	}
-	seg.Close()
-	// The creator (this process) is alive, so gc would keep it anyway:
-	// ask about a dead creator's segment as nobody.
-	n2 := name(t)
-	start(t, "ready", "create", "bytes", n2).Kill()
-	if err := os.Chmod(shm.Path(n2), 0o666); err != nil {
-		t.Fatal(err)
-	}
-	holder, err := shm.Open(n2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Close()
-	out := asUser(t, 65534, "ipcs", "gc", n2)
-	if !strings.Contains(out, fmt.Sprintf("kept %s: pid ", n2)) || !strings.Contains(out, "ipcs may not read them") || !exists(n2) {
-		t.Fatalf("gc as nobody of a segment this process holds: %q", out)
+	if want := fmt.Sprintf("kept %s: pid ", n); !strings.Contains(gc, want) || !strings.Contains(gc, "ipcs may not read them") || !exists(n) {
+		t.Fatalf("gc of a dead creator's segment that an unreadable process holds: %q", gc)
 	}
 }
 

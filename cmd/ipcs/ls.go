@@ -64,7 +64,7 @@ func newObject(info shm.Info, err error, scan *procScan, now time.Time) *object 
 		if fi, lerr := os.Lstat(info.Path); lerr == nil {
 			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 				info.Mode, info.UID, info.Size = fi.Mode(), st.Uid, fi.Size()
-				info.Created = time.Unix(st.Ctim.Unix())
+				info.Created = fi.ModTime() // a link's own: when it was made
 			}
 		}
 	}

@@ -97,6 +97,20 @@ func registerHelpers() {
 		fmt.Println("ready")
 		return forever()
 	})
+	// hide NAME: open the named segment, make this process non-dumpable
+	// (its /proc entries then belong to root, so that other processes of
+	// its user may not read them), say "ready", hold it.
+	helperproc.Register("hide", func(a []string) error {
+		if _, err := shm.Open(a[0]); err != nil {
+			return err
+		}
+		const prSetDumpable = 4
+		if _, _, e := syscall.RawSyscall(syscall.SYS_PRCTL, prSetDumpable, 0, 0); e != 0 {
+			return e
+		}
+		fmt.Println("ready")
+		return forever()
+	})
 	// ipcs ARGS...: run ipcs, for a test that needs another user's view.
 	helperproc.Register("ipcs", func(a []string) error {
 		os.Exit(run(a, os.Stdout, os.Stderr))

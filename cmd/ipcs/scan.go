@@ -46,7 +46,7 @@ type anonFD struct {
 // unreadable is a process ipcs could not look into.
 type unreadable struct {
 	Pid   int
-	UID   int    // owner of /proc/PID: its user, or root for a non-dumpable process; -1 if unknown
+	UID   int    // its effective uid; -1 if unknown
 	What  string // "fds" (then its maps too) or "maps"
 	Error string
 }
@@ -101,13 +101,27 @@ func (s *procScan) cannotRead(pid int, dir, what string, err error) {
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 		return
 	}
-	u := unreadable{Pid: pid, UID: -1, What: what, Error: err.Error()}
-	if fi, err := os.Stat(dir); err == nil {
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			u.UID = int(st.Uid)
+	s.unreadable = append(s.unreadable, unreadable{Pid: pid, UID: euid(dir), What: what, Error: err.Error()})
+}
+
+// euid returns the effective uid of the process whose /proc directory is
+// dir, from its status, which every user may read (the directory's owner
+// is root for a non-dumpable process); -1 if it cannot be read.
+func euid(dir string) int {
+	b, err := os.ReadFile(dir + "/status")
+	if err != nil {
+		return -1
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
+			if f := strings.Fields(rest); len(f) >= 2 {
+				if uid, err := strconv.Atoi(f[1]); err == nil {
+					return uid
+				}
+			}
 		}
 	}
-	s.unreadable = append(s.unreadable, u)
+	return -1
 }
 
 // scanFDs records the ipckit segments that process pid holds open.
@@ -301,8 +315,7 @@ func (s *procScan) usersOf(info shm.Info) []int {
 // descriptor of what it maps (see "Who uses a segment"). Nor is root,
 // for a file that is not root's: root may open anything, and counting
 // its processes, which other users can never read, would keep every
-// segment for ever. (A non-dumpable process's /proc entry is root's too:
-// one of the file's owner is missed the same way.)
+// segment for ever.
 func (s *procScan) hidden(info shm.Info) []int {
 	var pids []int
 	for _, u := range s.unreadable {
