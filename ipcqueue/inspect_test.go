@@ -40,7 +40,7 @@ func TestInspect(t *testing.T) {
 	if st != want {
 		t.Errorf("Inspect: %+v, want %+v", st, want)
 	}
-	if cons.Holder == nil || cons.Holder.State != "alive" || cons.Holder.Token != uint64(q.clock.Token()) || cons.String() != "held by "+cons.Holder.String() {
+	if cons.Holder == nil || cons.Holder.State != "alive" || cons.Holder.Token != shm.Token(q.clock.Token()) || cons.String() != "held by "+cons.Holder.String() {
 		t.Errorf("consumer lock held by this process: %+v", cons)
 	}
 	if hs := (QueueState{Consumer: cons}).Holders(); len(hs) != 1 || hs[0] != *cons.Holder {

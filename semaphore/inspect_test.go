@@ -26,7 +26,7 @@ func selfHolder(t *testing.T) shm.Holder {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return shm.Holder{Token: uint64(tok), State: "alive"}
+	return shm.Holder{Token: shm.Token(tok), State: "alive"}
 }
 
 // Each inspector reads its object's state, and changes none of its bytes.

@@ -38,7 +38,7 @@ import (
 // holding part of it: a lock, permits, a place at a barrier. It is a plain
 // value.
 type Holder struct {
-	Token uint64
+	Token Token
 	State string // "alive", "dead" or "unknown" (see internal/liveness)
 	// Pid is the holder's pid, if a caller found it (an inspector does
 	// not: the token is what every PID namespace sees alike); cmd/ipcs
@@ -46,19 +46,30 @@ type Holder struct {
 	Pid int `json:",omitempty"`
 }
 
+// Token is a liveness token (internal/liveness) as an inspector shows it:
+// in hex, in text and in JSON alike (its 62 bits are more than a JSON
+// number keeps).
+type Token uint64
+
+// String returns the token in hex: "0x3fa507b5".
+func (t Token) String() string { return fmt.Sprintf("%#x", uint64(t)) }
+
+// MarshalText returns the token in hex, as String does.
+func (t Token) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
+
 // HolderOf returns the Holder that token names, with its liveness now.
 func HolderOf(token uint64) Holder {
 	st := liveness.Check(liveness.Token(token))
-	return Holder{Token: token, State: strings.ToLower(st.String())}
+	return Holder{Token: Token(token), State: strings.ToLower(st.String())}
 }
 
 // String returns the holder's pid if known, its token in hex and its
 // state: "pid 1234 token 0x1f (alive)".
 func (h Holder) String() string {
 	if h.Pid != 0 {
-		return fmt.Sprintf("pid %d token %#x (%s)", h.Pid, h.Token, h.State)
+		return fmt.Sprintf("pid %d token %v (%s)", h.Pid, h.Token, h.State)
 	}
-	return fmt.Sprintf("token %#x (%s)", h.Token, h.State)
+	return fmt.Sprintf("token %v (%s)", h.Token, h.State)
 }
 
 // LockState is what an inspector reads of a robust lock (the lock of

@@ -112,8 +112,8 @@ func TestInspectQueueLockHeldByKilled(t *testing.T) {
 		}
 	}
 	st := inspectJSON(t, n)["State"].(map[string]any)
-	if h := st["Consumer"].(map[string]any)["Holder"].(map[string]any); h["State"] != "dead" {
-		t.Errorf("inspect -json: consumer lock holder %v, want dead", h)
+	if h := st["Consumer"].(map[string]any)["Holder"].(map[string]any); h["State"] != "dead" || !strings.HasPrefix(fmt.Sprint(h["Token"]), "0x") {
+		t.Errorf("inspect -json: consumer lock holder %v, want dead, its token a hex string (62 bits do not fit a JSON number)", h)
 	}
 	if after := fileBytes(t, n); string(after) != string(before) {
 		t.Fatal("inspect changed the queue's segment")
