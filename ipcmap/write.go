@@ -39,10 +39,11 @@ import (
 // intact; an insert reuses the first one on its key's chain. After a
 // delete, if the next slot is empty, the deleted slots that end the chain
 // are made empty again, from the last backwards: no key's chain crosses
-// them. So a table whose keys come and go does not fill with tombstones
-// while deletes happen at chain ends; at worst (deletes in the middle of
-// long chains) probes get longer, never wrong: every probe is bounded by
-// the table's size.
+// them. And when more than a quarter of the slots are deleted, Delete
+// purges: it empties every deleted slot that no live key's chain crosses
+// (from each live key's home to its slot). A deleted slot that some chain
+// crosses stays, so probes may get longer, never wrong: every probe is
+// bounded by the table's size.
 //
 // Allocation. The data area is cut into 16-byte chunks, and a record takes
 // a contiguous run of them, found next-fit in the bitmap (starting where
@@ -254,9 +255,9 @@ func (m *Map) CompareAndSwap(ctx context.Context, key, old, new []byte) (swapped
 }
 
 // put is Set, LoadOrStore and CompareAndSwap (op). For LoadOrStore it
-// returns the present value and true if there is one; for
+// returns the present value and true if there is one (loaded); for
 // CompareAndSwap, whether it swapped.
-func (m *Map) put(ctx context.Context, op string, key, val, old []byte) (cur []byte, done bool, err error) {
+func (m *Map) put(ctx context.Context, op string, key, val, old []byte) (cur []byte, flag bool, err error) {
 	if err := m.enter(); err != nil {
 		return nil, false, err
 	}
@@ -269,16 +270,16 @@ func (m *Map) put(ctx context.Context, op string, key, val, old []byte) (cur []b
 	if err != nil {
 		return nil, false, err
 	}
-	cur, done, err = m.putLocked(op, key, val, old)
+	cur, flag, err = m.putLocked(op, key, val, old)
 	if err != nil {
 		w.lock.Unlock()
 		return nil, false, fmt.Errorf("ipcmap: %s: %w", op, err)
 	}
-	return cur, done, m.unlockWriters(op, repaired)
+	return cur, flag, m.unlockWriters(op, repaired)
 }
 
 // putLocked is put's work under the lock; see "Writing" for its steps.
-func (m *Map) putLocked(op string, key, val, old []byte) (cur []byte, done bool, err error) {
+func (m *Map) putLocked(op string, key, val, old []byte) (cur []byte, flag bool, err error) {
 	w := &m.w
 	m.fault(op, stepLocked)
 	h := hash(key)
@@ -288,7 +289,7 @@ func (m *Map) putLocked(op string, key, val, old []byte) (cur []byte, done bool,
 	}
 	switch {
 	case op == opLoadOrStore && f.ok:
-		return w.load(nil, f.r.val, f.r.vlen), true, nil
+		return w.load(nil, f.r.val, f.r.vlen), true, nil // loaded
 	case op == opCAS && (!f.ok || f.r.vlen != uint64(len(old)) || !w.equal(f.r.val, old)):
 		return nil, false, nil
 	case !f.ok && w.live.Load() >= w.g.entries:
@@ -331,7 +332,7 @@ func (m *Map) putLocked(op string, key, val, old []byte) (cur []byte, done bool,
 		}
 	}
 	m.fault(op, stepCounted)
-	return nil, true, nil
+	return nil, op == opCAS, nil // swapped; for LoadOrStore, not loaded
 }
 
 // Delete removes key, and reports whether it was there. Its errors are
@@ -380,5 +381,41 @@ func (m *Map) deleteLocked(key []byte) (bool, error) {
 		w.tombs.Add(^uint64(0))
 		m.fault(opDelete, stepCleaning)
 	}
+	if w.tombs.Load() > w.g.slots()/4 {
+		return true, m.purge()
+	}
 	return true, nil
+}
+
+// purge makes empty every deleted slot that no live key's probe chain
+// crosses (see "Deleting"); the caller holds the lock. Each slot it
+// empties is safe to empty on its own, so a writer that dies in the
+// middle leaves a map as good as before, with more deleted slots.
+func (m *Map) purge() error {
+	w := &m.w
+	mask := w.g.slots() - 1
+	needed := make([]uint64, (w.g.slots()+63)/64)
+	var key []byte
+	for p := range w.g.slots() {
+		word := w.slots[p].word.Load()
+		if word == wordEmpty || word == wordDeleted {
+			continue
+		}
+		r, err := w.recordAt(chunkOf(word))
+		if err != nil {
+			return fmt.Errorf("slot %d: %w", p, err)
+		}
+		key = w.load(key[:0], r.key, r.klen)
+		for i, n := hash(key)&mask, uint64(0); i != p && n <= mask; i, n = (i+1)&mask, n+1 {
+			needed[i/64] |= 1 << (i % 64)
+		}
+	}
+	for i := range w.g.slots() {
+		if needed[i/64]&(1<<(i%64)) == 0 && w.slots[i].word.Load() == wordDeleted {
+			w.slots[i].word.Store(wordEmpty)
+			w.tombs.Add(^uint64(0))
+			m.fault(opDelete, stepCleaning)
+		}
+	}
+	return nil
 }
