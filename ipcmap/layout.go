@@ -85,7 +85,7 @@ type geometry struct {
 	chunks   uint64
 }
 
-func (g geometry) slots() uint64      { return 1 << g.slotBits }
+func (g geometry) slots() uint64       { return 1 << g.slotBits }
 func (g geometry) bitmapWords() uint64 { return (g.chunks + 63) / 64 }
 func (g geometry) offSlots() uint64    { return ctlSize }
 func (g geometry) offBitmap() uint64   { return ctlSize + g.slots()*slotSize }
@@ -159,8 +159,12 @@ type words struct {
 	bitmap []atomic.Uint64
 	data   []atomic.Uint64 // the data area, a word at a time
 
-	lock                              *robust.Lock
+	lock                            *robust.Lock
 	live, tombs, used, hint, deaths *atomic.Uint64
+
+	// readFault, a test hook (nil in production), runs inside a reader's
+	// look at a slot, between its loads of seq.
+	readFault func()
 }
 
 // slot is one entry of the table; see "Layout".

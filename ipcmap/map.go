@@ -182,7 +182,7 @@ func (m *Map) attachTo(seg *shm.Segment) error {
 		return err
 	}
 	w := view(b, g)
-	w.lock, err = robust.At(b[offLock:offLock+robust.Size], &robust.Options{Closer: &m.closer})
+	w.lock, err = robust.At(b[offLock:offLock+robust.Size], &robust.Options{Closer: &m.closer, Internal: true})
 	if err != nil {
 		return err
 	}

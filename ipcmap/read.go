@@ -63,6 +63,9 @@ func (w *words) lookup(dst, key []byte) ([]byte, bool, error) {
 			if word == wordDeleted || tagOf(word) != tag {
 				break
 			}
+			if w.readFault != nil {
+				w.readFault()
+			}
 			r, err := w.recordAt(chunkOf(word))
 			if err == nil && r.klen == uint64(len(key)) && w.equal(r.key, key) {
 				out := w.load(dst, r.val, r.vlen)
