@@ -62,7 +62,7 @@ func exercise(m *Map, keys map[string]string) []error {
 			bad = append(bad, fmt.Errorf("%s: %w", op, err))
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Millisecond)
 	defer cancel()
 	for k := range keys {
 		_, _, err := m.Get([]byte(k))
