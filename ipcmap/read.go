@@ -118,16 +118,8 @@ func (w *words) readSlot(i uint64) (key, val []byte, live bool, err error) {
 func (m *Map) Range() iter.Seq2[[]byte, []byte] {
 	return func(yield func(key, val []byte) bool) {
 		for i := uint64(0); ; i++ {
-			if m.enter() != nil {
-				return
-			}
-			if i >= m.w.g.slots() {
-				m.leave()
-				return
-			}
-			k, v, live, err := m.w.readSlot(i)
-			m.leave()
-			if err != nil {
+			k, v, live, more := m.rangeSlot(i)
+			if !more {
 				return
 			}
 			if live && !yield(k, v) {
@@ -135,6 +127,20 @@ func (m *Map) Range() iter.Seq2[[]byte, []byte] {
 			}
 		}
 	}
+}
+
+// rangeSlot is Range's look at slot i, a call of its own (the caller's
+// yield runs outside any call): more is false once the range must end.
+func (m *Map) rangeSlot(i uint64) (key, val []byte, live, more bool) {
+	if m.enter() != nil {
+		return nil, nil, false, false
+	}
+	defer m.leave()
+	if i >= m.w.g.slots() {
+		return nil, nil, false, false
+	}
+	key, val, live, err := m.w.readSlot(i)
+	return key, val, live, err == nil
 }
 
 // Check reads every entry as [Map.Range] does and returns the first
