@@ -176,6 +176,9 @@ func TestOperations(t *testing.T) {
 			if ok, err := m.CompareAndSwap(ctx, []byte("b"), []byte("22"), []byte("4")); err != nil || ok {
 				t.Fatalf("CompareAndSwap(b, 22, 4) = %v, %v; want false (a prefix is not equal)", ok, err)
 			}
+			if ok, err := m.CompareAndSwap(ctx, []byte("a"), []byte("one"), []byte("4")); err != nil || ok {
+				t.Fatalf("CompareAndSwap(a, one, 4) = %v, %v; want false (the value only starts with old)", ok, err)
+			}
 			if ok, err := m.CompareAndSwap(ctx, []byte("c"), nil, []byte("4")); err != nil || ok {
 				t.Fatalf("CompareAndSwap(absent c) = %v, %v; want false", ok, err)
 			}
