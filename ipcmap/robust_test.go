@@ -90,10 +90,23 @@ func TestStalledWriter(t *testing.T) {
 	fillMap(t, m, want)
 	p := helperproc.Start(t, helperproc.Command(t, "stallwrite", name))
 	p.Expect(t, "stalled")
-	for range 1000 {
-		if got, ok, err := m.Get([]byte("k1")); err != nil || !ok || string(got) != want["k1"] {
-			t.Fatalf("Get(k1) beside a stalled writer = %q, %v, %v", got, ok, err)
+	reads := make(chan error, 1)
+	go func() {
+		for range 1000 {
+			if got, ok, err := m.Get([]byte("k1")); err != nil || !ok || string(got) != want["k1"] {
+				reads <- fmt.Errorf("Get(k1) beside a stalled writer = %q, %v, %v", got, ok, err)
+				return
+			}
 		}
+		reads <- nil
+	}()
+	select {
+	case err := <-reads:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("1000 Gets beside a writer stalled holding the lock did not end in 10 s: readers wait for writers")
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
