@@ -130,9 +130,11 @@ func TestDeadReader(t *testing.T) {
 	fillMap(t, m, want)
 	p := helperproc.Start(t, helperproc.Command(t, "stallread", name))
 	p.Expect(t, "reading")
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second) // only a hang misses it
+	defer cancel()
 	for i := range 100 {
 		v := fmt.Sprint("value ", i)
-		if err := m.Set(t.Context(), []byte("k1"), []byte(v)); err != nil {
+		if err := m.Set(ctx, []byte("k1"), []byte(v)); err != nil {
 			t.Fatalf("Set(k1) beside a stalled reader = %v", err)
 		}
 		want["k1"] = v
