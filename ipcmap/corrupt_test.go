@@ -160,6 +160,22 @@ func TestCorrupt(t *testing.T) {
 	})
 }
 
+// attachAndExercise attaches to img and runs every operation: attaching
+// may fail with ErrCorrupt, the operations with the errors exercise
+// allows, nothing else.
+func attachAndExercise(t *testing.T, img []byte, keys map[string]string) {
+	m, err := attachImage(t, img)
+	if err != nil {
+		if !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("attach = %v, want nil or ErrCorrupt", err)
+		}
+		return
+	}
+	if bad := exercise(m, keys); len(bad) > 0 {
+		t.Fatal(errors.Join(bad...))
+	}
+}
+
 // FuzzImage flips bytes of a good map's memory (each 3 fuzz bytes: a
 // 16-bit offset and a mask) and runs every operation on it: errors are
 // fine, a panic (an out-of-range index into shared memory among them) or
@@ -177,16 +193,7 @@ func FuzzImage(f *testing.F) {
 		for ; len(patch) >= 3; patch = patch[3:] {
 			img[int(binary.LittleEndian.Uint16(patch))%len(img)] ^= patch[2]
 		}
-		m, err := attachImage(t, img)
-		if err != nil {
-			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("attach = %v, want nil or ErrCorrupt", err)
-			}
-			return
-		}
-		if bad := exercise(m, keys); len(bad) > 0 {
-			t.Fatal(errors.Join(bad...))
-		}
+		attachAndExercise(t, img, keys)
 	})
 }
 
@@ -196,15 +203,6 @@ func FuzzAttach(f *testing.F) {
 	f.Add(good)
 	f.Add(good[:ctlSize])
 	f.Fuzz(func(t *testing.T, img []byte) {
-		m, err := attachImage(t, img)
-		if err != nil {
-			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("attach = %v, want nil or ErrCorrupt", err)
-			}
-			return
-		}
-		if bad := exercise(m, keys); len(bad) > 0 {
-			t.Fatal(errors.Join(bad...))
-		}
+		attachAndExercise(t, img, keys)
 	})
 }

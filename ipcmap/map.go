@@ -102,34 +102,18 @@ func build(opts *Options, mk func(n int, fill func(*shm.Segment) error) (*shm.Se
 	return attach(seg)
 }
 
-// private adapts mk, which makes a segment that nobody else can reach
-// until it is passed on (anonymous, or on the heap), to build.
-func private(mk func(n int) (*shm.Segment, error)) func(int, func(*shm.Segment) error) (*shm.Segment, error) {
-	return func(n int, fill func(*shm.Segment) error) (*shm.Segment, error) {
-		seg, err := mk(n)
-		if err != nil {
-			return nil, err
-		}
-		if err := fill(seg); err != nil {
-			seg.Close()
-			return nil, err
-		}
-		return seg, nil
-	}
-}
-
 // New makes an empty map in an anonymous segment: it reaches other
 // processes only as an argument of a child started by spawn, and its
 // memory is freed when the last process using it exits. A capacity out of
 // range is an error wrapping [os.ErrInvalid]; opts.Mode does not apply.
 func New(opts *Options) (*Map, error) {
-	return build(opts, private(shm.KindMap.CreateAnonymous))
+	return build(opts, shm.KindMap.CreateAnonymousInit)
 }
 
 // NewHeap makes a map as [New] does, on the Go heap: for one process only,
 // where the race detector sees every access.
 func NewHeap(opts *Options) (*Map, error) {
-	return build(opts, private(shm.KindMap.NewHeap))
+	return build(opts, shm.KindMap.NewHeapInit)
 }
 
 // Create makes a new, empty named map; it fails with an error wrapping

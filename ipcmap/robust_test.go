@@ -80,16 +80,23 @@ func TestCrashAtEveryStep(t *testing.T) {
 	}
 }
 
+// stalled returns a prefilled named map and a helper process that is
+// stopped inside a call on it: helper says line once it is there.
+func stalled(t *testing.T, helper, line string) (*Map, map[string]string, *helperproc.Proc) {
+	m, name := namedMap(t, &Options{Entries: 64, Bytes: 4096})
+	want := prefill()
+	fillMap(t, m, want)
+	p := helperproc.Start(t, helperproc.Command(t, helper, name))
+	p.Expect(t, line)
+	return m, want, p
+}
+
 // TestStalledWriter stops a live writer inside Set, holding the lock:
 // readers go on (they take no lock), a writer with a deadline gets
 // DeadlineExceeded (a live holder is never robbed), and once the stalled
 // writer is killed the next writer takes over at once.
 func TestStalledWriter(t *testing.T) {
-	m, name := namedMap(t, &Options{Entries: 64, Bytes: 4096})
-	want := prefill()
-	fillMap(t, m, want)
-	p := helperproc.Start(t, helperproc.Command(t, "stallwrite", name))
-	p.Expect(t, "stalled")
+	m, want, p := stalled(t, "stallwrite", "stalled")
 	reads := make(chan error, 1)
 	go func() {
 		for range 1000 {
@@ -125,11 +132,7 @@ func TestStalledWriter(t *testing.T) {
 // replace and delete the very entry it reads, and kills it: nothing waits
 // for it, and its death changes nothing (no repair, no ErrOwnerDead).
 func TestDeadReader(t *testing.T) {
-	m, name := namedMap(t, &Options{Entries: 64, Bytes: 4096})
-	want := prefill()
-	fillMap(t, m, want)
-	p := helperproc.Start(t, helperproc.Command(t, "stallread", name))
-	p.Expect(t, "reading")
+	m, want, p := stalled(t, "stallread", "reading")
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second) // only a hang misses it
 	defer cancel()
 	for i := range 100 {
