@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"strconv"
 	"syscall"
 	"testing"
@@ -154,5 +155,36 @@ func TestDeadReader(t *testing.T) {
 	checkState(t, m, want)
 	if st, _ := m.Stats(); st.Deaths != 0 {
 		t.Fatalf("Stats.Deaths = %d after a reader died, want 0", st.Deaths)
+	}
+}
+
+// TestCloseWakesWriter closes a handle whose writer waits for the lock
+// that a stalled process holds: the writer returns os.ErrClosed at once,
+// and the map is unchanged.
+func TestCloseWakesWriter(t *testing.T) {
+	m, want, p := stalled(t, "stallwrite", "stalled")
+	defer p.Kill()
+	m2, err := Open(m.Segment().Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- m2.Set(context.Background(), []byte("k1"), []byte("x")) }()
+	for m2.w.lock.Sleepers().Load() == 0 { // the writer sleeps on the lock
+		time.Sleep(time.Millisecond)
+	}
+	m2.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrClosed) {
+			t.Fatalf("Set on a handle closed while it waited = %v, want os.ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not wake a writer waiting for the lock")
+	}
+	for k, v := range want {
+		if got, _, _ := m.Get([]byte(k)); string(got) != v {
+			t.Fatalf("Get(%q) = %q, want %q", k, got, v)
+		}
 	}
 }
