@@ -129,6 +129,17 @@ func (m *Map) unlockWriters(op string, repaired bool) error {
 	return nil
 }
 
+// unlockFailed releases the lock and returns the error of a write that
+// failed with err; it also matches ErrOwnerDead if the write repaired the
+// map first.
+func (m *Map) unlockFailed(op string, err error, repaired bool) error {
+	m.w.lock.Unlock()
+	if repaired {
+		return fmt.Errorf("ipcmap: %s: %w (after repairing the map left by a dead writer: %w)", op, err, ErrOwnerDead)
+	}
+	return fmt.Errorf("ipcmap: %s: %w", op, err)
+}
+
 // repair rebuilds the bitmap and the counters from the slot words, after
 // a writer died holding the lock; see "Writing". A record that is
 // impossible, or overlaps another, is ErrCorrupt.
@@ -272,8 +283,7 @@ func (m *Map) put(ctx context.Context, op string, key, val, old []byte) (cur []b
 	}
 	cur, flag, err = m.putLocked(op, key, val, old)
 	if err != nil {
-		w.lock.Unlock()
-		return nil, false, fmt.Errorf("ipcmap: %s: %w", op, err)
+		return nil, false, m.unlockFailed(op, err, repaired)
 	}
 	return cur, flag, m.unlockWriters(op, repaired)
 }
@@ -348,8 +358,7 @@ func (m *Map) Delete(ctx context.Context, key []byte) (deleted bool, err error) 
 	}
 	deleted, err = m.deleteLocked(key)
 	if err != nil {
-		m.w.lock.Unlock()
-		return false, fmt.Errorf("ipcmap: %s: %w", opDelete, err)
+		return false, m.unlockFailed(opDelete, err, repaired)
 	}
 	return deleted, m.unlockWriters(opDelete, repaired)
 }
