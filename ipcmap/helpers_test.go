@@ -35,6 +35,10 @@ type crashOp struct {
 	val, old string           // the new value, and CompareAndSwap's old one
 	steps    []step           // the steps the write passes
 	run      func(*Map) error // does the write
+	// opts and fill make the map the write starts from, when set; the
+	// default is a map of 64 entries and 4 KiB holding prefill().
+	opts *Options
+	fill func(ctx context.Context, m *Map) (map[string]string, error)
 }
 
 var allSteps = []step{stepLocked, stepAllocated, stepKey, stepWritten, stepPublished, stepSeq, stepFreed, stepCounted}
@@ -46,6 +50,61 @@ var crashOps = []crashOp{
 	{name: "loadorstore", op: opLoadOrStore, key: "fresh2", val: "stored"},
 	{name: "delete", op: opDelete, key: "k2",
 		steps: []step{stepLocked, stepPublished, stepSeq, stepFreed, stepCounted, stepCleaning}},
+	// A delete that purges (see "Deleting"): its key is the last of
+	// purgeKeys, and the map is purgeFill's.
+	{name: "delete-purge", op: opDelete, key: purgeKeys[len(purgeKeys)-1][0],
+		steps: []step{stepCounted, stepCleaning},
+		opts:  &Options{Entries: purgeSlots / 2, Bytes: 4096}, fill: purgeFill},
+}
+
+// purgeSlots is the table size of the delete-purge case, and purgeKeys
+// its pairs of keys: the first of pair j has home slot 3j, the second
+// 3j+1. There is one pair more than the deleted slots a purge waits for.
+const purgeSlots = 32
+
+var purgeKeys = func() [][2]string {
+	var pairs [][2]string
+	for j := range purgeSlots/4 + 1 {
+		pairs = append(pairs, [2]string{keyWithHome(uint64(3*j), "x"), keyWithHome(uint64(3*j+1), "y")})
+	}
+	return pairs
+}()
+
+// keyWithHome returns the first key prefix+number whose home slot in a
+// table of purgeSlots is home.
+func keyWithHome(home uint64, prefix string) string {
+	for i := 0; ; i++ {
+		if k := fmt.Sprint(prefix, i); hash([]byte(k))&(purgeSlots-1) == home {
+			return k
+		}
+	}
+}
+
+// purgeFill writes every pair of purgeKeys, and deletes the first key of
+// each but the last pair: each deleted slot is followed by a live one, so
+// no delete empties it, and none is on the chain of another key. So the
+// next delete of a first key (the case's) finds one deleted slot too many,
+// and purges them all.
+func purgeFill(ctx context.Context, m *Map) (map[string]string, error) {
+	want := map[string]string{}
+	for j, p := range purgeKeys {
+		for _, k := range p {
+			if err := m.Set(ctx, []byte(k), []byte("v"+k)); err != nil {
+				return nil, err
+			}
+			want[k] = "v" + k
+		}
+		if j < len(purgeKeys)-1 {
+			if _, err := m.Delete(ctx, []byte(p[0])); err != nil {
+				return nil, err
+			}
+			delete(want, p[0])
+		}
+	}
+	if n := m.w.tombs.Load(); n != purgeSlots/4 {
+		return nil, fmt.Errorf("purgeFill left %d deleted slots, want %d", n, purgeSlots/4)
+	}
+	return want, nil
 }
 
 func init() {

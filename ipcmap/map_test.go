@@ -92,6 +92,15 @@ func checkState(t testing.TB, m *Map, want map[string]string) {
 	if bits*chunkSize != st.UsedBytes {
 		t.Fatalf("bitmap marks %d chunks, UsedBytes says %d bytes", bits, st.UsedBytes)
 	}
+	var deleted uint64
+	for i := range m.w.slots {
+		if m.w.slots[i].word.Load() == wordDeleted {
+			deleted++
+		}
+	}
+	if n := m.w.tombs.Load(); n != deleted {
+		t.Fatalf("tombs = %d, the table has %d deleted slots", n, deleted)
+	}
 	if err := m.Check(); err != nil {
 		t.Fatal(err)
 	}
@@ -440,4 +449,25 @@ func TestTyped(t *testing.T) {
 			t.Errorf("rawBytes(%T) = %v, want %v", c.v, got, c.want)
 		}
 	}
+}
+
+// TestPurge deletes keys in the middle of probe chains until more than a
+// quarter of the slots are deleted: the delete that crosses that line
+// empties every deleted slot that no chain crosses (all of them here), and
+// every key stays found.
+func TestPurge(t *testing.T) {
+	c := crashCase("delete-purge")
+	m := heapMap(t, c.opts)
+	want, err := c.fill(t.Context(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := m.Delete(t.Context(), []byte(c.key)); err != nil || !ok {
+		t.Fatalf("Delete(%s) = %v, %v", c.key, ok, err)
+	}
+	delete(want, c.key)
+	if n := m.w.tombs.Load(); n != 0 {
+		t.Fatalf("%d deleted slots left after a purge, want 0", n)
+	}
+	checkState(t, m, want)
 }

@@ -35,9 +35,20 @@ func TestCrashAtEveryStep(t *testing.T) {
 	for _, c := range crashOps {
 		for _, s := range c.steps {
 			t.Run(fmt.Sprint(c.name, "/", s), func(t *testing.T) {
-				m, name := namedMap(t, &Options{Entries: 64, Bytes: 4096})
+				opts := c.opts
+				if opts == nil {
+					opts = &Options{Entries: 64, Bytes: 4096}
+				}
+				m, name := namedMap(t, opts)
 				old := prefill()
-				fillMap(t, m, old)
+				if c.fill == nil {
+					fillMap(t, m, old)
+				} else {
+					var err error
+					if old, err = c.fill(t.Context(), m); err != nil {
+						t.Fatal(err)
+					}
+				}
 				cmd := helperproc.Command(t, "crashwrite", name, c.name, strconv.Itoa(int(s)))
 				helperproc.NoExitSleep(cmd)
 				out, err := cmd.Output()

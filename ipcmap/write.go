@@ -382,13 +382,12 @@ func (m *Map) deleteLocked(key []byte) (bool, error) {
 	w.tombs.Add(1)
 	m.fault(opDelete, stepCounted)
 	mask := w.g.slots() - 1
-	if w.slots[(f.i+1)&mask].word.Load() != wordEmpty {
-		return true, nil
-	}
-	for i, n := f.i, uint64(0); n <= mask && w.slots[i].word.Load() == wordDeleted; i, n = (i-1)&mask, n+1 {
-		w.slots[i].word.Store(wordEmpty)
-		w.tombs.Add(^uint64(0))
-		m.fault(opDelete, stepCleaning)
+	if w.slots[(f.i+1)&mask].word.Load() == wordEmpty {
+		for i, n := f.i, uint64(0); n <= mask && w.slots[i].word.Load() == wordDeleted; i, n = (i-1)&mask, n+1 {
+			w.slots[i].word.Store(wordEmpty)
+			w.tombs.Add(^uint64(0))
+			m.fault(opDelete, stepCleaning)
+		}
 	}
 	if w.tombs.Load() > w.g.slots()/4 {
 		return true, m.purge()
