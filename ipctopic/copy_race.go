@@ -33,7 +33,7 @@ func copyIn(p, msg []byte) {
 func copyOut(dst, p []byte) {
 	var w [8]byte
 	for i := 0; i < len(p); i += 8 {
-		binary.LittleEndian.PutUint64(w[:], (*atomic.Uint64)(unsafe.Pointer(&p[i:i+8:i+8][0])).Load())
+		binary.LittleEndian.PutUint64(w[:], (*atomic.Uint64)(unsafe.Pointer(&p[i : i+8 : i+8][0])).Load())
 		copy(dst[i:], w[:])
 	}
 }

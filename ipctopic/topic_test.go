@@ -8,10 +8,19 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
 )
+
+// announced waits until a waiter has announced itself on fx (its
+// sleepers bit): it is about to sleep or asleep.
+func announced(fx *atomic.Uint32) {
+	for fx.Load()&1 == 0 {
+		time.Sleep(time.Millisecond)
+	}
+}
 
 func TestPublishRecvBasic(t *testing.T) {
 	tp := heapTopic(t, &Options{Slots: 8, MaxMsg: 64})
@@ -172,9 +181,7 @@ func TestJoinLeave(t *testing.T) {
 	// ... until b leaves, which frees a blocked publisher.
 	done := make(chan error, 1)
 	go func() { done <- tp.Publish(ctx, makeMsg(buf, 18)) }()
-	for tp.Stats().Waits == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	announced(tp.spaceFx)
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -349,9 +356,7 @@ func TestShutdown(t *testing.T) {
 	tp.Publish(ctx, []byte("b"))
 	pubDone := make(chan error, 1)
 	go func() { pubDone <- tp.Publish(ctx, []byte("c")) }() // waits for full
-	for tp.Stats().Waits == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	announced(tp.spaceFx)
 	if err := tp.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
@@ -384,9 +389,7 @@ func TestShutdownWakesRecv(t *testing.T) {
 	s := subscribe(t, tp)
 	done := make(chan error, 1)
 	go func() { _, err := s.Recv(t.Context()); done <- err }()
-	for tp.Stats().Waits == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	announced(tp.dataFx)
 	tp.Shutdown()
 	if err := <-done; err != io.EOF {
 		t.Fatalf("Recv = %v, want io.EOF", err)
@@ -413,8 +416,10 @@ func TestClose(t *testing.T) {
 		} else {
 			go func() { _, err := s.Recv(t.Context()); done <- err }()
 		}
-		for tp.Stats().Waits == 0 {
-			time.Sleep(time.Millisecond)
+		if pub {
+			announced(tp.spaceFx)
+		} else {
+			announced(tp.dataFx)
 		}
 		closing := tp
 		if pub {
@@ -471,9 +476,7 @@ func TestRecvCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { _, err := s.Recv(ctx); done <- err }()
-	for tp.Stats().Waits == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	announced(tp.dataFx)
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Recv = %v", err)
