@@ -202,7 +202,12 @@ func writeConfig(ctl []byte, c config) {
 	le.PutUint64(ctl[offMaxMsg:], c.maxMsg)
 	le.PutUint32(ctl[offSubs:], c.subs)
 	le.PutUint32(ctl[offPolicy:], uint32(c.policy))
-	le.PutUint32(ctl[offCRC:], crc32.Checksum(ctl[:offCRC], castagnoli))
+	writeConfigCRC(ctl)
+}
+
+// writeConfigCRC stores the checksum of the fixed part.
+func writeConfigCRC(ctl []byte) {
+	binary.LittleEndian.PutUint32(ctl[offCRC:], crc32.Checksum(ctl[:offCRC], castagnoli))
 }
 
 // readConfig validates the control block at the start of payload, a
