@@ -70,7 +70,7 @@ func TestCorruptHeader(t *testing.T) {
 		{"tail", func(b []byte) { le.PutUint64(b[offTail:], 1<<63) }, false, "publish"},
 		{"cursor beyond tail", func(b []byte) { le.PutUint64(b[ctlSize+subCursor:], 9) }, false, "publish"},
 		{"publisher lock word", func(b []byte) { le.PutUint64(b[offPLock:], 3<<62|5) }, false, "publish"},
-		{"message length", func(b []byte) { le.PutUint32(b[ring+slotLen:], 17) }, false, "recv"},
+		{"message length", func(b []byte) { le.PutUint64(b[ring+slotLen:], 17) }, false, "recv"},
 		{"stamp from the future", func(b []byte) { le.PutUint64(b[ring+slotStamp:], 9) }, false, "recv"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -14,8 +14,7 @@ import (
 // The segment's payload holds a control block (ctlSize bytes), then the
 // subscriber table (one 128-byte entry per subscriber slot), then the ring
 // of N message slots (N a power of two), each of stride bytes: an 8-byte
-// stamp, a 4-byte length, 4 bytes of padding, and maxMsg bytes of payload
-// rounded up to 8. Message number s (free-running from 0; tail is the next
+// stamp, an 8-byte length, and maxMsg bytes of payload rounded up to 8. Message number s (free-running from 0; tail is the next
 // to publish) lives in slot s & (N-1).
 //
 // Stamps. A slot's stamp is 0 (never written), s+1 once message s is
@@ -152,7 +151,7 @@ const (
 	subOwner  = 0
 	subCursor = 8
 
-	// Slots: stamp (uint64) at 0, length (uint32) at 8, payload at 16.
+	// Slots: stamp (uint64) at 0, length (uint64) at 8, payload at 16.
 	// The stamp and length are stored (release stores) by the publisher
 	// lock holder and loaded atomically by subscribers; the payload is
 	// plain (see "Ordering").

@@ -177,9 +177,9 @@ func (s *Subscriber) next(ctx context.Context, alloc func(n int) []byte, fn func
 // take delivers message c, whose stamp was just seen committed, and moves
 // on. Under the overwrite policy it checks the stamp again after reading,
 // and reports an overwrite as a lag.
-func (s *Subscriber) take(c uint64, stamp *atomic.Uint64, nw *atomic.Uint32, payload []byte, alloc func(int) []byte, fn func([]byte)) error {
+func (s *Subscriber) take(c uint64, stamp *atomic.Uint64, nw *atomic.Uint64, payload []byte, alloc func(int) []byte, fn func([]byte)) error {
 	t := s.t
-	n := uint64(nw.Load())
+	n := nw.Load()
 	over := t.cfg.policy == Overwrite
 	if n > t.cfg.maxMsg {
 		if over && stamp.Load() != c+1 {

@@ -321,11 +321,12 @@ func (t *Topic) enter() error {
 
 func (t *Topic) leave() { t.calls.Add(-1) }
 
-// slot returns the stamp and length words and the payload of slot i.
-func (t *Topic) slot(seq uint64) (stamp *atomic.Uint64, n *atomic.Uint32, payload []byte) {
+// slot returns the stamp and length words and the payload of the slot of
+// message seq.
+func (t *Topic) slot(seq uint64) (stamp, n *atomic.Uint64, payload []byte) {
 	off := (seq & t.mask) * t.stride
 	s := t.ring[off : off+t.stride : off+t.stride]
-	return u64At(s, slotStamp), u32At(s, slotLen), s[slotPayload:]
+	return u64At(s, slotStamp), u64At(s, slotLen), s[slotPayload:]
 }
 
 // entry returns subscriber entry i's owner and cursor words.
@@ -424,7 +425,7 @@ func (t *Topic) write(s uint64, msg []byte) {
 	stamp, n, payload := t.slot(s)
 	release.Store64(stamp, (s+1)|stampWriting)
 	copyIn(payload, msg)
-	n.Store(uint32(len(msg)))
+	release.Store64(n, uint64(len(msg)))
 	if t.faults.pubCopied != nil {
 		t.faults.pubCopied()
 	}
