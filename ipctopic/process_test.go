@@ -3,6 +3,7 @@
 package ipctopic
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -83,13 +84,15 @@ func TestSubscriberKilled(t *testing.T) {
 		bad.Kill()
 		killed <- time.Now()
 	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second) // only a publisher stuck behind the dead subscriber misses it
+	defer cancel()
 	var blocked time.Time
 	for i := range uint64(n) {
 		if i == stop+16 {
 			blocked = time.Now()
 		}
-		if err := tp.Publish(t.Context(), makeMsg(buf, i)); err != nil {
-			t.Fatal(err)
+		if err := tp.Publish(ctx, makeMsg(buf, i)); err != nil {
+			t.Fatalf("message %d: %v", i, err)
 		}
 		if i == stop+16 {
 			k := <-killed

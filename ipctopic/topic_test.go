@@ -14,6 +14,20 @@ import (
 	"unsafe"
 )
 
+// result returns what a call running on another goroutine sent on done,
+// failing the test if it has not returned within seconds (it was not
+// woken).
+func result(t *testing.T, done <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting call was not woken")
+		return nil
+	}
+}
+
 // announced waits until a waiter has announced itself on fx (its
 // sleepers bit): it is about to sleep or asleep.
 func announced(fx *atomic.Uint32) {
@@ -185,7 +199,7 @@ func TestJoinLeave(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-done; err != nil {
+	if err := result(t, done); err != nil {
 		t.Fatal(err)
 	}
 	expect(a, 18, 19)
@@ -360,7 +374,7 @@ func TestShutdown(t *testing.T) {
 	if err := tp.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-pubDone; !errors.Is(err, ErrShutdown) {
+	if err := result(t, pubDone); !errors.Is(err, ErrShutdown) {
 		t.Fatalf("waiting Publish = %v, want ErrShutdown", err)
 	}
 	for _, want := range []string{"a", "b"} {
@@ -391,7 +405,7 @@ func TestShutdownWakesRecv(t *testing.T) {
 	go func() { _, err := s.Recv(t.Context()); done <- err }()
 	announced(tp.dataFx)
 	tp.Shutdown()
-	if err := <-done; err != io.EOF {
+	if err := result(t, done); err != io.EOF {
 		t.Fatalf("Recv = %v, want io.EOF", err)
 	}
 }
@@ -428,7 +442,7 @@ func TestClose(t *testing.T) {
 		if err := closing.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if err := <-done; !errors.Is(err, os.ErrClosed) {
+		if err := result(t, done); !errors.Is(err, os.ErrClosed) {
 			t.Fatalf("pub=%v: waiter got %v, want os.ErrClosed", pub, err)
 		}
 		if err := closing.Close(); err != nil {
@@ -478,7 +492,7 @@ func TestRecvCancel(t *testing.T) {
 	go func() { _, err := s.Recv(ctx); done <- err }()
 	announced(tp.dataFx)
 	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
+	if err := result(t, done); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Recv = %v", err)
 	}
 	tp.Publish(t.Context(), []byte("next"))
