@@ -189,29 +189,30 @@ func (s *Subscriber) take(c uint64, stamp *atomic.Uint64, nw *atomic.Uint64, pay
 	}
 	msg := payload[:n]
 	if fn != nil && (!over || !raceEnabled) {
-		fn(msg)
-	} else {
-		var dst []byte
-		if alloc != nil {
-			dst = alloc(int(n))
-		} else {
-			if uint64(cap(s.scratch)) < n {
-				s.scratch = make([]byte, t.cfg.maxMsg)
-			}
-			dst = s.scratch[:n]
-		}
-		copyOut(dst, msg)
+		fn(msg) // in place; under overwrite, checked afterwards
 		if over && stamp.Load() != c+1 {
 			return s.lagged(c, stamp.Load()&^stampWriting)
 		}
-		if fn != nil {
-			fn(dst)
-		}
+		s.advance(c + 1)
+		return nil
 	}
-	if over && stamp.Load() != c+1 {
+	var dst []byte
+	if alloc != nil {
+		dst = alloc(int(n))
+	} else {
+		if uint64(cap(s.scratch)) < n {
+			s.scratch = make([]byte, t.cfg.maxMsg)
+		}
+		dst = s.scratch[:n]
+	}
+	copyOut(dst, msg)
+	if over && stamp.Load() != c+1 { // overwritten while copied: discard
 		return s.lagged(c, stamp.Load()&^stampWriting)
 	}
 	s.advance(c + 1)
+	if fn != nil {
+		fn(dst)
+	}
 	return nil
 }
 

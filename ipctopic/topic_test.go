@@ -4,7 +4,9 @@ package ipctopic
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"sync"
@@ -12,6 +14,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/ipckit/ipckit/internal/robust"
 )
 
 // result returns what a call running on another goroutine sent on done,
@@ -194,13 +198,22 @@ func TestJoinLeave(t *testing.T) {
 	}
 	// ... until b leaves, which frees a blocked publisher.
 	done := make(chan error, 1)
+	waits := tp.Stats().Waits
 	go func() { done <- tp.Publish(ctx, makeMsg(buf, 18)) }()
-	announced(tp.spaceFx)
+	// The cancelled Publish left its sleepers bit set: wait for this one's
+	// sleep instead (nothing else sleeps here).
+	for tp.Stats().Waits == waits {
+		time.Sleep(time.Millisecond)
+	}
+	unwoken := robust.Unwoken()
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := result(t, done); err != nil {
 		t.Fatal(err)
+	}
+	if robust.Unwoken() != unwoken {
+		t.Fatal("the publisher found out that b left on its slow check: b's Close did not wake it")
 	}
 	expect(a, 18, 19)
 	if _, err := b.Recv(ctx); !errors.Is(err, os.ErrClosed) {
@@ -269,7 +282,7 @@ func TestOverwriteLagged(t *testing.T) {
 // every message.
 func TestOverwriteConcurrent(t *testing.T) {
 	const total = 20000
-	tp := heapTopic(t, &Options{Slots: 4, MaxMsg: 64, Policy: Overwrite})
+	tp := heapTopic(t, &Options{Slots: 2, MaxMsg: bigMsg, Policy: Overwrite})
 	ctx := t.Context()
 	var ss []*Subscriber
 	for range 3 {
@@ -287,10 +300,10 @@ func TestOverwriteConcurrent(t *testing.T) {
 				if i%2 == 0 {
 					var m []byte
 					if m, err = s.Recv(ctx); err == nil {
-						seq, err = parseMsg(m)
+						seq, err = parseBig(m)
 					}
 				} else {
-					err = s.Read(ctx, func(m []byte) (err error) { seq, err = parseMsg(m); return err })
+					err = s.Read(ctx, func(m []byte) (err error) { seq, err = parseBig(m); return err })
 				}
 				var lag *LaggedError
 				switch {
@@ -321,9 +334,12 @@ func TestOverwriteConcurrent(t *testing.T) {
 			}
 		})
 	}
-	buf := make([]byte, 64)
+	buf := make([]byte, bigMsg)
 	for i := range uint64(total) {
-		if err := tp.Publish(ctx, makeMsg(buf, i)); err != nil {
+		for w := 0; w < bigMsg; w += 8 {
+			binary.LittleEndian.PutUint64(buf[w:], i)
+		}
+		if err := tp.Publish(ctx, buf); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -333,6 +349,25 @@ func TestOverwriteConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
+}
+
+// bigMsg is the size of TestOverwriteConcurrent's messages: long enough
+// that a publisher often overwrites one while a subscriber copies it.
+const bigMsg = 4096
+
+// parseBig returns the number of a message of bigMsg bytes, every word of
+// which holds it, or an error if the words differ (torn).
+func parseBig(m []byte) (uint64, error) {
+	if len(m) != bigMsg {
+		return 0, fmt.Errorf("message of %d bytes", len(m))
+	}
+	seq := binary.LittleEndian.Uint64(m)
+	for w := 8; w < len(m); w += 8 {
+		if v := binary.LittleEndian.Uint64(m[w:]); v != seq {
+			return seq, fmt.Errorf("message %d torn: word %d holds %d", seq, w/8, v)
+		}
+	}
+	return seq, nil
 }
 
 // TestReadZeroCopy: Read hands fn the message where it lies in the topic's
@@ -371,11 +406,15 @@ func TestShutdown(t *testing.T) {
 	pubDone := make(chan error, 1)
 	go func() { pubDone <- tp.Publish(ctx, []byte("c")) }() // waits for full
 	announced(tp.spaceFx)
+	unwoken := robust.Unwoken()
 	if err := tp.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
 	if err := result(t, pubDone); !errors.Is(err, ErrShutdown) {
 		t.Fatalf("waiting Publish = %v, want ErrShutdown", err)
+	}
+	if robust.Unwoken() != unwoken {
+		t.Fatal("the waiting Publish found the shutdown on its slow check: Shutdown did not wake it")
 	}
 	for _, want := range []string{"a", "b"} {
 		if m, err := full.Recv(ctx); err != nil || string(m) != want {
@@ -439,11 +478,15 @@ func TestClose(t *testing.T) {
 		if pub {
 			closing = other
 		}
+		unwoken := robust.Unwoken()
 		if err := closing.Close(); err != nil {
 			t.Fatal(err)
 		}
 		if err := result(t, done); !errors.Is(err, os.ErrClosed) {
 			t.Fatalf("pub=%v: waiter got %v, want os.ErrClosed", pub, err)
+		}
+		if robust.Unwoken() != unwoken {
+			t.Fatalf("pub=%v: the waiter found the Close on its slow check: Close did not wake it", pub)
 		}
 		if err := closing.Close(); err != nil {
 			t.Fatalf("second Close = %v", err)
