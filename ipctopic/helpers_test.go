@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ipckit/ipckit/internal/helperproc"
 )
@@ -90,6 +91,16 @@ func atoi(s string) int {
 		panic(err)
 	}
 	return n
+}
+
+// ctxSleep sleeps a millisecond, or returns the test context's error.
+func ctxSleep(t testing.TB) error {
+	select {
+	case <-t.Context().Done():
+		return t.Context().Err()
+	case <-time.After(time.Millisecond):
+		return nil
+	}
 }
 
 // killSelf is the fault hook of the crash tests: SIGKILL, for real.
