@@ -39,6 +39,7 @@ type LaggedError struct {
 	Missed uint64 // messages skipped, never to be delivered to this subscriber
 }
 
+// Error says how many messages were missed.
 func (e *LaggedError) Error() string {
 	return fmt.Sprintf("ipctopic: subscriber lagged: %d messages missed", e.Missed)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ipckit/ipckit/internal/helperproc"
+	"github.com/ipckit/ipckit/internal/robust"
 )
 
 // startSub starts a "sub" helper on tp (with args after the name) and
@@ -70,7 +71,11 @@ func TestSubscriberKilled(t *testing.T) {
 	good := startSub(t, tp)
 	bad := startSub(t, tp, fmt.Sprint(stop))
 	buf := make([]byte, 64)
-	killed := make(chan time.Time, 1)
+	type kill struct {
+		at      time.Time
+		unwoken uint64
+	}
+	killed := make(chan kill, 1)
 	go func() {
 		// After "got STOP" the subscriber reads no more: the publisher
 		// fills the ring and blocks on it. Kill it once the publisher
@@ -81,8 +86,9 @@ func TestSubscriberKilled(t *testing.T) {
 		for tp.gate.Load() != stop+1 { // the cursor message stop+16 needs
 			time.Sleep(time.Millisecond)
 		}
+		unwoken := robust.Unwoken()
 		bad.Kill()
-		killed <- time.Now()
+		killed <- kill{time.Now(), unwoken}
 	}()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second) // only a publisher stuck behind the dead subscriber misses it
 	defer cancel()
@@ -96,10 +102,13 @@ func TestSubscriberKilled(t *testing.T) {
 		}
 		if i == stop+16 {
 			k := <-killed
-			if k.Before(blocked) {
+			if k.at.Before(blocked) {
 				t.Fatal("the publisher did not block behind the stalled subscriber")
 			}
-			t.Logf("message %d published %v after the kill", i, time.Since(k))
+			if robust.Unwoken() != k.unwoken {
+				t.Fatal("the publisher found the subscriber dead at its slow check, not at the kernel's notice of the death")
+			}
+			t.Logf("message %d published %v after the kill", i, time.Since(k.at))
 		}
 	}
 	tp.Shutdown()
