@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/ipckit/ipckit/internal/helperproc"
+	"github.com/ipckit/ipckit/internal/opentest"
 	"github.com/ipckit/ipckit/ipcqueue"
 	"github.com/ipckit/ipckit/shm"
 	"github.com/ipckit/ipckit/spawn"
@@ -100,4 +101,30 @@ func TestHandleErrors(t *testing.T) {
 	if _, err := named.GobEncode(); err == nil {
 		t.Fatal("a closed handle encoded")
 	}
+}
+
+// TestOpenRacingCreate: an Open racing Create finds the topic whole or
+// finds no name, never a control block not yet written (Create writes it
+// before the segment is named: shm.Kind.CreateInit).
+func TestOpenRacingCreate(t *testing.T) {
+	opts := &Options{Slots: 4, MaxMsg: 8, Subscribers: 1}
+	opentest.RacingOpens(t, 1000, helperproc.Name(t),
+		func(name string) (func() error, error) {
+			tp, err := Create(name, opts)
+			if err != nil {
+				return nil, err
+			}
+			return tp.Close, nil
+		},
+		func(name string) (func() error, error) {
+			tp, err := Open(name)
+			if err != nil {
+				return nil, err
+			}
+			if tp.Slots() != 4 || tp.MaxMsg() != 8 {
+				tp.Close()
+				return nil, fmt.Errorf("opened a topic of %d slots of %d bytes, want 4 of 8", tp.Slots(), tp.MaxMsg())
+			}
+			return tp.Close, nil
+		}, Remove)
 }
