@@ -124,6 +124,7 @@ func main() {
 func metrics() []metric {
 	return slices.Concat(
 		queueMetrics(),
+		topicMetrics(),
 		[]metric{deadlineMetric()},
 		mutexMetrics(),
 		valueMetrics(),
