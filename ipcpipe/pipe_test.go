@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ipckit/ipckit/internal/robust"
 )
 
 // heapPipe returns the ends of a heap pipe, closed at the test's end.
@@ -205,9 +207,13 @@ func TestCloseWakesPeer(t *testing.T) {
 	got := make(chan error, 1)
 	go func() { _, err := b.Recv(ctx); got <- err }()
 	asleep(t, 1, "ipcpipe.(*Conn).recv")
+	unwoken := robust.Unwoken()
 	a.Close()
 	if err := within(t, got, "Recv"); err != io.EOF {
 		t.Fatalf("Recv woken by Close = %v, want io.EOF", err)
+	}
+	if robust.Unwoken() != unwoken {
+		t.Fatal("the Recv was found by its slow check, not woken by Close")
 	}
 
 	a, b = heapPipe(t, true, &Options{Size: 64})
@@ -216,9 +222,13 @@ func TestCloseWakesPeer(t *testing.T) {
 	sent := make(chan error, 1)
 	go func() { sent <- b.Send(ctx, []byte("x")) }()
 	asleep(t, 1, "ipcpipe.(*Conn).waitSpace")
+	unwoken = robust.Unwoken()
 	a.Close()
 	if err := within(t, sent, "Send"); !errors.Is(err, io.ErrClosedPipe) {
 		t.Fatalf("Send woken by Close = %v, want io.ErrClosedPipe", err)
+	}
+	if robust.Unwoken() != unwoken {
+		t.Fatal("the Send was found by its slow check, not woken by Close")
 	}
 }
 
@@ -230,9 +240,13 @@ func TestCloseHandleWakes(t *testing.T) {
 	got := make(chan error, 1)
 	go func() { _, err := a.Recv(context.Background()); got <- err }()
 	asleep(t, 1, "ipcpipe.(*Conn).recv")
+	unwoken := robust.Unwoken()
 	a.Close()
 	if err := within(t, got, "Recv"); !errors.Is(err, os.ErrClosed) {
 		t.Fatalf("Recv on a handle closed under it = %v, want os.ErrClosed", err)
+	}
+	if robust.Unwoken() != unwoken {
+		t.Fatal("the Recv was found by its slow check, not woken by Close")
 	}
 }
 
@@ -292,8 +306,11 @@ func TestPoll(t *testing.T) {
 	if !within(t, polled, "Poll(-1)") {
 		t.Fatal("Poll(-1) = false with a message sent")
 	}
+	if ok, err := b.Poll(0); !ok || err != nil {
+		t.Fatalf("Poll(0) after Poll(-1) = %v, %v: Poll must leave the message", ok, err)
+	}
 	if m, err := b.Recv(ctx); err != nil || string(m) != "m" {
-		t.Fatalf("Recv after Poll = %q, %v: Poll must leave the message", m, err)
+		t.Fatalf("Recv after Poll = %q, %v", m, err)
 	}
 }
 
