@@ -347,8 +347,10 @@ func TestTooLarge(t *testing.T) {
 	if n, err := b.RecvInto(ctx, make([]byte, 10)); n != 100 || !errors.Is(err, io.ErrShortBuffer) {
 		t.Fatalf("RecvInto a short buffer = %d, %v", n, err)
 	}
-	if n, err := b.RecvInto(ctx, make([]byte, 100)); n != 100 || err != nil {
-		t.Fatalf("RecvInto = %d, %v", n, err)
+	tctx, cancel := context.WithTimeout(ctx, slowBound)
+	defer cancel()
+	if n, err := b.RecvInto(tctx, make([]byte, 100)); n != 100 || err != nil {
+		t.Fatalf("RecvInto after the short buffer = %d, %v: the message must stay", n, err)
 	}
 	for _, o := range []*Options{{Size: -1}, {Size: 1024, MaxMsg: 1024}, {MaxMsg: -1}} {
 		if _, _, err := NewHeap(true, o); !errors.Is(err, os.ErrInvalid) {

@@ -194,8 +194,9 @@ func TestPeerKilled(t *testing.T) {
 			} else {
 				// The child died inside its Send of message n: nothing
 				// of it arrives, and the end is EOF.
-				_, err := a.Recv(ctx)
-				checkDied(t, err, p.Pid, io.EOF)
+				got := make(chan error, 1)
+				go func() { _, err := a.Recv(ctx); got <- err }()
+				checkDied(t, within(t, got, "Recv"), p.Pid, io.EOF)
 			}
 			if _, err := a.Recv(ctx); !errors.Is(err, io.EOF) {
 				t.Fatalf("Recv again = %v", err)
