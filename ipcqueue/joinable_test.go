@@ -77,8 +77,10 @@ func TestJoin(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := j.Join(ctx); err != nil {
-		t.Fatal(err)
+	jctx, cancel := context.WithTimeout(ctx, hangAfter)
+	defer cancel()
+	if err := j.Join(jctx); err != nil {
+		t.Fatalf("Join with every message done = %v", err)
 	}
 	if got := done.Load(); got != n {
 		t.Fatalf("Join returned with %d of %d messages done", got, n)
@@ -96,8 +98,8 @@ func TestJoin(t *testing.T) {
 	if _, err := j.Get(ctx); err != nil {
 		t.Fatal(err)
 	}
-	tctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-	defer cancel()
+	tctx, tcancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer tcancel()
 	if err := j.Join(tctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Join with a message not done = %v, want DeadlineExceeded", err)
 	}
@@ -147,5 +149,48 @@ func TestJoinConsumerKilled(t *testing.T) {
 	}
 	if err := j.Join(ctx); err != nil {
 		t.Fatalf("Join after the rest were done = %v", err)
+	}
+}
+
+// TestJoinableHandle: a handle decoded from another's encoding (as a spawn
+// child gets it) shares the queue and the task counts.
+func TestJoinableHandle(t *testing.T) {
+	ctx := t.Context()
+	name := helperproc.Name(t)
+	j, err := CreateJoinable(name, 4096, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer RemoveJoinable(name)
+	defer j.Close()
+	b, err := j.GobEncode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := new(JoinableQueue)
+	if err := k.GobDecode(b); err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	j.Put(ctx, []byte("x"))
+	if m, err := k.Get(ctx); err != nil || string(m) != "x" {
+		t.Fatalf("Get through the decoded handle = %q, %v", m, err)
+	}
+	if j.Unfinished() != 1 {
+		t.Fatalf("Unfinished = %d, want 1", j.Unfinished())
+	}
+	if err := j.TaskDone(); !errors.Is(err, ErrTaskDone) {
+		t.Fatalf("TaskDone on a handle that got nothing = %v, want ErrTaskDone", err)
+	}
+	if err := k.TaskDone(); err != nil {
+		t.Fatal(err)
+	}
+	jctx, cancel := context.WithTimeout(ctx, hangAfter)
+	defer cancel()
+	if err := j.Join(jctx); err != nil {
+		t.Fatalf("Join = %v", err)
+	}
+	if err := new(JoinableQueue).GobDecode([]byte("junk")); err == nil {
+		t.Fatal("GobDecode of junk succeeded")
 	}
 }
