@@ -133,26 +133,20 @@ func Pipe(duplex bool) (*Conn, *Conn, error) { return New(duplex, nil) }
 // spawn, and the memory is freed when the last process using it exits.
 // opts.Mode does not apply.
 func New(duplex bool, opts *Options) (*Conn, *Conn, error) {
-	return build(duplex, opts, private(shm.KindPipe.CreateAnonymous))
+	return build(duplex, opts, "", shm.KindPipe.CreateAnonymous)
 }
 
 // NewHeap returns a pipe's two ends as [New] does, on the Go heap: for one
 // process only, where the race detector sees every access.
 func NewHeap(duplex bool, opts *Options) (*Conn, *Conn, error) {
-	return build(duplex, opts, private(shm.KindPipe.NewHeap))
+	return build(duplex, opts, "", shm.KindPipe.NewHeap)
 }
 
 // Create returns the two ends of a new named pipe; it fails with an error
 // wrapping [os.ErrExist] if the name is taken. Another process takes an
 // end over with [Open]. Remove the name with [Remove].
 func Create(name string, duplex bool, opts *Options) (*Conn, *Conn, error) {
-	var so *shm.Options
-	if opts != nil {
-		so = &shm.Options{Mode: opts.Mode}
-	}
-	return build(duplex, opts, func(n int, fill func(*shm.Segment) error) (*shm.Segment, error) {
-		return shm.KindPipe.CreateInit(name, n, so, fill)
-	})
+	return build(duplex, opts, name, nil)
 }
 
 // Open attaches to end (0 or 1) of the named pipe made by [Create], and
@@ -176,25 +170,10 @@ func Open(name string, end int) (*Conn, error) {
 // Remove deletes the named pipe's file; handles keep working.
 func Remove(name string) error { return shm.Remove(name) }
 
-// private adapts mk, which makes a segment nobody else can reach yet, to
-// build.
-func private(mk func(n int) (*shm.Segment, error)) func(int, func(*shm.Segment) error) (*shm.Segment, error) {
-	return func(n int, fill func(*shm.Segment) error) (*shm.Segment, error) {
-		seg, err := mk(n)
-		if err != nil {
-			return nil, err
-		}
-		if err := fill(seg); err != nil {
-			seg.Close()
-			return nil, err
-		}
-		return seg, nil
-	}
-}
-
-// build makes a pipe in a segment made by mk, which calls fill before
-// anyone else can reach it, and returns handles to both ends.
-func build(duplex bool, opts *Options, mk func(int, func(*shm.Segment) error) (*shm.Segment, error)) (*Conn, *Conn, error) {
+// build makes a pipe and returns handles to both ends: in a new named
+// segment if name is not "" (its control block written before the name is
+// published), else in the private segment mk makes.
+func build(duplex bool, opts *Options, name string, mk func(n int) (*shm.Segment, error)) (*Conn, *Conn, error) {
 	cfg, err := opts.config(duplex)
 	if err != nil {
 		return nil, nil, err
@@ -203,7 +182,7 @@ func build(duplex bool, opts *Options, mk func(int, func(*shm.Segment) error) (*
 	if err != nil {
 		return nil, nil, fmt.Errorf("ipcpipe: %w", err)
 	}
-	seg, err := mk(cfg.size(), func(seg *shm.Segment) error {
+	fill := func(seg *shm.Segment) error {
 		b := seg.Bytes()
 		writeConfig(b, cfg)
 		for e := range 2 {
@@ -211,7 +190,17 @@ func build(duplex bool, opts *Options, mk func(int, func(*shm.Segment) error) (*
 			u64At(b, offEnd+e*128+endOwner).Store(uint64(self))
 		}
 		return nil
-	})
+	}
+	var seg *shm.Segment
+	if name != "" {
+		var so *shm.Options
+		if opts != nil {
+			so = &shm.Options{Mode: opts.Mode}
+		}
+		seg, err = shm.KindPipe.CreateInit(name, cfg.size(), so, fill)
+	} else if seg, err = mk(cfg.size()); err == nil {
+		fill(seg) // nobody else can reach seg yet
+	}
 	if err != nil {
 		return nil, nil, err
 	}
