@@ -579,7 +579,11 @@ func (c *Conn) recv(ctx context.Context, buf []byte, out *[]byte, take, block, d
 // blocked on this handle return an error wrapping [os.ErrClosed], as does
 // every later call. Close is safe to call twice, and concurrently with
 // other calls.
-func (c *Conn) Close() error {
+func (c *Conn) Close() error { return c.close(true) }
+
+// close releases this handle, and closes the end if end is true and this
+// process holds it.
+func (c *Conn) close(end bool) error {
 	c.closeOnce.Do(func() {
 		if c.m == nil {
 			return // the zero Conn
@@ -588,7 +592,7 @@ func (c *Conn) Close() error {
 		c.closer.Close(c.words...)
 		c.sendMu.Lock() // wait for the calls in progress
 		c.recvMu.Lock()
-		if c.owner.Load() == uint64(c.self) {
+		if end && c.owner.Load() == uint64(c.self) {
 			// After this end's last send (sendMu): the other end's last
 			// look at tail after seeing closed finds every message.
 			c.closed.Store(1)

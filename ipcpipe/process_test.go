@@ -130,7 +130,10 @@ func TestAcrossProcesses(t *testing.T) {
 // after starting it, before the child attached it (the Python habit, at
 // its earliest): the end still works in the child.
 func TestCloseAfterStart(t *testing.T) {
-	ctx := t.Context()
+	// A child that cannot attach its end leaves it to the parent, and a
+	// Recv would wait for ever: bound it.
+	ctx, cancel := context.WithTimeout(t.Context(), slowBound)
+	defer cancel()
 	a, b, err := New(true, nil)
 	if err != nil {
 		t.Fatal(err)

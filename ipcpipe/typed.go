@@ -104,7 +104,7 @@ func (t *Typed[T]) GobDecode(b []byte) error {
 	}
 	t.c = c
 	if err := t.init(); err != nil {
-		c.Close()
+		c.close(false) // the end stays open for a handle that can use it
 		return err
 	}
 	return nil
