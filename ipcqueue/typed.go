@@ -1,11 +1,11 @@
 package ipcqueue
 
 import (
-	"bytes"
 	"context"
-	"encoding/gob"
 	"fmt"
 	"reflect"
+
+	"github.com/ipckit/ipckit/internal/codec"
 )
 
 // Typed is a queue of values of type T on top of a [Queue].
@@ -19,28 +19,55 @@ import (
 //     the same compiler for the same architecture. A message of another
 //     length, or with a byte other than 0 or 1 where T has a bool (Go
 //     assumes a bool's byte is one of those), is [ErrCorrupt] and consumed.
-//     A T with more than maxBools bools uses gob instead.
+//     A T with more than 64 bools uses gob instead.
 //   - Otherwise a message is one self-contained encoding/gob stream holding
 //     the value (type description included, so any consumer can decode any
-//     message), which allocates and costs microseconds.
+//     message), which allocates and costs microseconds. A concrete type
+//     sent in an interface (Typed[any]) must be registered with
+//     gob.Register in every process; the error says so when it is not.
+//
+// A nil pointer or nil interface value (Python's None) arrives as nil: it
+// travels as an empty message, which no gob stream is. So a port of
+// Python's None poison pill works as it is, though the way to tell
+// consumers that no more values will come is [Typed.Shutdown]: they drain
+// what is left, then Get returns [io.EOF].
 //
 // A Typed is safe for concurrent use, like its Queue, and implements
 // gob.GobEncoder and gob.GobDecoder like it. The zero Typed is not usable
-// (its methods panic): get one from [NewTyped] or by gob-decoding a handle.
-// A Typed may be copied; the copies share the Queue, and [Typed.Close]
-// closes it for all of them. Values are copied in and out: Put keeps
-// nothing of v, and Get returns a value the caller owns (for a gob-encoded
-// T, new memory).
+// (its methods panic): get one from [NewTyped], [NewTypedQueue] or by
+// gob-decoding a handle. A Typed may be copied; the copies share the
+// Queue, and [Typed.Close] closes it for all of them. Values are copied in
+// and out: Put keeps nothing of v, and Get returns a value the caller owns
+// (for a gob-encoded T, new memory).
 type Typed[T any] struct {
 	q     *Queue
-	fixed bool
-	size  int
-	bools []uintptr // offsets of T's bools (fixed codec), checked on Get
+	fixed bool // c.Fixed(), on the hot path
+	c     codec.Codec[T]
 }
 
-// maxBools bounds the bools a fixed-size T may hold (each is checked on
-// every Get).
-const maxBools = 64
+// DefaultTypedSize is the ring size of a queue made by [NewTypedQueue]
+// with size 0: 1 MiB.
+const DefaultTypedSize = 1 << 20
+
+// NewTypedQueue makes a typed queue in one call: a [Typed] on a new
+// anonymous queue ([New]) of size bytes, or [DefaultTypedSize] if size is
+// 0. The queue is bounded, unlike Python's Queue(): Put waits while it is
+// full (see the package doc, "Capacity"). Close the Typed to release it.
+func NewTypedQueue[T any](size int, opts *Options) (*Typed[T], error) {
+	if size == 0 {
+		size = DefaultTypedSize
+	}
+	q, err := New(size, opts)
+	if err != nil {
+		return nil, err
+	}
+	t, err := NewTyped[T](q)
+	if err != nil {
+		q.Close()
+		return nil, err
+	}
+	return t, nil
+}
 
 // NewTyped returns a typed view of q. It fails with [ErrTooLarge] if T is
 // fixed-size and larger than q's maximum message, since no value would
@@ -55,81 +82,17 @@ func NewTyped[T any](q *Queue) (*Typed[T], error) {
 }
 
 func (t *Typed[T]) init() error {
-	typ := reflect.TypeFor[T]()
-	t.fixed = pointerFree(typ)
-	t.size = int(typ.Size())
-	if t.fixed {
-		var ok bool
-		t.bools, ok = boolOffsets(typ, 0, nil)
-		t.fixed = ok
-	}
-	if t.fixed && t.size > t.q.MaxMsg() {
-		return fmt.Errorf("%w: %v takes %d bytes, the queue's maximum message is %d", ErrTooLarge, typ, t.size, t.q.MaxMsg())
+	t.c = codec.For[T]("ipcqueue")
+	t.fixed = t.c.Fixed()
+	if t.fixed && t.c.Size() > t.q.MaxMsg() {
+		return fmt.Errorf("%w: %v takes %d bytes, the queue's maximum message is %d", ErrTooLarge, reflect.TypeFor[T](), t.c.Size(), t.q.MaxMsg())
 	}
 	return nil
-}
-
-// pointerFree reports whether values of typ can be copied as bytes.
-func pointerFree(typ reflect.Type) bool {
-	switch typ.Kind() {
-	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
-		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
-		return true
-	case reflect.Array:
-		return pointerFree(typ.Elem())
-	case reflect.Struct:
-		for i := range typ.NumField() {
-			if !pointerFree(typ.Field(i).Type) {
-				return false
-			}
-		}
-		return true
-	}
-	return false
-}
-
-// boolOffsets appends to offs the offsets (from base) of typ's bools; ok
-// is false if there are more than maxBools.
-func boolOffsets(typ reflect.Type, base uintptr, offs []uintptr) ([]uintptr, bool) {
-	switch typ.Kind() {
-	case reflect.Bool:
-		offs = append(offs, base)
-	case reflect.Array:
-		for i := range typ.Len() {
-			var ok bool
-			if offs, ok = boolOffsets(typ.Elem(), base+uintptr(i)*typ.Elem().Size(), offs); !ok {
-				return nil, false
-			}
-		}
-	case reflect.Struct:
-		for i := range typ.NumField() {
-			f := typ.Field(i)
-			var ok bool
-			if offs, ok = boolOffsets(f.Type, base+f.Offset, offs); !ok {
-				return nil, false
-			}
-		}
-	}
-	return offs, len(offs) <= maxBools
 }
 
 // checkFixed returns ErrCorrupt unless a message of n bytes now in v is a
 // valid T.
-func (t *Typed[T]) checkFixed(v *T, n int) error {
-	if n != t.size {
-		return t.sizeErr(n)
-	}
-	if len(t.bools) > 0 {
-		b := bytesOf(v)
-		for _, off := range t.bools {
-			if b[off] > 1 {
-				return fmt.Errorf("ipcqueue: byte %d at the offset of a bool of %v: %w", b[off], reflect.TypeFor[T](), ErrCorrupt)
-			}
-		}
-	}
-	return nil
-}
+func (t *Typed[T]) checkFixed(v *T, n int) error { return t.c.CheckFixed(v, n) }
 
 // Queue returns the underlying byte queue.
 func (t *Typed[T]) Queue() *Queue { return t.q }
@@ -137,28 +100,9 @@ func (t *Typed[T]) Queue() *Queue { return t.q }
 // Fixed reports whether T uses the fixed-size (memory copy) codec.
 func (t *Typed[T]) Fixed() bool { return t.fixed }
 
-// The fixed-size paths below never hand a value's address to gob (in a
-// separate function), so escape analysis keeps them allocation-free.
+func (t *Typed[T]) encodeGob(v T) ([]byte, error) { return t.c.EncodeGob(v) }
 
-func (t *Typed[T]) encodeGob(v T) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(&v); err != nil {
-		return nil, fmt.Errorf("ipcqueue: encode %T: %w", v, err)
-	}
-	return buf.Bytes(), nil
-}
-
-func (t *Typed[T]) decodeGob(b []byte) (T, error) {
-	var v T
-	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&v); err != nil {
-		return v, fmt.Errorf("ipcqueue: decode %T: %v: %w", v, err, ErrCorrupt)
-	}
-	return v, nil
-}
-
-func (t *Typed[T]) sizeErr(n int) error {
-	return fmt.Errorf("ipcqueue: %d-byte message for a %d-byte %v: %w", n, t.size, reflect.TypeFor[T](), ErrCorrupt)
-}
+func (t *Typed[T]) decodeGob(b []byte) (T, error) { return t.c.DecodeGob(b) }
 
 // Put appends v; see [Queue.Put].
 func (t *Typed[T]) Put(ctx context.Context, v T) error {

@@ -140,7 +140,9 @@ const (
 	KindSemaphore    Kind = 18 // semaphore.Semaphore
 	KindEvent        Kind = 19 // semaphore.Event
 	KindBarrier      Kind = 20 // semaphore.Barrier
-	kindMax               = KindBarrier
+	KindPipe         Kind = 24 // ipcpipe: two connected ends
+	KindTasks        Kind = 25 // ipcqueue.JoinableQueue's task counts
+	kindMax               = KindTasks
 )
 
 var kindNames = map[Kind]string{
@@ -149,6 +151,7 @@ var kindNames = map[Kind]string{
 	KindInt64Array: "int64 array", KindUint64Array: "uint64 array",
 	KindFloat64Array: "float64 array", KindCatalog: "catalog", KindQueue: "queue", KindMutex: "mutex",
 	KindSemaphore: "semaphore", KindEvent: "event", KindBarrier: "barrier",
+	KindPipe: "pipe", KindTasks: "tasks",
 }
 
 // String returns the kind's name.

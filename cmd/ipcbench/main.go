@@ -131,6 +131,7 @@ func metrics() []metric {
 		spawnMetrics(),
 		poolMetrics(),
 		mapMetrics(),
+		pipeMetrics(),
 	)
 }
 
