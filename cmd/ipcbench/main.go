@@ -129,6 +129,7 @@ func metrics() []metric {
 		valueMetrics(),
 		spawnMetrics(),
 		poolMetrics(),
+		clusterMetrics(),
 	)
 }
 
