@@ -21,7 +21,7 @@ func TestCalls(t *testing.T) {
 	e := newEnv(t)
 	e.worker(serveArg{Tasks: []string{"cl-square"}, Workers: 2})
 	var p spawn.Executor[int, int] = pool(e, square, &cluster.Options{ChunkSize: 3})
-	ctx := context.Background()
+	ctx := e.ctx()
 	xs := []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
 	want := make([]int, len(xs))
 	for i, x := range xs {
@@ -68,6 +68,54 @@ func TestCalls(t *testing.T) {
 	}
 }
 
+// A task's error or panic fails its own item, with its index in the call,
+// as in a local pool; the others succeed.
+func TestTaskErrors(t *testing.T) {
+	e := newEnv(t)
+	e.worker(serveArg{Tasks: []string{"cl-picky"}, Workers: 2})
+	p := pool(e, picky, &cluster.Options{ChunkSize: 4})
+	xs := []int{1, 2, 3, 4, 5, 7, 8, 9, 11}
+	out, err := p.Map(e.ctx(), xs)
+	var me *spawn.MapError
+	if !errors.As(err, &me) || me.Total != len(xs) || len(me.Errs) != 3 {
+		t.Fatalf("Map = %v, %v; want a MapError of 3 in %d", out, err, len(xs))
+	}
+	for k, want := range []struct {
+		task  int
+		panic bool
+		msg   string
+	}{{2, false, "three divides 3"}, {4, true, "five divides 5"}, {7, false, "three divides 9"}} {
+		var te *spawn.TaskError
+		if !errors.As(me.Errs[k], &te) || te.Task != want.task || te.Panic != want.panic || te.Msg != want.msg || te.Pid == 0 {
+			t.Fatalf("error %d = %#v, want item %d's", k, me.Errs[k], want.task)
+		}
+	}
+	for i, x := range xs {
+		if x%3 != 0 && x%5 != 0 && out[i] != x {
+			t.Fatalf("item %d = %d, want %d", i, out[i], x)
+		}
+	}
+	if _, err := p.Apply(e.ctx(), 6); err == nil || !strings.Contains(err.Error(), "three divides 6") {
+		t.Fatalf("Apply(6) = %v", err)
+	}
+}
+
+// A task that runs longer than AckWait is not delivered again: its worker
+// reports progress.
+func TestLongTaskNotRedelivered(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	e.worker(serveArg{Tasks: []string{"cl-block"}, Workers: 2, AckWait: time.Second})
+	p := pool(e, block, nil)
+	k, err := p.Apply(e.ctx(), markArg{Dir: dir, Key: "long", Sleep: 2500 * time.Millisecond})
+	if k != 1 || err != nil {
+		t.Fatalf("Apply = %d, %v; want the first run", k, err)
+	}
+	if n := marks(t, dir, "long"); n != 1 {
+		t.Fatalf("%d runs, want 1", n)
+	}
+}
+
 // 10,000 small items on two workers: exactly one result per item, in
 // order, and nothing left in the stream.
 func TestTenThousandExactlyOnce(t *testing.T) {
@@ -79,7 +127,7 @@ func TestTenThousandExactlyOnce(t *testing.T) {
 	for i := range xs {
 		xs[i] = i
 	}
-	out, err := p.Map(context.Background(), xs)
+	out, err := p.Map(e.ctx(), xs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +137,7 @@ func TestTenThousandExactlyOnce(t *testing.T) {
 		}
 	}
 	n := 0
-	for i, r := range p.ImapUnordered(context.Background(), slices.Values(xs)) {
+	for i, r := range p.ImapUnordered(e.ctx(), slices.Values(xs)) {
 		if r.Err != nil || r.Value != i*i {
 			t.Fatalf("ImapUnordered[%d] = %+v", i, r)
 		}
@@ -107,7 +155,7 @@ func TestWorkersWithDifferentTasks(t *testing.T) {
 	e := newEnv(t)
 	e.worker(serveArg{Tasks: []string{"cl-square"}})
 	e.worker(serveArg{Tasks: []string{"cl-cube"}})
-	ctx := context.Background()
+	ctx := e.ctx()
 	sq, cu := pool(e, square, nil), pool(e, cube, nil)
 	for x := range 20 {
 		a, b := sq.Go(ctx, x), cu.Go(ctx, x)
@@ -131,7 +179,7 @@ func TestWorkerKilledMidTask(t *testing.T) {
 	dir := t.TempDir()
 	a := e.worker(serveArg{Tasks: []string{"cl-block"}, AckWait: time.Second})
 	p := pool(e, block, nil)
-	ctx := context.Background()
+	ctx := e.ctx()
 	f := p.Go(ctx, markArg{Dir: dir, Key: "k", Runs: 1})
 	e.waitFor("the first run", func() bool { return marks(t, dir, "k") == 1 }, a)
 	a.Kill()
@@ -152,7 +200,7 @@ func TestMaxDeliver(t *testing.T) {
 	e := newEnv(t)
 	dir := t.TempDir()
 	sa := serveArg{Tasks: []string{"cl-die"}, AckWait: time.Second, MaxDeliver: 2}
-	ctx := context.Background()
+	ctx := e.ctx()
 	var f *spawn.Future[int]
 	for i := range 2 {
 		w := e.worker(sa)
@@ -187,7 +235,7 @@ func TestCancel(t *testing.T) {
 	for i := range xs {
 		xs[i] = markArg{Dir: dir, Key: "c", Runs: 1000}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(e.ctx())
 	done := make(chan error, 1)
 	go func() {
 		_, err := p.Map(ctx, xs)
@@ -200,13 +248,47 @@ func TestCancel(t *testing.T) {
 	}
 	// The worker is free again: a later call runs (behind the cancelled
 	// call's chunks, if any were still queued).
-	if k, err := p.Apply(context.Background(), markArg{Dir: dir, Key: "after"}); k != 1 || err != nil {
+	if k, err := p.Apply(e.ctx(), markArg{Dir: dir, Key: "after"}); k != 1 || err != nil {
 		t.Fatalf("Apply after the cancel = %d, %v", k, err)
 	}
 	if n := marks(t, dir, "c"); n != 1 {
 		t.Fatalf("%d items of the cancelled call ran, want only the one running", n)
 	}
 	e.waitFor("an empty tasks stream", func() bool { return e.queued() == 0 }, nil)
+}
+
+// Cancelling a call whose worker is dead: its queued tasks, and the one
+// the dead worker held, are purged, and the next worker never runs them.
+func TestCancelQueued(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	w := e.worker(serveArg{Tasks: []string{"cl-block"}})
+	p := pool(e, block, &cluster.Options{ChunkSize: 1})
+	xs := make([]markArg, 10)
+	for i := range xs {
+		xs[i] = markArg{Dir: dir, Key: "q", Runs: 1000}
+	}
+	ctx, cancel := context.WithCancel(e.ctx())
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.Map(ctx, xs)
+		done <- err
+	}()
+	e.waitFor("the first item to run", func() bool { return marks(t, dir, "q") == 1 }, w)
+	w.Kill()
+	w.Wait()
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Map = %v, want context.Canceled", err)
+	}
+	e.waitFor("the call's tasks purged", func() bool { return e.queued() == 0 }, nil)
+	e.worker(serveArg{Tasks: []string{"cl-block"}})
+	if k, err := p.Apply(e.ctx(), markArg{Dir: dir, Key: "after"}); k != 1 || err != nil {
+		t.Fatalf("Apply after the cancel = %d, %v", k, err)
+	}
+	if n := marks(t, dir, "q"); n != 1 {
+		t.Fatalf("%d items of the cancelled call ran, want only the one running", n)
+	}
 }
 
 // A server restarted on its file store in the middle of a Map keeps every
@@ -224,7 +306,7 @@ func TestServerRestartMidMap(t *testing.T) {
 	var out []int
 	go func() {
 		var err error
-		out, err = p.Map(context.Background(), xs)
+		out, err = p.Map(e.ctx(), xs)
 		done <- err
 	}()
 	e.waitFor("a few items done", func() bool {
@@ -260,7 +342,7 @@ func globCount(dir string) (int, error) {
 func TestBadInput(t *testing.T) {
 	e := newEnv(t)
 	e.worker(serveArg{Tasks: []string{"cl-echo", "cl-strlen"}})
-	ctx := context.Background()
+	ctx := e.ctx()
 	ep := pool(e, echo, nil)
 	out, err := ep.Map(ctx, []any{1, func() {}, "x"})
 	var me *spawn.MapError

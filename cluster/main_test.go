@@ -31,14 +31,26 @@ var (
 	square = spawn.RegisterTask("cl-square", func(ctx context.Context, x int) (int, error) { return x * x, nil })
 	cube   = spawn.RegisterTask("cl-cube", func(ctx context.Context, x int) (int, error) { return x * x * x, nil })
 	nobody = spawn.RegisterTask("cl-nobody", func(ctx context.Context, x int) (int, error) { return x, nil })
+
+	// picky fails on multiples of 3 and panics on multiples of 5.
+	picky = spawn.RegisterTask("cl-picky", func(ctx context.Context, x int) (int, error) {
+		switch {
+		case x%5 == 0:
+			panic(fmt.Sprint("five divides ", x))
+		case x%3 == 0:
+			return 0, fmt.Errorf("three divides %d", x)
+		}
+		return x, nil
+	})
 	echo   = spawn.RegisterTask("cl-echo", func(ctx context.Context, x any) (any, error) { return x, nil })
 	strlen = spawn.RegisterTask("cl-strlen", func(ctx context.Context, s string) (int, error) { return len(s), nil })
 
-	// block records its run (the files Key.1, Key.2, ... in Dir) and, on
-	// its first Runs runs, blocks until its process is killed; later
-	// runs return the run's number.
+	// block records its run (the files Key.1, Key.2, ... in Dir), sleeps
+	// for Sleep and, on its first Runs runs, blocks until its process is
+	// killed; later runs return the run's number.
 	block = spawn.RegisterTask("cl-block", func(ctx context.Context, a markArg) (int, error) {
 		k := a.mark()
+		time.Sleep(a.Sleep)
 		if k <= a.Runs {
 			select {}
 		}
@@ -62,7 +74,7 @@ var (
 		defer nc.Close()
 		all := map[string]cluster.Handler{}
 		for _, h := range []cluster.Handler{cluster.Handle(square), cluster.Handle(cube), cluster.Handle(echo),
-			cluster.Handle(strlen), cluster.Handle(block), cluster.Handle(die)} {
+			cluster.Handle(strlen), cluster.Handle(block), cluster.Handle(die), cluster.Handle(picky)} {
 			all[h.Name()] = h
 		}
 		var hs []cluster.Handler
@@ -76,6 +88,7 @@ var (
 type markArg struct {
 	Dir, Key string
 	Runs     int
+	Sleep    time.Duration
 }
 
 // mark creates the next of Key.1, Key.2, ... and returns its number.
@@ -109,7 +122,6 @@ type serveArg struct {
 	AckWait    time.Duration
 	MaxDeliver int
 }
-
 
 // env is one test's server and connection.
 type env struct {
@@ -198,6 +210,14 @@ func (e *env) waitFor(what string, cond func() bool, p *spawn.Process) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// ctx returns a context that ends after 30 s: a call that would hang
+// fails the test instead.
+func (e *env) ctx() context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	e.t.Cleanup(cancel)
+	return ctx
 }
 
 // pool makes a pool of task on e's connection.

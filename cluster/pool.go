@@ -397,6 +397,12 @@ func (p *Pool[In, Out]) chunkSize(n int) int {
 // restarting, say) is retried with the same message ID, so the stream
 // keeps one copy, until ctx ends or the connection is closed.
 func (p *Pool[In, Out]) send(ctx context.Context, c *call[Out], lo int, items []In) error {
+	p.mu.Lock()
+	over := c.finished
+	p.mu.Unlock()
+	if over {
+		return errCallOver
+	}
 	w := taskChunk[In]{Items: make([]wireItem[In], len(items))}
 	for i, x := range items {
 		w.Items[i].V = x
@@ -428,7 +434,7 @@ func (p *Pool[In, Out]) send(ctx context.Context, c *call[Out], lo int, items []
 	p.mu.Lock()
 	c.chunks[lo] = len(items)
 	p.mu.Unlock()
-	ack, err := publish(ctx, p.js, m, ref.id("t"))
+	ack, err := publish(ctx, p.js, m, ref.id("t"), c.fin)
 	if err != nil {
 		return err
 	}
@@ -441,9 +447,13 @@ func (p *Pool[In, Out]) send(ctx context.Context, c *call[Out], lo int, items []
 	return nil
 }
 
+// errCallOver is what publish returns when the call ended meanwhile.
+var errCallOver = errors.New("cluster: the call is over")
+
 // publish publishes m to its stream with message ID id, retrying while
-// the server cannot be reached, until ctx ends or nc is closed.
-func publish(ctx context.Context, js jetstream.JetStream, m *nats.Msg, id string) (*jetstream.PubAck, error) {
+// the server cannot be reached, until ctx ends, nc is closed or over is
+// closed (nil: never).
+func publish(ctx context.Context, js jetstream.JetStream, m *nats.Msg, id string, over <-chan struct{}) (*jetstream.PubAck, error) {
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		ack, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(id))
 		if err == nil {
@@ -461,6 +471,9 @@ func publish(ctx context.Context, js jetstream.JetStream, m *nats.Msg, id string
 		case <-ctx.Done():
 			t.Stop()
 			return nil, ctx.Err()
+		case <-over:
+			t.Stop()
+			return nil, errCallOver
 		}
 	}
 }

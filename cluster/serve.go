@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -158,7 +159,7 @@ func (w *worker) onCancel(m *nats.Msg) {
 	}
 	w.cancelled[key] = now
 	for k, rs := range w.running {
-		if k == key || string(m.Data) == "*" && k[:len(pool)+1] == pool+"." {
+		if k == key || string(m.Data) == "*" && strings.HasPrefix(k, pool+".") {
 			for r := range rs {
 				r.stop()
 			}
@@ -421,7 +422,7 @@ func (h *handler[In, Out]) send(ctx context.Context, ref msgRef, rc *resultChunk
 	ref.setHeader(m.Header)
 	pctx, cancel := context.WithTimeout(ctx, h.w.opts.AckWait)
 	defer cancel()
-	_, err = publish(pctx, h.w.js, m, ref.id("r"))
+	_, err = publish(pctx, h.w.js, m, ref.id("r"), nil)
 	return err
 }
 
