@@ -343,7 +343,7 @@ func TestBadInput(t *testing.T) {
 	e := newEnv(t)
 	e.worker(serveArg{Tasks: []string{"cl-echo", "cl-strlen"}})
 	ctx := e.ctx()
-	ep := pool(e, echo, nil)
+	ep := pool(e, echo, &cluster.Options{ChunkSize: 3}) // one chunk: the bad item is split off
 	out, err := ep.Map(ctx, []any{1, func() {}, "x"})
 	var me *spawn.MapError
 	if !errors.As(err, &me) || len(me.Errs) != 1 || out[0] != 1 || out[2] != "x" {
@@ -353,7 +353,7 @@ func TestBadInput(t *testing.T) {
 	if !errors.As(me.Errs[0], &te) || te.Task != 1 || !strings.Contains(te.Msg, "cannot send") {
 		t.Fatalf("the func's error = %v", me.Errs[0])
 	}
-	sp := pool(e, strlen, nil)
+	sp := pool(e, strlen, &cluster.Options{ChunkSize: 3})
 	big := strings.Repeat("x", 2<<20)
 	lens, err := sp.Map(ctx, []string{"ab", big, "abc"})
 	if !errors.As(err, &me) || len(me.Errs) != 1 || lens[0] != 2 || lens[2] != 3 {
