@@ -156,10 +156,24 @@ func clusterMetrics() []metric {
 		},
 		{
 			// The scale note: 16 jobs of about 10 ms of CPU, one a
-			// message, on 2 cluster workers and on 1.
+			// message, on 2 cluster workers, on 1, and on a local pool
+			// of 2 (the same work without the network).
 			name: "cluster_cpu10ms_jobs_per_s", unit: "jobs/s", higher: true,
-			ours:  side{"2_workers", cpuRate(2)},
-			peers: []side{{"1_worker", cpuRate(1)}},
+			ours: side{"2_workers", cpuRate(2)},
+			peers: []side{{"1_worker", cpuRate(1)}, {"spawn.Pool_2", func(cfg *config) (float64, error) {
+				opts := &spawn.PoolOptions{Workers: 2, ChunkSize: 1}
+				return withPool(cpuTask, opts, 1, func(p *spawn.Pool[int, uint64]) (float64, error) {
+					ns, err := timeOps(cfg, func(n int) error {
+						for range n {
+							if _, err := p.Map(ctx, cpuJobs); err != nil {
+								return err
+							}
+						}
+						return nil
+					})
+					return float64(len(cpuJobs)) / ns * 1e9, err
+				})
+			}}},
 		},
 	}
 }
