@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 
 	"github.com/ipckit/ipckit/spawn"
 )
@@ -125,7 +125,7 @@ func NewPool[In, Out any](ctx context.Context, nc *nats.Conn, task *spawn.Task[I
 	p := &Pool[In, Out]{
 		task:  task,
 		nc:    nc,
-		id:    nuid.Next(),
+		id:    rand.Text(), // a subject token: A-Z, 2-7
 		types: typesOf[In, Out](),
 		calls: map[uint64]*call[Out]{},
 		seqs:  map[uint64]chunkRef{},
