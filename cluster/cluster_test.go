@@ -68,6 +68,32 @@ func TestCalls(t *testing.T) {
 	}
 }
 
+// An Imap reads its sequence at most Window items ahead of the results:
+// an endless sequence does not flood the stream.
+func TestImapWindow(t *testing.T) {
+	e := newEnv(t)
+	e.worker(serveArg{Tasks: []string{"cl-square"}, Workers: 2})
+	p := pool(e, square, &cluster.Options{Window: 10})
+	drawn := 0
+	endless := func(yield func(int) bool) {
+		for i := 0; yield(i); i++ {
+			drawn++
+		}
+	}
+	n := 0
+	for y, err := range p.Imap(e.ctx(), endless) {
+		if err != nil || y != n*n {
+			t.Fatalf("Imap item %d = %d, %v", n, y, err)
+		}
+		if n++; n == 30 {
+			break
+		}
+	}
+	if drawn > 30+10 {
+		t.Fatalf("Imap drew %d items for 30 results, want at most 30 + Window (10)", drawn)
+	}
+}
+
 // A task's error or panic fails its own item, with its index in the call,
 // as in a local pool; the others succeed.
 func TestTaskErrors(t *testing.T) {
