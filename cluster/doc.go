@@ -44,6 +44,9 @@
 // ID, the pool any that slips through), so Map returns exactly one result
 // per item, in order.
 //
+// A result waits for its pool at most 24 hours (the results stream's
+// MaxAge): a pool that vanished without Close leaves nothing for ever.
+//
 // Cancelling a call (its ctx, or leaving an Imap loop) returns at once; the
 // pool then tells the workers (a core NATS message on <Stream>.cancel.<pool>:
 // a worker stops the call's running chunks and skips any it fetched) and

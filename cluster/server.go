@@ -143,12 +143,17 @@ func (s Storage) js() jetstream.StorageType {
 	return jetstream.FileStorage
 }
 
+// resultsMaxAge is how long a result waits for its pool.
+const resultsMaxAge = 24 * time.Hour
+
 // ensureStreams creates the two work-queue streams under n, or checks
 // that they exist: every caller and worker does it, in any order.
 func ensureStreams(ctx context.Context, js jetstream.JetStream, n names, st Storage) error {
 	for _, c := range []jetstream.StreamConfig{
 		{Name: n.tasksStream(), Subjects: []string{n.prefix + ".task.>"}},
-		{Name: n.resultsStream(), Subjects: []string{n.prefix + ".res.>"}},
+		// A result nobody takes (its pool vanished, or closed as a
+		// worker finished) would stay for ever in a work queue.
+		{Name: n.resultsStream(), Subjects: []string{n.prefix + ".res.>"}, MaxAge: resultsMaxAge},
 	} {
 		c.Retention = jetstream.WorkQueuePolicy
 		c.Storage = st.js()
