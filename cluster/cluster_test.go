@@ -229,7 +229,9 @@ func TestMaxDeliver(t *testing.T) {
 	ctx := e.ctx()
 	var f *spawn.Future[int]
 	for i := range 2 {
-		w := e.worker(sa)
+		// The first worker makes the task's consumer; the second takes
+		// the task again, and may die of it before it looks ready.
+		w := e.startWorker(sa, i == 0)
 		if i == 0 {
 			f = pool(e, die, nil).Go(ctx, markArg{Dir: dir, Key: "d"})
 		}
@@ -346,7 +348,7 @@ func TestServerRestartMidMap(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := <-done; err != nil {
-		t.Fatal(err)
+		t.Fatalf("Map: %v\n%s", err, e.state())
 	}
 	for i, k := range out {
 		if k < 1 {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -154,6 +155,13 @@ func newEnv(t *testing.T) *env {
 // fetching each of them.
 func (e *env) worker(a serveArg) *spawn.Process {
 	e.t.Helper()
+	return e.startWorker(a, true)
+}
+
+// startWorker starts a worker process for tasks and, if wait, waits until
+// it is fetching each of them.
+func (e *env) startWorker(a serveArg, wait bool) *spawn.Process {
+	e.t.Helper()
 	a.URL = e.srv.URL()
 	if a.Workers == 0 {
 		a.Workers = 1
@@ -174,9 +182,36 @@ func (e *env) worker(a serveArg) *spawn.Process {
 		p.Wait()
 	})
 	for _, n := range a.Tasks {
-		e.waitFor(fmt.Sprintf("worker %d fetching %s", p.Pid, n), func() bool { return e.waiting(n) > before[n] }, p)
+		if wait {
+			e.waitFor(fmt.Sprintf("worker %d fetching %s", p.Pid, n), func() bool { return e.waiting(n) > before[n] }, p)
+		}
 	}
 	return p
+}
+
+// state describes the streams and consumers, for a failure's message.
+func (e *env) state() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var b strings.Builder
+	for _, sn := range []string{"IPCKIT_TASKS", "IPCKIT_RESULTS"} {
+		s, err := e.js.Stream(ctx, sn)
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", sn, err)
+			continue
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", sn, err)
+			continue
+		}
+		fmt.Fprintf(&b, "%s: %d messages\n", sn, info.State.Msgs)
+		for c := range s.ListConsumers(ctx).Info() {
+			fmt.Fprintf(&b, "  %s: pending %d, ack pending %d, redelivered %d, waiting %d\n",
+				c.Name, c.NumPending, c.NumAckPending, c.NumRedelivered, c.NumWaiting)
+		}
+	}
+	return b.String()
 }
 
 // waiting returns the pull requests waiting on task's consumer: one per

@@ -27,8 +27,9 @@ var (
 	// whose chunk was delivered MaxDeliver times without a result: each
 	// worker that took it died or stalled past AckWait.
 	ErrMaxDeliver = errors.New("cluster: task delivered MaxDeliver times without a result")
-	// ErrTooLarge is wrapped by the [*spawn.TaskError] of an item whose
-	// input or result encodes to more than the server's max payload.
+	// ErrTooLarge is the reason, in its Msg, of the [*spawn.TaskError] of
+	// an item whose input or result encodes to more than the server's max
+	// payload ([spawn.TaskError] carries text only).
 	ErrTooLarge = errors.New("cluster: item larger than the server's max payload")
 )
 
@@ -447,6 +448,9 @@ func (p *Pool[In, Out]) send(ctx context.Context, c *call[Out], lo int, items []
 	return nil
 }
 
+// publishAttempt bounds one attempt of publish.
+const publishAttempt = 3 * time.Second
+
 // errCallOver is what publish returns when the call ended meanwhile.
 var errCallOver = errors.New("cluster: the call is over")
 
@@ -455,7 +459,11 @@ var errCallOver = errors.New("cluster: the call is over")
 // closed (nil: never).
 func publish(ctx context.Context, js jetstream.JetStream, m *nats.Msg, id string, over <-chan struct{}) (*jetstream.PubAck, error) {
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		ack, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(id))
+		// Each attempt has its own timeout: a request sent while the
+		// connection was down may never be answered, however long ctx.
+		actx, cancel := context.WithTimeout(ctx, publishAttempt)
+		ack, err := js.PublishMsg(actx, m, jetstream.WithMsgID(id))
+		cancel()
 		if err == nil {
 			return ack, nil
 		}
