@@ -22,6 +22,7 @@ func TestMetricNames(t *testing.T) {
 		"queue_rtt_p99_block", "queue_64KiB_MB_per_s", "deadline_late_p99_us", "mutex_uncontended_ns", "mutex_handoff_2proc_ns",
 		"filemutex_uncontended_ns", "value_add_ns", "spawn_start_wait_ms", "pool_go_us_per_task",
 		"pool_map_us_per_item", "pool_map_cpu_speedup",
+		"cluster_go_us_per_task", "cluster_map_us_per_item", "cluster_cpu10ms_jobs_per_s",
 	}
 	var got []string
 	for _, m := range metrics() {
