@@ -132,6 +132,7 @@ func metrics() []metric {
 		poolMetrics(),
 		mapMetrics(),
 		pipeMetrics(),
+		clusterMetrics(),
 	)
 }
 

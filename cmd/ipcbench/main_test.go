@@ -24,6 +24,7 @@ func TestMetricNames(t *testing.T) {
 		"pool_map_us_per_item", "pool_map_cpu_speedup", "map_get_ns", "map_set_ns",
 		"pool_map_us_per_item", "pool_map_cpu_speedup",
 		"pipe_rtt_p50", "pipe_64B_msgs_per_s",
+		"cluster_go_us_per_task", "cluster_map_us_per_item", "cluster_cpu10ms_jobs_per_s",
 	}
 	var got []string
 	for _, m := range metrics() {

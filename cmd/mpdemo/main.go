@@ -7,6 +7,7 @@
 //	go run ./cmd/mpdemo NAME ...   # only these
 //	go run ./cmd/mpdemo -h         # the names, a line each
 //	go run ./cmd/mpdemo -window 200ms race   # a race wide enough to lose updates
+//	go run ./cmd/mpdemo pool -cluster        # the pool demo on a NATS JetStream cluster
 //
 // Each demo is short and uses only ipckit's public API, so it doubles as an
 // example to copy.
@@ -19,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 
 	"github.com/ipckit/ipckit/spawn"
 )
@@ -46,7 +48,7 @@ func main() {
 	flag.DurationVar(&raceWindow, "window", 0, "race, lock: start both processes together and hold each value read this long before writing\nthe sum back, so that race's updates overlap and some are lost (lock's are not)")
 	flag.Parse()
 
-	selected, err := choose(flag.Args())
+	selected, err := choose(namesAndFlags(flag.Args()))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mpdemo:", err)
 		usage()
@@ -54,6 +56,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if *serveURL != "" {
+		if err := serveOnly(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "mpdemo: -serve:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	for i, d := range selected {
 		if len(selected) > 1 {
 			if i > 0 {
@@ -83,9 +92,24 @@ func choose(names []string) ([]demo, error) {
 	return out, nil
 }
 
+// namesAndFlags returns the demo names in args, parsing the flags among
+// them: mpdemo pool -cluster is mpdemo -cluster pool.
+func namesAndFlags(args []string) []string {
+	var names []string
+	for len(args) > 0 {
+		if !strings.HasPrefix(args[0], "-") {
+			names, args = append(names, args[0]), args[1:]
+			continue
+		}
+		flag.CommandLine.Parse(args) // exits on a bad flag
+		args = flag.Args()
+	}
+	return names
+}
+
 func usage() {
 	w := flag.CommandLine.Output()
-	fmt.Fprintln(w, "usage: mpdemo [-n N] [-window D] [NAME ...]\n\nThe demos, run in this order when no NAME is given:")
+	fmt.Fprintln(w, "usage: mpdemo [-n N] [-window D] [-cluster [-nats URL | -serve URL]] [NAME ...]\n\nThe demos, run in this order when no NAME is given:")
 	for _, d := range demos {
 		fmt.Fprintf(w, "  %-9s %s\n", d.name, d.about)
 	}

@@ -68,6 +68,13 @@ func TestGolden(t *testing.T) {
 	}
 }
 
+// The pool demo on a cluster (an embedded server) prints the same lines.
+func TestGoldenCluster(t *testing.T) {
+	if got, want := run(t, "pool", "-cluster"), golden(t, "pool"); got != want {
+		t.Fatalf("mpdemo pool -cluster printed\n%s\nwant\n%s", got, want)
+	}
+}
+
 // The goroutine and the child process run side by side: either may print
 // first.
 func TestBasic(t *testing.T) {

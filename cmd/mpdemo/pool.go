@@ -15,14 +15,32 @@ var square = spawn.RegisterTask("mpdemo.square", func(_ context.Context, x int) 
 })
 
 // poolDemo is the tutorial's Pool demo: pool.map, then apply_async of one
-// value, then apply_async of ten, printed as Python prints them.
+// value, then apply_async of ten, printed as Python prints them. With
+// -cluster it runs the same calls on a cluster pool (see cluster.go).
 func poolDemo(ctx context.Context) error {
+	if *useCluster {
+		return clusterPoolDemo(ctx)
+	}
 	pool, err := spawn.NewPool(ctx, square, &spawn.PoolOptions{Workers: 3}) // mp.Pool(processes=3)
 	if err != nil {
 		return err
 	}
 	defer pool.Close() // with mp.Pool(...) as pool: on an early return, pool.terminate()
+	if err := poolCalls(ctx, pool); err != nil {
+		return err
+	}
+	return pool.Shutdown(ctx) // pool.close(); pool.join()
+}
 
+// mapGoer is the part of a pool the demo uses, local or cluster (both are
+// a spawn.Executor).
+type mapGoer interface {
+	Map(ctx context.Context, xs []int) ([]int, error)
+	Go(ctx context.Context, x int) *spawn.Future[int]
+}
+
+// poolCalls makes the tutorial's calls on pool and prints their results.
+func poolCalls(ctx context.Context, pool mapGoer) error {
 	res, err := pool.Map(ctx, rangeOf(10)) // pool.map(job, range(10))
 	if err != nil {
 		return err
@@ -48,8 +66,7 @@ func poolDemo(ctx context.Context) error {
 		multi = append(multi, v)
 	}
 	fmt.Println(pyList(multi))
-
-	return pool.Shutdown(ctx) // pool.close(); pool.join()
+	return nil
 }
 
 // rangeOf is Python's range(n).
