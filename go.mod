@@ -3,18 +3,13 @@ module github.com/ipckit/ipckit
 go 1.26.0
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/edsrzf/mmap-go v1.2.0
-	go.uber.org/goleak v1.3.0
-	golang.org/x/sys v0.50.0
-)
-
-require github.com/gofrs/flock v0.13.2
-
-require github.com/anishathalye/porcupine v1.3.1
-
-require (
+	github.com/gofrs/flock v0.13.2
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
+	go.uber.org/goleak v1.3.0
+	golang.org/x/sys v0.50.0
 )
 
 require (
