@@ -41,6 +41,9 @@ const (
 	exitError = 1
 	exitPanic = 2
 	exitSetup = 3
+	// exitBySIGTERM is no exit code: the child ends by SIGTERM (see
+	// Process.Terminate).
+	exitBySIGTERM = -1
 )
 
 type status struct {
