@@ -3,8 +3,8 @@ package spawn
 import (
 	"context"
 
-	"github.com/ipckit/ipckit/internal/handoff"
 	"encoding/gob"
+	"github.com/ipckit/ipckit/internal/handoff"
 	"reflect"
 	"sync"
 	"sync/atomic"

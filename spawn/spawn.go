@@ -91,10 +91,10 @@ type Process struct {
 
 	name  string // the registered function's
 	pname string // the process's: Options.Name or "Process-N"
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error        // set before done is closed
-	code atomic.Int64 // exit code, -1 until reaped
+	cmd   *exec.Cmd
+	done  chan struct{}
+	err   error        // set before done is closed
+	code  atomic.Int64 // exit code, -1 until reaped
 
 	// killSent is set when ctx's end sent the child SIGKILL (which may
 	// have come too late to matter: see reap).
