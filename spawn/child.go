@@ -215,5 +215,5 @@ func call(name string, argFile *os.File, report func(status, int) int) (st statu
 	if ae := (*argError)(nil); errors.As(err, &ae) {
 		return status{kind: statusArgument, msg: ae.Error()}, exitSetup
 	}
-	return status{kind: statusError, msg: err.Error()}, exitError
+	return status{kind: statusError, msg: err.Error(), keys: packKeys(ErrorKeys(err))}, exitError
 }

@@ -2,12 +2,12 @@ package spawn
 
 import (
 	"context"
-
 	"encoding/gob"
-	"github.com/ipckit/ipckit/internal/handoff"
 	"reflect"
 	"sync"
 	"sync/atomic"
+
+	"github.com/ipckit/ipckit/internal/handoff"
 )
 
 // Registry

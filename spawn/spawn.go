@@ -331,7 +331,7 @@ func (p *Process) reap(ctx context.Context, stopKill func(), arg []byte, argW, s
 func (p *Process) statusError(st status) error {
 	switch st.kind {
 	case statusError:
-		return &ChildError{Name: p.name, Pid: p.Pid, Msg: st.msg}
+		return &ChildError{Name: p.name, Pid: p.Pid, Msg: st.msg, Matches: unpackKeys(st.keys)}
 	case statusPanic:
 		return &PanicError{Name: p.name, Pid: p.Pid, Value: st.msg, Stack: st.stack}
 	case statusUnregistered:
