@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/ipckit/ipckit/shm"
 	"github.com/ipckit/ipckit/spawn"
@@ -122,7 +123,7 @@ func ExamplePool_Imap() {
 
 	// Each result comes as soon as it and those before it are done, in
 	// the order of the input; a failed item yields its error in place.
-	for y, err := range p.Imap(ctx, []int{1, 2, -3, 4}) {
+	for y, err := range p.Imap(ctx, slices.Values([]int{1, 2, -3, 4})) {
 		var te *spawn.TaskError
 		if errors.As(err, &te) {
 			fmt.Println("item", te.Task, "failed:", te.Msg)
