@@ -72,9 +72,12 @@ type Task[In, Out any] struct {
 // [NewPool]. Like [Register], call it at package level, never after [Main].
 // In and Out must be encodable with encoding/gob.
 //
-// In a worker, fn runs with a background context, one item at a time. An
-// error it returns, or a panic, fails that item only (as a [*TaskError]);
-// the worker goes on.
+// In a worker, fn runs with a background context, one item at a time
+// (a pool worker sent SIGTERM dies of it, as Python's pool workers do). An
+// error it returns, or a panic, fails that item only (as a [*TaskError],
+// which matches the errors registered with [RegisterError] that the error
+// matched); the worker goes on. In and Out must be able to cross: NewPool
+// refuses a type with a channel or func field, naming it.
 func RegisterTask[In, Out any](name string, fn func(ctx context.Context, x In) (Out, error)) *Task[In, Out] {
 	t := &Task[In, Out]{e: workerEntry(name, fn)}
 	register(t.e)

@@ -413,4 +413,3 @@ func TestPoolRefusesChanField(t *testing.T) {
 		t.Fatalf("NewPool with a chan field = %v, want ErrType naming the field", err)
 	}
 }
-

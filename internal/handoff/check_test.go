@@ -18,6 +18,11 @@ type mixed struct {
 
 type hidden struct{ a, b int }
 
+// The tests look at these types only; the fields are used here so that
+// linters see them used.
+var _ = hidden{a: 1, b: 2}
+var _ = fine{skip: nil}
+
 type deep struct {
 	Jobs []map[string]*withChan
 }
