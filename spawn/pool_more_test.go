@@ -413,3 +413,49 @@ func TestPoolRefusesChanField(t *testing.T) {
 		t.Fatalf("NewPool with a chan field = %v, want ErrType naming the field", err)
 	}
 }
+
+// TestPoolShutdownDuringImap: Shutdown while an Imap still reads its input
+// lets the Imap finish (its later items still run), as the work submitted
+// before Shutdown does; then the workers exit.
+func TestPoolShutdownDuringImap(t *testing.T) {
+	p := newPool(t, sq, &spawn.PoolOptions{Workers: 2})
+	more := make(chan struct{})
+	xs := func(yield func(int) bool) {
+		if !yield(0) {
+			return
+		}
+		<-more
+		for k := 1; k < 5; k++ {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	shut := make(chan error, 1)
+	n := 0
+	for y, err := range p.Imap(ctx, xs) {
+		if err != nil || y != n*n {
+			t.Fatalf("item %d: %d, %v", n, y, err)
+		}
+		if n == 0 {
+			go func() { shut <- p.Shutdown(t.Context()) }()
+			// Wait for the pool to be shutting down: new calls refused.
+			for {
+				if _, err := p.Go(t.Context(), 1).Get(t.Context()); errors.Is(err, spawn.ErrShutdown) {
+					break
+				}
+			}
+			close(more)
+		}
+		n++
+	}
+	if n != 5 {
+		t.Fatalf("%d results, want 5", n)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown = %v", err)
+	}
+	noChildren(t)
+}
