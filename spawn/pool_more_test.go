@@ -447,6 +447,13 @@ func TestPoolShutdownDuringImap(t *testing.T) {
 					break
 				}
 			}
+			// The pool must keep its workers while the input may bring
+			// more: give them a moment to (wrongly) exit, which a pool
+			// that counted only the items read so far would let them do,
+			// and then stop for good.
+			for deadline := time.Now().Add(2 * time.Second); len(p.Pids()) > 0 && time.Now().Before(deadline); {
+				time.Sleep(10 * time.Millisecond)
+			}
 			close(more)
 		}
 		n++
