@@ -185,8 +185,16 @@ func TestWaitContext(t *testing.T) {
 	defer p.Kill()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
 	defer cancel()
-	if err := p.WaitContext(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("WaitContext past its deadline = %v, want DeadlineExceeded", err)
+	waited := make(chan error, 1)
+	go func() { waited <- p.WaitContext(ctx) }()
+	select {
+	case err := <-waited:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("WaitContext past its deadline = %v, want DeadlineExceeded", err)
+		}
+	case <-time.After(30 * time.Second):
+		p.Kill()
+		t.Fatal("WaitContext did not return 30 s after its deadline")
 	}
 	if !p.IsAlive() {
 		t.Fatal("the child is not alive after WaitContext's deadline")
