@@ -116,21 +116,24 @@ func ActiveChildren() []*Process {
 var ErrTerminated = errors.New("spawn: terminated by SIGTERM")
 
 // termContext returns a context that SIGTERM cancels, with cause
-// ErrTerminated. After the first SIGTERM the signal's default action is
-// back, so a second one ends the process, and so does the end of grace
-// (unless grace is negative). got reports whether SIGTERM came; stop
-// ends the watch.
+// ErrTerminated. After the first SIGTERM, spawn stops catching the
+// signal, so a second one ends the process (unless the function catches
+// it itself), and so does the end of grace (unless grace is negative).
+// got reports whether SIGTERM came; stop ends the watch, and once it has
+// returned the grace's end no longer kills the process.
 func termContext(grace time.Duration) (ctx context.Context, got func() bool, stop func()) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM)
 	done := make(chan struct{})
 	var came atomic.Bool
+	var mu sync.Mutex // held by the kill at the grace's end; stop takes it
+	stopped := false
 	go func() {
 		select {
 		case <-sig:
 			came.Store(true)
-			signal.Reset(syscall.SIGTERM)
+			signal.Stop(sig)
 			cancel(ErrTerminated)
 		case <-done:
 			return
@@ -142,11 +145,18 @@ func termContext(grace time.Duration) (ctx context.Context, got func() bool, sto
 		defer t.Stop()
 		select {
 		case <-t.C:
-			dieOfSIGTERM()
+			mu.Lock()
+			if !stopped {
+				dieOfSIGTERM()
+			}
+			mu.Unlock()
 		case <-done:
 		}
 	}()
 	return ctx, came.Load, func() {
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
 		signal.Stop(sig)
 		close(done)
 	}
