@@ -567,7 +567,8 @@ func (p *Pool[In, Out]) imapUnordered(ctx context.Context, xs iter.Seq[In], size
 	}
 }
 
-// Future is the pending result of [Pool.Go]: Python's AsyncResult. It is
+// Future is the pending result of [Pool.Go] or [Pool.MapAsync] (then Out
+// is the slice of results): Python's AsyncResult. It is
 // safe for concurrent use, and used through the pointer Go returns (a copy
 // would wait for the same result). The zero Future is not usable.
 type Future[Out any] struct {
