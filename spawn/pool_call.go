@@ -414,9 +414,10 @@ func failedFuture[Out any](err error) *Future[Out] {
 // goroutine, while the results come: at most a few chunks per worker
 // beyond the results yielded (a slow first item stops the reading until
 // it is done). By default each item goes to a worker on its own (Python's
-// chunksize 1), so results come one by one; [PoolOptions.ChunkSize] or
-// [Pool.Chunked] sends more at once, which costs less per item. A slice
-// is slices.Values(xs).
+// chunksize 1), so results come one by one, at the cost of a round trip
+// per item as with [Pool.Go] (tens of microseconds); [PoolOptions.ChunkSize]
+// or [Pool.Chunked] sends more at once (about a microsecond per trivial
+// item in chunks of hundreds). A slice is slices.Values(xs).
 //
 // A failed item yields its error (a [*TaskError] or a [*WorkerError]) and
 // the iteration goes on: unlike Python's imap, whose loop ends at the
