@@ -61,10 +61,10 @@ type Options struct {
 	Name string
 
 	// TermGrace is how long a child sent SIGTERM ([Process.Terminate])
-	// gives its function, whose ctx that cancels, to return before the
-	// child dies of the signal anyway, as Python's would at once: 0 means
-	// one second; negative means no limit (the function decides, as with
-	// signal.NotifyContext).
+	// waits, once its function's ctx is cancelled, for the function to
+	// return before it dies of the signal anyway (a Python child dies at
+	// once): 0 means one second; negative means no limit (the function
+	// decides, as with signal.NotifyContext).
 	TermGrace time.Duration
 
 	prefix string // of the default name; "" means "Process"
@@ -171,9 +171,6 @@ func start(ctx context.Context, e *entry, args []any, opts *Options, h *hooks) (
 		opts = &Options{}
 	}
 
-	// The files of the anonymous shared objects in args become descriptors
-	// 3, 4, ... in the child; while they are marked as being passed, the
-	// objects' GobEncode writes the identifiers the child maps back.
 	if e.argErr != nil {
 		return nil, fmt.Errorf("spawn: argument of %s: %w", e.name, e.argErr)
 	}
@@ -189,6 +186,9 @@ func start(ctx context.Context, e *entry, args []any, opts *Options, h *hooks) (
 	if info.Grace == 0 {
 		info.Grace = defaultTermGrace
 	}
+	// The files of the anonymous shared objects in args become descriptors
+	// 3, 4, ... in the child; while they are marked as being passed, the
+	// objects' GobEncode writes the identifiers the child maps back.
 	files, ids, release := handoff.Collect(args...)
 	var buf bytes.Buffer
 	err := encodeArgs(&buf, info, e.typ, args)
