@@ -23,7 +23,8 @@ import (
 // with these descriptors:
 //
 //	3 .. 3+n-1   files of anonymous shared objects in the argument (handoff)
-//	3+n          argument pipe (read end): gob(type name), gob(wireArg[A])
+//	3+n          argument pipe (read end): gob(procInfo), gob(type name),
+//	             gob(wireArg[A])
 //	3+n+1        status pipe (write end), see status.go
 //
 // Main recognises a child by the variable alone and does nothing else in a
@@ -156,7 +157,11 @@ func runChild(v string) int {
 		statFile.Close()
 		return code
 	}
-	return report(call(cs.name, argFile, report))
+	code := report(call(cs.name, argFile, report))
+	if code == exitBySIGTERM {
+		dieOfSIGTERM()
+	}
+	return code
 }
 
 // call decodes the argument and runs the function registered under name. If
@@ -167,6 +172,12 @@ func call(name string, argFile *os.File, report func(status, int) int) (st statu
 		return status{kind: statusUnregistered}, exitSetup
 	}
 	dec := gob.NewDecoder(bufio.NewReaderSize(argFile, 64<<10))
+	var info procInfo
+	if err := dec.Decode(&info); err != nil {
+		return status{kind: statusArgument, msg: err.Error()}, exitSetup
+	}
+	selfIdent = info.Ident
+	self.Store(&ProcessInfo{Name: info.Name, Pid: os.Getpid(), ParentPid: os.Getppid()})
 	var typ string
 	if err := dec.Decode(&typ); err != nil {
 		return status{kind: statusArgument, msg: err.Error()}, exitSetup
@@ -187,13 +198,22 @@ func call(name string, argFile *os.File, report func(status, int) int) (st statu
 		// runtime.Goexit: the main goroutine is ending; report and exit.
 		os.Exit(report(status{kind: statusError, msg: "spawn: function called runtime.Goexit"}, exitError))
 	}()
-	err := e.run(context.Background(), dec)
+	ctx, terminated := context.Background(), func() bool { return false }
+	if e.termCtx {
+		var stop func()
+		ctx, terminated, stop = termContext(info.Grace)
+		defer stop()
+	}
+	err := e.run(ctx, dec)
 	returned = true
 	if err == nil {
 		return status{}, 0
 	}
+	if terminated() && (errors.Is(err, context.Canceled) || errors.Is(err, ErrTerminated)) {
+		return status{}, exitBySIGTERM
+	}
 	if ae := (*argError)(nil); errors.As(err, &ae) {
 		return status{kind: statusArgument, msg: ae.Error()}, exitSetup
 	}
-	return status{kind: statusError, msg: err.Error()}, exitError
+	return status{kind: statusError, msg: err.Error(), keys: packKeys(ErrorKeys(err))}, exitError
 }

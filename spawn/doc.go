@@ -34,7 +34,10 @@
 // queues and locks built on them, arrive in the child attached to the same
 // memory. Named objects travel as names; anonymous ones (memfds) as
 // inherited descriptors, so nothing is left in /dev/shm even after kill -9.
-// Only exported fields are sent, as always with gob. Before encoding, Start
+// Only exported fields are sent, as always with gob; a type that cannot
+// cross whole (a channel or func field, which gob would silently drop, or
+// a struct with only unexported fields) fails Start with an error naming
+// the field and its kind. Before encoding, Start
 // walks the argument as gob does (exported fields, pointers, slices,
 // arrays, map keys and values, interfaces) to find the anonymous objects,
 // and passes each one's descriptor once, however often the object (or its
@@ -45,12 +48,17 @@
 // # Results
 //
 // [Process.Wait] returns nil when the function returned nil; a [*ChildError]
-// holding the text of the error it returned; a [*PanicError] with the
+// holding the text of the error it returned (and matching, with errors.Is,
+// every error registered with [RegisterError] that it matched); a
+// [*PanicError] with the
 // panic's value and stack; or an [*exec.ExitError] when the child died of a
 // signal or called os.Exit with a non-zero code. When ctx was cancelled and
 // the child killed for it, the error wraps both ctx.Err() and the
 // *exec.ExitError. These reach the parent on a status pipe, not through the
-// exit code alone.
+// exit code alone. [Process.WaitContext] waits with a deadline (Python's
+// join(timeout)). [Process.ExitCode] is Python's exitcode, except for a
+// child killed by a signal: -N in Python, -1 here, the signal being in
+// the *exec.ExitError.
 //
 // # Lifetime
 //
@@ -65,9 +73,21 @@
 // returns from main without waiting for them. spawn reaps every child it
 // starts, whether or not Wait is called.
 //
-// In the child, the function runs on the main goroutine with a background
-// context; the environment variable spawn uses to recognise a child is
-// removed before it runs, so it can spawn children of its own.
+// In the child, the function runs on the main goroutine with a context
+// that SIGTERM ([Process.Terminate]) cancels, with cause [ErrTerminated];
+// a function that then returns ctx.Err() ends the child by SIGTERM, as
+// Python's terminate() does, and one that does not return within
+// [Options.TermGrace] (one second by default) is ended by it anyway. The
+// environment variable spawn uses to recognise a child is removed before
+// the function runs, so it can spawn children of its own.
+//
+// # Names
+//
+// Every child has a name: [Options.Name], or "Process-N" as in Python
+// ("Process-2:1" for the first child of "Process-2"; pool workers are
+// "PoolWorker-N"). [Process.Name] tells it in the parent, [CurrentProcess]
+// in the child ("MainProcess" elsewhere); [ActiveChildren] lists the
+// children still running.
 //
 // # Pool
 //
@@ -98,9 +118,24 @@
 // fresh worker takes over and the call finishes the rest. An error or a
 // panic in a task fails that item with a [*TaskError], and the worker goes
 // on. [Pool.Map] returns every result and a [*MapError] naming each failed
-// item. Items that a dying worker had run but not yet reported are run
-// again elsewhere, so a task may run more than once (never the one that
-// killed its worker).
+// item; [Pool.MapAsync] is the same as a [Future]. Items that a dying
+// worker had run but not yet reported are run again elsewhere, so a task
+// may run more than once (never the one that killed its worker).
+//
+// [Pool.Imap] and [Pool.ImapUnordered] take an iter.Seq and read it
+// lazily, a few chunks per worker ahead of the results yielded, as Python
+// reads a generator: a directory walk hashes as it goes. Unlike Python's
+// imap, a failed item yields its error and the loop goes on; break to
+// stop there. Chunk sizes default to Python's per call:
+// ceil(len/(4*Workers)) for Map, 1 for the Imaps (each result comes as
+// soon as it is done); [PoolOptions.ChunkSize] sets another for every
+// call, [Pool.Chunked] for some: p.Chunked(100).Map(ctx, xs).
+//
+// A task's error crosses to the parent as text, and as the errors
+// registered with [RegisterError] that it matched, so that errors.Is
+// works in the parent for those: context.Canceled, os.ErrNotExist and the
+// other standard sentinels, and your own. errors.As does not rebuild the
+// task's error types.
 //
 // spawn works on Linux; elsewhere [Start] returns an error wrapping
 // errors.ErrUnsupported.

@@ -24,19 +24,25 @@ var (
 )
 
 // ChildError is returned by [Process.Wait] when the child's function
-// returned a non-nil error. Only the error's text crosses the process
-// boundary. Like the package's other error types, it is plain data: it may
-// be copied and read from any goroutine; its zero value describes no
-// child.
+// returned a non-nil error. The error's text crosses the process boundary,
+// and so does its identity as far as registered errors go: errors.Is
+// matches every error registered with [RegisterError] that the child's
+// error matched (context.Canceled, os.ErrNotExist, your own sentinels).
+// Like the package's other error types, it is plain data: it may be copied
+// and read from any goroutine; its zero value describes no child.
 type ChildError struct {
-	Name string // the registered function's name
-	Pid  int    // the child's process ID
-	Msg  string // the text of the error the function returned
+	Name    string   // the registered function's name
+	Pid     int      // the child's process ID
+	Msg     string   // the text of the error the function returned
+	Matches []string // keys of the registered errors it matched (see ErrorKeys)
 }
 
 func (e *ChildError) Error() string {
 	return fmt.Sprintf("spawn: %s (pid %d): %s", e.Name, e.Pid, e.Msg)
 }
+
+// Unwrap returns the registered errors the child's error matched.
+func (e *ChildError) Unwrap() []error { return RegisteredErrors(e.Matches) }
 
 // PanicError is returned by [Process.Wait] when the child's function
 // panicked. Error does not include the stack; Stack does. It is plain data,
@@ -69,15 +75,22 @@ var (
 )
 
 // TaskError is one item's failure in a [Pool]: the task returned an error
-// or panicked. The worker went on. Only the error's text crosses the
-// process boundary. It is plain data, like [ChildError].
+// or panicked. The worker went on. The error's text crosses the process
+// boundary, and its identity as far as registered errors go: errors.Is
+// matches every error registered with [RegisterError] that the task's
+// error (or a panic value that is an error) matched. It is plain data,
+// like [ChildError].
 type TaskError struct {
-	Task  int    // the item's index in the call's input (0 for Go and Apply)
-	Pid   int    // the worker's process ID (0 if the item never reached one)
-	Msg   string // the error's text, or the panic value formatted with fmt.Sprint
-	Panic bool   // the task panicked
-	Stack string // the panicking goroutine's stack (panics only)
+	Task    int      // the item's index in the call's input (0 for Go and Apply)
+	Pid     int      // the worker's process ID (0 if the item never reached one)
+	Msg     string   // the error's text, or the panic value formatted with fmt.Sprint
+	Panic   bool     // the task panicked
+	Stack   string   // the panicking goroutine's stack (panics only)
+	Matches []string // keys of the registered errors it matched (see ErrorKeys)
 }
+
+// Unwrap returns the registered errors the task's error matched.
+func (e *TaskError) Unwrap() []error { return RegisteredErrors(e.Matches) }
 
 func (e *TaskError) Error() string {
 	if e.Panic {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/ipckit/ipckit/shm"
 	"github.com/ipckit/ipckit/spawn"
@@ -122,7 +123,7 @@ func ExamplePool_Imap() {
 
 	// Each result comes as soon as it and those before it are done, in
 	// the order of the input; a failed item yields its error in place.
-	for y, err := range p.Imap(ctx, []int{1, 2, -3, 4}) {
+	for y, err := range p.Imap(ctx, slices.Values([]int{1, 2, -3, 4})) {
 		var te *spawn.TaskError
 		if errors.As(err, &te) {
 			fmt.Println("item", te.Task, "failed:", te.Msg)
@@ -135,4 +136,56 @@ func ExamplePool_Imap() {
 	// 8
 	// item 2 failed: negative input -3
 	// 64
+}
+
+// ErrTooBig is registered, at package level, so that a task's error that
+// wraps it matches it in the parent too.
+var ErrTooBig = spawn.RegisterError(errors.New("example: input too big"))
+
+var bounded = spawn.RegisterTask("example-bounded", func(ctx context.Context, x int) (int, error) {
+	if x > 100 {
+		return 0, fmt.Errorf("item %d: %w", x, ErrTooBig)
+	}
+	return x, nil
+})
+
+func ExampleRegisterError() {
+	ctx := context.Background()
+	p, err := spawn.NewPool(ctx, bounded, &spawn.PoolOptions{Workers: 1})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	_, err = p.Apply(ctx, 1000)
+	fmt.Println(errors.Is(err, ErrTooBig))
+	// Output:
+	// true
+}
+
+func ExamplePool_Chunked() {
+	ctx := context.Background()
+	p, err := spawn.NewPool(ctx, cube, &spawn.PoolOptions{Workers: 2})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	// Python's pool.imap(f, xs, chunksize=3) over a lazy input: a
+	// generator, here a range function.
+	upTo := func(n int) func(yield func(int) bool) {
+		return func(yield func(int) bool) {
+			for i := 1; i <= n && yield(i); i++ {
+			}
+		}
+	}
+	for y, err := range p.Chunked(3).Imap(ctx, upTo(5)) {
+		fmt.Println(y, err)
+	}
+	// Output:
+	// 1 <nil>
+	// 8 <nil>
+	// 27 <nil>
+	// 64 <nil>
+	// 125 <nil>
 }

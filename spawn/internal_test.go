@@ -103,6 +103,7 @@ func TestStatusRoundTrip(t *testing.T) {
 	for _, s := range []status{
 		{kind: statusError, msg: "boom"},
 		{kind: statusPanic, msg: "v", stack: "goroutine 1 [running]:\n..."},
+		{kind: statusError, msg: "w", keys: packKeys([]string{"a", "", "context canceled"})},
 		{kind: statusUnregistered},
 		{kind: statusArgument, msg: strings.Repeat("x", maxField+10)},
 	} {
@@ -110,12 +111,15 @@ func TestStatusRoundTrip(t *testing.T) {
 		if err != nil || !ok {
 			t.Fatalf("parseStatus(%v): %v %v", s.kind, ok, err)
 		}
-		if got.kind != s.kind || got.msg != truncate(s.msg) || got.stack != s.stack {
+		if got.kind != s.kind || got.msg != truncate(s.msg) || got.stack != s.stack || got.keys != s.keys {
 			t.Fatalf("round trip of %+v gave %+v", s.kind, got.kind)
 		}
 	}
 	if _, ok, err := parseStatus(nil); ok || err != nil {
 		t.Fatal("empty status is not 'no report'")
+	}
+	if got := unpackKeys(packKeys([]string{"a", "", "bc"})); !slices.Equal(got, []string{"a", "", "bc"}) {
+		t.Fatalf("keys round trip: %q", got)
 	}
 	good := status{kind: statusError, msg: "abc"}.marshal()
 	for _, bad := range [][]byte{
@@ -136,7 +140,7 @@ func FuzzParseStatus(f *testing.F) {
 		if err != nil || !ok {
 			return
 		}
-		if !bytes.Equal(s.marshal(), b) && len(s.msg) <= maxField && len(s.stack) <= maxField {
+		if !bytes.Equal(s.marshal(), b) && len(s.msg) <= maxField && len(s.stack) <= maxField && len(s.keys) <= maxField {
 			// Non-minimal varints parse but re-encode shorter; otherwise
 			// a parsed report must re-encode to its bytes.
 			if r, _, _ := parseStatus(s.marshal()); r != s {

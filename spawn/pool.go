@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ipckit/ipckit/internal/handoff"
 	"github.com/ipckit/ipckit/ipcqueue"
 )
 
@@ -71,9 +72,12 @@ type Task[In, Out any] struct {
 // [NewPool]. Like [Register], call it at package level, never after [Main].
 // In and Out must be encodable with encoding/gob.
 //
-// In a worker, fn runs with a background context, one item at a time. An
-// error it returns, or a panic, fails that item only (as a [*TaskError]);
-// the worker goes on.
+// In a worker, fn runs with a background context, one item at a time
+// (a pool worker sent SIGTERM dies of it, as Python's pool workers do). An
+// error it returns, or a panic, fails that item only (as a [*TaskError],
+// which matches the errors registered with [RegisterError] that the error
+// matched); the worker goes on. In and Out must be able to cross: NewPool
+// refuses a type with a channel or func field, naming it.
 func RegisterTask[In, Out any](name string, fn func(ctx context.Context, x In) (Out, error)) *Task[In, Out] {
 	t := &Task[In, Out]{e: workerEntry(name, fn)}
 	register(t.e)
@@ -104,21 +108,25 @@ func Init[A any](fn *Func[A], arg A) *Initializer {
 // and so does the zero value of each field. NewPool copies the struct: it
 // may be reused or changed once NewPool returns.
 type PoolOptions struct {
-	// Workers is the number of worker processes (default runtime.NumCPU()).
+	// Workers is the number of worker processes: 0 means
+	// runtime.NumCPU(); negative is an error.
 	Workers int
-	// ChunkSize is the number of items [Pool.Map] and the Imap calls send
-	// to a worker at once. 0 means automatic, as in Python:
-	// ceil(len/(4*Workers)), at most 65536 items. A chunk whose encoding
-	// is too large for the task queue is split, and so is a chunk of
-	// results; but one item's input must encode (gob) in at most 256 KiB,
-	// and one item's result in at most 1 MiB: a larger one fails that item
-	// with a [*TaskError].
+	// ChunkSize is the number of items every call of the pool that takes
+	// many sends to a worker at once; [Pool.Chunked] sets it for some
+	// calls. 0 means Python's defaults: ceil(len/(4*Workers)) items (at
+	// most 65536) for [Pool.Map] and [Pool.MapAsync], and 1 for
+	// [Pool.Imap] and [Pool.ImapUnordered] (whose input's length is not
+	// known); negative is an error. A chunk whose encoding is too large for
+	// the task queue is split, and so is a chunk of results; but one item's
+	// input must encode (gob) in at most 256 KiB, and one item's result in
+	// at most 1 MiB: a larger one fails that item with a [*TaskError].
 	ChunkSize int
 	// Initializer, if set, runs once in each worker before its first task.
 	Initializer *Initializer
 	// MaxTasksPerWorker, if positive, retires a worker after it has run
 	// that many items (a replacement takes over): Python's
-	// maxtasksperchild. Chunks are then at most this size.
+	// maxtasksperchild. Chunks are then at most this size. Negative is an
+	// error.
 	MaxTasksPerWorker int
 	// Spin is the queues' spin budget before sleeping on a futex, in the
 	// parent and in every worker (see ipcqueue.Queue.SetSpin): 0 means
@@ -215,7 +223,13 @@ func newPool[In, Out any](ctx context.Context, task *Task[In, Out], opts *PoolOp
 	if opts != nil {
 		p.opts = *opts
 	}
-	if p.opts.Workers <= 0 {
+	if err := p.opts.check(); err != nil {
+		return nil, err
+	}
+	if init := p.opts.Initializer; init != nil && init.e.argErr != nil {
+		return nil, fmt.Errorf("spawn: initializer %s: %w", init.e.name, init.e.argErr)
+	}
+	if p.opts.Workers == 0 {
 		p.opts.Workers = runtime.NumCPU()
 	}
 	if p.opts.Stdout == nil {
@@ -257,9 +271,28 @@ func newPool[In, Out any](ctx context.Context, task *Task[In, Out], opts *PoolOp
 	return p, nil
 }
 
+// check refuses negative counts.
+func (o *PoolOptions) check() error {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"Workers", o.Workers}, {"ChunkSize", o.ChunkSize}, {"MaxTasksPerWorker", o.MaxTasksPerWorker}} {
+		if f.v < 0 {
+			return fmt.Errorf("spawn: NewPool with %s %d: %w", f.name, f.v, os.ErrInvalid)
+		}
+	}
+	return nil
+}
+
 // checkTypes refuses In and Out that gob rejects whatever their value:
 // every item would fail.
 func checkTypes[In, Out any]() error {
+	if err := handoff.CheckType(reflect.TypeFor[In]()); err != nil {
+		return fmt.Errorf("%w: input: %w", ErrType, err)
+	}
+	if err := handoff.CheckType(reflect.TypeFor[Out]()); err != nil {
+		return fmt.Errorf("%w: output: %w", ErrType, err)
+	}
 	if err := gob.NewEncoder(io.Discard).Encode(&taskMsg[In]{}); err != nil {
 		return fmt.Errorf("%w: input %v: %w", ErrType, reflect.TypeFor[In](), err)
 	}

@@ -4,6 +4,7 @@ package spawn_test
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"sync"
 	"testing"
@@ -258,4 +259,27 @@ func BenchmarkPoolCPU(b *testing.B) {
 	}
 	b.ReportMetric(float64(ts)/float64(tp), "speedup")
 	b.ReportMetric(float64(ncpu), "cpus")
+}
+
+// BenchmarkPoolImap: Imap of a trivial task over a lazy input, per item,
+// with Python's default chunk size 1 (each result as soon as it is done)
+// and with Chunked(256) (results in bursts, far less per item).
+func BenchmarkPoolImap(b *testing.B) {
+	ctx := context.Background()
+	p := newWarmPool(b, 0)
+	for _, chunk := range []int{1, 256} {
+		b.Run(fmt.Sprintf("chunk=%d", chunk), func(b *testing.B) {
+			b.ReportAllocs()
+			n := 0
+			for y, err := range p.Chunked(chunk).Imap(ctx, func(yield func(int) bool) {
+				for i := 0; i < b.N && yield(i); i++ {
+				}
+			}) {
+				if err != nil || y != n*n {
+					b.Fatal(y, err)
+				}
+				n++
+			}
+		})
+	}
 }

@@ -2,17 +2,21 @@ package spawn
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"iter"
+	"os"
 )
 
 // job is one call's items: a Map, an Imap, or a Go (one item). Its fields
 // after in are guarded by Pool.mu; outs and errs are written before fin is
-// closed (or an index is published in done), and read after.
+// closed (or an index is published in done), and read after. in, outs and
+// errs of a streaming call grow as its input is read (under mu).
 type job[In, Out any] struct {
 	in   []In
 	outs []Out
-	errs []error // nil until an item fails
-	left int
+	errs []error // nil until an item fails; then as long as in, or shorter (nil for the rest)
+	left int     // items queued and not yet delivered
 	fin  chan struct{}
 
 	finished bool
@@ -25,6 +29,17 @@ type job[In, Out any] struct {
 	stream bool
 	done   []int
 	sig    chan struct{}
+
+	// Streaming calls read their input lazily (feed): open until the
+	// input is exhausted; taken counts the items the iterator has
+	// yielded; room wakes the feeder when taken grows or the call ends;
+	// inPanic is what the input sequence panicked with, if it did. The
+	// job owns in and outs, and clears each value once it is no longer
+	// needed, so that a long stream does not keep its items alive.
+	open    bool
+	taken   int
+	room    chan struct{}
+	inPanic any
 }
 
 func newJob[In, Out any](in []In, stream bool) *job[In, Out] {
@@ -35,6 +50,23 @@ func newJob[In, Out any](in []In, stream bool) *job[In, Out] {
 	return j
 }
 
+// newStreamJob returns the job of a streaming call, whose items feed
+// adds.
+func newStreamJob[In, Out any]() *job[In, Out] {
+	j := newJob[In, Out](nil, true)
+	j.open = true
+	j.room = make(chan struct{}, 1)
+	return j
+}
+
+// errAt returns item i's error, if it failed. Under mu.
+func (j *job[In, Out]) errAt(i int) error {
+	if i < len(j.errs) {
+		return j.errs[i]
+	}
+	return nil
+}
+
 // deliver records item i's result. Under mu.
 func (p *Pool[In, Out]) deliver(j *job[In, Out], i int, out Out, err error) {
 	if j.finished {
@@ -42,17 +74,21 @@ func (p *Pool[In, Out]) deliver(j *job[In, Out], i int, out Out, err error) {
 	}
 	j.outs[i] = out
 	if err != nil {
-		if j.errs == nil {
-			j.errs = make([]error, len(j.in))
+		if len(j.errs) < len(j.in) {
+			j.errs = append(j.errs, make([]error, len(j.in)-len(j.errs))...)
 		}
 		j.errs[i] = err
 	}
 	j.left--
 	if j.stream {
+		if j.room != nil { // the job's own input: done with it
+			var zero In
+			j.in[i] = zero
+		}
 		j.done = append(j.done, i)
 		j.wake()
 	}
-	if j.left == 0 {
+	if j.left == 0 && !j.open {
 		p.finish(j)
 	}
 }
@@ -60,6 +96,13 @@ func (p *Pool[In, Out]) deliver(j *job[In, Out], i int, out Out, err error) {
 func (j *job[In, Out]) wake() {
 	select {
 	case j.sig <- struct{}{}:
+	default:
+	}
+}
+
+func (j *job[In, Out]) wakeFeeder() {
+	select {
+	case j.room <- struct{}{}:
 	default:
 	}
 }
@@ -74,6 +117,9 @@ func (p *Pool[In, Out]) finish(j *job[In, Out]) {
 	close(j.fin)
 	if j.stream {
 		j.wake()
+	}
+	if j.room != nil {
+		j.wakeFeeder()
 	}
 	if j.stopCtx != nil {
 		j.stopCtx()
@@ -116,8 +162,12 @@ func (p *Pool[In, Out]) cancelJob(j *job[In, Out], err error) {
 }
 
 // submit queues j's items in chunks of size and registers ctx's
-// cancellation.
+// cancellation. A streaming job (open) is registered with no items yet:
+// feed queues them.
 func (p *Pool[In, Out]) submit(ctx context.Context, j *job[In, Out], size int) error {
+	if size <= 0 {
+		return fmt.Errorf("spawn: chunk size %d: %w", size, os.ErrInvalid)
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -136,44 +186,170 @@ func (p *Pool[In, Out]) submit(ctx context.Context, j *job[In, Out], size int) e
 	if j.finished { // cancelled already
 		return j.cancel
 	}
-	if len(j.in) == 0 {
+	if len(j.in) == 0 && !j.open {
 		p.finish(j)
 		return nil
 	}
 	p.jobs[j] = struct{}{}
-	for lo := 0; lo < len(j.in); lo += size {
-		p.pending = p.appendChunk(p.pending, j, lo, min(size, len(j.in)-lo))
-	}
-	p.dispatch()
+	p.queue(j, 0, len(j.in), size)
 	return nil
 }
 
-// chunkSize returns the chunk size for n items.
-func (p *Pool[In, Out]) chunkSize(n int) int {
+// queue queues j's items lo .. hi-1 in chunks of size. Under mu.
+func (p *Pool[In, Out]) queue(j *job[In, Out], lo, hi, size int) {
+	for ; lo < hi; lo += size {
+		p.pending = p.appendChunk(p.pending, j, lo, min(size, hi-lo))
+	}
+	p.dispatch()
+}
+
+// Chunk sizes
+//
+// As in Python, by default Map (and MapAsync) sends ceil(len/(4*Workers))
+// items at once, and Imap and ImapUnordered one: their input's length is
+// not known, and a caller watching results arrive (a progress bar) sees
+// each as it is done. PoolOptions.ChunkSize sets another size for every
+// call of the pool, Chunked for some calls; MaxTasksPerWorker bounds all.
+
+// mapChunk returns Map's chunk size for n items.
+func (p *Pool[In, Out]) mapChunk(n int) int {
 	size := p.opts.ChunkSize
 	if size <= 0 {
 		d := 4 * p.opts.Workers
-		size = min((n+d-1)/d, maxAutoChunk)
+		size = max(min((n+d-1)/d, maxAutoChunk), 1)
 	}
-	if m := p.opts.MaxTasksPerWorker; m > 0 {
-		size = min(size, m)
+	return p.capChunk(size)
+}
+
+// imapChunk returns the chunk size of Imap and ImapUnordered.
+func (p *Pool[In, Out]) imapChunk() int {
+	size := p.opts.ChunkSize
+	if size <= 0 {
+		size = 1
 	}
-	return max(size, 1)
+	return p.capChunk(size)
+}
+
+// capChunk bounds a chunk size by MaxTasksPerWorker. A size <= 0 is left
+// as it is, for submit to refuse.
+func (p *Pool[In, Out]) capChunk(size int) int {
+	if m := p.opts.MaxTasksPerWorker; m > 0 && size > m {
+		return m
+	}
+	return size
+}
+
+// readAhead returns how many items a streaming call with chunks of size
+// reads from its input beyond those it has yielded: enough to keep every
+// worker's queue full.
+func (p *Pool[In, Out]) readAhead(size int) int {
+	return size * p.opts.Workers * (maxOutstanding + 2)
+}
+
+// feed reads xs into streaming job j, queueing each chunk of size items
+// as it fills, and stops reading while ahead items read are not yet
+// yielded. It runs on its own goroutine, until xs is exhausted or j ends;
+// if xs panics, it records the panic and cancels j.
+func (p *Pool[In, Out]) feed(j *job[In, Out], xs iter.Seq[In], size, ahead int) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.mu.Lock()
+			j.inPanic = r
+			p.mu.Unlock()
+			p.cancelJob(j, errInputPanicked)
+			return
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		j.open = false
+		if j.left == 0 {
+			p.finish(j)
+		}
+		j.wake()
+		p.maybeDrain()
+	}()
+	batch := make([]In, 0, size)
+	flush := func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if j.finished {
+			return false
+		}
+		lo := len(j.in)
+		j.in = append(j.in, batch...)
+		j.outs = append(j.outs, make([]Out, len(batch))...)
+		j.left += len(batch)
+		p.queue(j, lo, len(j.in), size)
+		clear(batch)
+		batch = batch[:0]
+		for !j.finished && len(j.in)-j.taken >= ahead {
+			p.mu.Unlock()
+			<-j.room
+			p.mu.Lock()
+		}
+		return !j.finished
+	}
+	for x := range xs {
+		batch = append(batch, x)
+		if len(batch) == size && !flush() {
+			return
+		}
+	}
+	if len(batch) > 0 {
+		flush()
+	}
+}
+
+// errInputPanicked is the end of a streaming call whose input panicked;
+// the iterator panics with the input's value instead of yielding it.
+var errInputPanicked = errors.New("spawn: the input sequence panicked")
+
+// stream starts streaming call j over xs: it registers j and starts its
+// feeder. end cancels what is left of j and waits for the feeder; call it
+// once the iteration is over.
+func (p *Pool[In, Out]) stream(ctx context.Context, xs iter.Seq[In], size int) (j *job[In, Out], end func(), err error) {
+	j = newStreamJob[In, Out]()
+	if err := p.submit(ctx, j, size); err != nil {
+		return nil, nil, err
+	}
+	fed := make(chan struct{})
+	go func() {
+		defer close(fed)
+		p.feed(j, xs, size, p.readAhead(size))
+	}()
+	return j, func() {
+		p.cancelJob(j, context.Canceled)
+		<-fed
+	}, nil
+}
+
+// stopped returns why j ended early, if it did. Under mu.
+func (j *job[In, Out]) stopped() error {
+	if j.abort != nil {
+		return j.abort
+	}
+	return j.cancel
 }
 
 // Map runs the task on every item of xs and returns the results in the
-// order of xs: Python's Pool.map. If some items fail, Map returns every
-// result (zero for a failed item) and a [*MapError] naming each failure
-// (a [*TaskError] or a [*WorkerError]). If ctx is cancelled first, Map
-// returns nil and ctx.Err() at once, drops the items not yet started, and
-// kills (and replaces) the workers running its items: no item of xs
-// starts after Map has returned. After [Pool.Shutdown] it returns
-// [ErrShutdown]; once the pool is closed (or closing), an error matching
-// os.ErrClosed; once it is broken, the error that broke it. Map does not
-// retain xs after it returns.
+// order of xs: Python's Pool.map, with its chunk size:
+// ceil(len(xs)/(4*Workers)) items go to a worker at once, unless
+// [PoolOptions.ChunkSize] or [Pool.Chunked] says otherwise. If some items
+// fail, Map returns every result (zero for a failed item) and a
+// [*MapError] naming each failure (a [*TaskError] or a [*WorkerError]). If
+// ctx is cancelled first, Map returns nil and ctx.Err() at once, drops the
+// items not yet started, and kills (and replaces) the workers running its
+// items: no item of xs starts after Map has returned. After
+// [Pool.Shutdown] it returns [ErrShutdown]; once the pool is closed (or
+// closing), an error matching os.ErrClosed; once it is broken, the error
+// that broke it. Map does not retain xs after it returns.
 func (p *Pool[In, Out]) Map(ctx context.Context, xs []In) ([]Out, error) {
+	return p.mapN(ctx, xs, p.mapChunk(len(xs)))
+}
+
+func (p *Pool[In, Out]) mapN(ctx context.Context, xs []In, size int) ([]Out, error) {
 	j := newJob[In, Out](xs, false)
-	if err := p.submit(ctx, j, p.chunkSize(len(xs))); err != nil {
+	if err := p.submit(ctx, j, size); err != nil {
 		return nil, err
 	}
 	select {
@@ -181,22 +357,24 @@ func (p *Pool[In, Out]) Map(ctx context.Context, xs []In) ([]Out, error) {
 	case <-ctx.Done():
 		p.cancelJob(j, ctx.Err())
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	switch {
-	case j.abort != nil:
-		return nil, j.abort
-	case j.cancel != nil:
-		return nil, j.cancel
-	}
-	return j.outs, mapError(j.errs)
+	return p.mapResult(j)
 }
 
-func mapError(errs []error) error {
+// mapResult returns what a finished Map job returns.
+func (p *Pool[In, Out]) mapResult(j *job[In, Out]) ([]Out, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := j.stopped(); err != nil {
+		return nil, err
+	}
+	return j.outs, mapError(j.errs, len(j.in))
+}
+
+func mapError(errs []error, total int) error {
 	if errs == nil {
 		return nil
 	}
-	me := &MapError{Total: len(errs)}
+	me := &MapError{Total: total}
 	for _, e := range errs {
 		if e != nil {
 			me.Errs = append(me.Errs, e)
@@ -205,57 +383,105 @@ func mapError(errs []error) error {
 	return me
 }
 
+// MapAsync submits the task on every item of xs and returns at once:
+// Python's Pool.map_async. The [Future]'s Get returns what [Pool.Map]
+// would have: every result, and a [*MapError] if some items failed.
+// Cancelling ctx before the call is done fails it with ctx.Err() and
+// kills (and replaces) the workers running its items. The pool reads xs
+// until the Future is done: do not change it before.
+func (p *Pool[In, Out]) MapAsync(ctx context.Context, xs []In) *Future[[]Out] {
+	return p.mapAsync(ctx, xs, p.mapChunk(len(xs)))
+}
+
+func (p *Pool[In, Out]) mapAsync(ctx context.Context, xs []In, size int) *Future[[]Out] {
+	j := newJob[In, Out](xs, false)
+	if err := p.submit(ctx, j, size); err != nil {
+		return failedFuture[[]Out](err)
+	}
+	return &Future[[]Out]{fin: j.fin, get: func() ([]Out, error) { return p.mapResult(j) }}
+}
+
+// failedFuture returns a Future that is done, with err.
+func failedFuture[Out any](err error) *Future[Out] {
+	c := make(chan struct{})
+	close(c)
+	return &Future[Out]{fin: c, err: err}
+}
+
 // Imap runs the task on every item of xs and yields the results in the
 // order of xs, each as soon as it and the ones before it are done: Python's
-// Pool.imap. A failed item yields its error (a [*TaskError] or a
-// [*WorkerError]) and the iteration goes on. If ctx is cancelled, or the
-// pool cannot finish the call (see [Pool.Map] for its errors), it yields
-// one last (zero, error) and stops. Breaking out
-// of the loop drops the items not yet started and kills (and replaces) the
-// workers running its items.
-func (p *Pool[In, Out]) Imap(ctx context.Context, xs []In) iter.Seq2[Out, error] {
+// Pool.imap. It reads xs lazily, as Python reads a generator, from another
+// goroutine, while the results come: at most a few chunks per worker
+// beyond the results yielded (a slow first item stops the reading until
+// it is done). By default each item goes to a worker on its own (Python's
+// chunksize 1), so results come one by one, at the cost of a round trip
+// per item as with [Pool.Go] (tens of microseconds); [PoolOptions.ChunkSize]
+// or [Pool.Chunked] sends more at once (about a microsecond per trivial
+// item in chunks of hundreds). A slice is slices.Values(xs).
+//
+// A failed item yields its error (a [*TaskError] or a [*WorkerError]) and
+// the iteration goes on: unlike Python's imap, whose loop ends at the
+// exception. To stop at the first failure as Python does, break out of
+// the loop when err != nil. If ctx is cancelled, or the pool cannot finish
+// the call (see [Pool.Map] for its errors), it yields one last (zero,
+// error) and stops. Breaking out of the loop drops the items not yet
+// started and kills (and replaces) the workers running its items; it
+// stops reading xs, after waiting for a read in progress (xs is never
+// called once Imap's loop has ended). If xs panics, the loop panics with
+// the same value.
+func (p *Pool[In, Out]) Imap(ctx context.Context, xs iter.Seq[In]) iter.Seq2[Out, error] {
+	return p.imap(ctx, xs, p.imapChunk())
+}
+
+func (p *Pool[In, Out]) imap(ctx context.Context, xs iter.Seq[In], size int) iter.Seq2[Out, error] {
 	return func(yield func(Out, error) bool) {
 		var zero Out
-		j := newJob[In, Out](xs, true)
-		if err := p.submit(ctx, j, p.chunkSize(len(xs))); err != nil {
+		j, end, err := p.stream(ctx, xs, size)
+		if err != nil {
 			yield(zero, err)
 			return
 		}
-		defer p.cancelJob(j, context.Canceled)
-		ready := make([]bool, len(xs))
+		defer end()
+		var ready []bool // by index: delivered
 		var outs []Out
 		var errs []error
-		next := 0
-		for next < len(xs) {
+		next := 0 // the next index to yield
+		for {
 			p.mu.Lock()
 			for _, i := range j.done {
+				if i >= len(ready) {
+					ready = append(ready, make([]bool, i+1-len(ready))...)
+				}
 				ready[i] = true
 			}
 			j.done = j.done[:0]
 			outs, errs = outs[:0], errs[:0]
-			for k := next; k < len(xs) && ready[k]; k++ {
+			for k := next; k < len(ready) && ready[k]; k++ {
 				outs = append(outs, j.outs[k])
-				var e error
-				if j.errs != nil {
-					e = j.errs[k]
-				}
-				errs = append(errs, e)
+				errs = append(errs, j.errAt(k))
+				j.outs[k] = zero
 			}
-			stop := j.abort
-			if stop == nil {
-				stop = j.cancel
-			}
+			j.taken = next + len(outs)
+			all := !j.open && j.taken == len(j.in)
+			stop, pan := j.stopped(), j.inPanic
 			p.mu.Unlock()
+			if len(outs) > 0 {
+				j.wakeFeeder()
+			}
 			for k := range outs {
 				next++
 				if !yield(outs[k], errs[k]) {
 					return
 				}
 			}
-			if len(outs) > 0 {
+			switch {
+			case all:
+				return
+			case len(outs) > 0:
 				continue
-			}
-			if stop != nil {
+			case pan != nil:
+				panic(pan)
+			case stop != nil:
 				yield(zero, stop)
 				return
 			}
@@ -277,49 +503,59 @@ type Result[Out any] struct {
 
 // ImapUnordered runs the task on every item of xs and yields each result
 // as soon as it is done, with its index in xs: Python's
-// Pool.imap_unordered. A failed item yields its index and a Result with the
-// error, and the iteration goes on. If ctx is cancelled, or the pool
-// cannot finish the call (see [Pool.Map] for its errors), it yields one
-// last (-1, Result{Err: err}) and stops. Breaking
-// out of the loop drops the items not yet started and kills (and replaces)
-// the workers running its items.
-func (p *Pool[In, Out]) ImapUnordered(ctx context.Context, xs []In) iter.Seq2[int, Result[Out]] {
+// Pool.imap_unordered. It reads xs lazily, one item to a worker at once
+// by default, as [Pool.Imap] does. A failed item yields its index and a
+// Result with the error, and the iteration goes on (break to stop at a
+// failure). If ctx is cancelled, or the pool cannot finish the call (see
+// [Pool.Map] for its errors), it yields one last (-1, Result{Err: err})
+// and stops. Breaking out of the loop drops the items not yet started and
+// kills (and replaces) the workers running its items; xs is never called
+// once the loop has ended.
+func (p *Pool[In, Out]) ImapUnordered(ctx context.Context, xs iter.Seq[In]) iter.Seq2[int, Result[Out]] {
+	return p.imapUnordered(ctx, xs, p.imapChunk())
+}
+
+func (p *Pool[In, Out]) imapUnordered(ctx context.Context, xs iter.Seq[In], size int) iter.Seq2[int, Result[Out]] {
 	return func(yield func(int, Result[Out]) bool) {
-		j := newJob[In, Out](xs, true)
-		if err := p.submit(ctx, j, p.chunkSize(len(xs))); err != nil {
+		j, end, err := p.stream(ctx, xs, size)
+		if err != nil {
 			yield(-1, Result[Out]{Err: err})
 			return
 		}
-		defer p.cancelJob(j, context.Canceled)
+		defer end()
+		var zero Out
 		var idx []int
 		var res []Result[Out]
-		for n := 0; n < len(xs); {
+		for n := 0; ; {
 			p.mu.Lock()
 			idx, res = idx[:0], res[:0]
 			for _, i := range j.done {
-				var e error
-				if j.errs != nil {
-					e = j.errs[i]
-				}
 				idx = append(idx, i)
-				res = append(res, Result[Out]{Value: j.outs[i], Err: e})
+				res = append(res, Result[Out]{Value: j.outs[i], Err: j.errAt(i)})
+				j.outs[i] = zero
 			}
 			j.done = j.done[:0]
-			stop := j.abort
-			if stop == nil {
-				stop = j.cancel
-			}
+			j.taken = n + len(idx)
+			all := !j.open && j.taken == len(j.in)
+			stop, pan := j.stopped(), j.inPanic
 			p.mu.Unlock()
+			if len(idx) > 0 {
+				j.wakeFeeder()
+			}
 			for k := range idx {
 				n++
 				if !yield(idx[k], res[k]) {
 					return
 				}
 			}
-			if len(idx) > 0 {
+			switch {
+			case all:
+				return
+			case len(idx) > 0:
 				continue
-			}
-			if stop != nil {
+			case pan != nil:
+				panic(pan)
+			case stop != nil:
 				yield(-1, Result[Out]{Err: stop})
 				return
 			}
@@ -332,7 +568,8 @@ func (p *Pool[In, Out]) ImapUnordered(ctx context.Context, xs []In) iter.Seq2[in
 	}
 }
 
-// Future is the pending result of [Pool.Go]: Python's AsyncResult. It is
+// Future is the pending result of [Pool.Go] or [Pool.MapAsync] (then Out
+// is the slice of results): Python's AsyncResult. It is
 // safe for concurrent use, and used through the pointer Go returns (a copy
 // would wait for the same result). The zero Future is not usable.
 type Future[Out any] struct {
@@ -347,9 +584,7 @@ type Future[Out any] struct {
 func (p *Pool[In, Out]) Go(ctx context.Context, x In) *Future[Out] {
 	j := newJob[In, Out]([]In{x}, false)
 	if err := p.submit(ctx, j, 1); err != nil {
-		c := make(chan struct{})
-		close(c)
-		return &Future[Out]{fin: c, err: err}
+		return failedFuture[Out](err)
 	}
 	return &Future[Out]{fin: j.fin, get: func() (Out, error) {
 		p.mu.Lock()
@@ -395,4 +630,49 @@ func (f *Future[Out]) Get(ctx context.Context) (Out, error) {
 // Apply runs the task on x and waits for its result: Python's Pool.apply.
 func (p *Pool[In, Out]) Apply(ctx context.Context, x In) (Out, error) {
 	return p.Go(ctx, x).Get(ctx)
+}
+
+// Chunked is a [Pool]'s calls that take many items, with a chunk size of
+// their own: Python's chunksize argument of map, map_async, imap and
+// imap_unordered. Make one with [Pool.Chunked]:
+//
+//	out, err := p.Chunked(100).Map(ctx, xs)
+//	for y, err := range p.Chunked(16).Imap(ctx, walk) { ... }
+//
+// It is a small value holding the pool: copy it freely; it is safe for
+// concurrent use as the pool is. The zero Chunked is not usable.
+type Chunked[In, Out any] struct {
+	p    *Pool[In, Out]
+	size int
+}
+
+// Chunked returns p's calls with chunk size n: n items go to a worker at
+// once (fewer if [PoolOptions.MaxTasksPerWorker] is smaller), whatever
+// [PoolOptions.ChunkSize] says. Larger chunks cost less per item; smaller
+// ones spread uneven items better, and deliver an Imap's results sooner.
+// n must be positive: a call with n <= 0 fails with an error matching
+// os.ErrInvalid.
+func (p *Pool[In, Out]) Chunked(n int) Chunked[In, Out] { return Chunked[In, Out]{p: p, size: n} }
+
+// Map is [Pool.Map] with c's chunk size.
+func (c Chunked[In, Out]) Map(ctx context.Context, xs []In) ([]Out, error) {
+	return c.p.mapN(ctx, xs, c.p.capChunk(c.size))
+}
+
+// MapAsync is [Pool.MapAsync] with c's chunk size.
+func (c Chunked[In, Out]) MapAsync(ctx context.Context, xs []In) *Future[[]Out] {
+	return c.p.mapAsync(ctx, xs, c.p.capChunk(c.size))
+}
+
+// Imap is [Pool.Imap] with c's chunk size: the input is read in chunks of
+// that size, and a chunk goes to a worker once it is full (or the input
+// ends).
+func (c Chunked[In, Out]) Imap(ctx context.Context, xs iter.Seq[In]) iter.Seq2[Out, error] {
+	return c.p.imap(ctx, xs, c.p.capChunk(c.size))
+}
+
+// ImapUnordered is [Pool.ImapUnordered] with c's chunk size, read as
+// [Chunked.Imap] reads it.
+func (c Chunked[In, Out]) ImapUnordered(ctx context.Context, xs iter.Seq[In]) iter.Seq2[int, Result[Out]] {
+	return c.p.imapUnordered(ctx, xs, c.p.capChunk(c.size))
 }

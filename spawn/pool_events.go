@@ -139,7 +139,7 @@ func (p *Pool[In, Out]) onResult(w *worker[In, Out], m *resultMsg[Out]) {
 		for i := range m.N {
 			pos := m.Lo + i
 			if e := failed[pos]; e != nil {
-				te := &TaskError{Task: c.lo + pos, Pid: w.proc.Pid, Msg: e.Msg, Panic: e.Panic, Stack: e.Stack}
+				te := &TaskError{Task: c.lo + pos, Pid: w.proc.Pid, Msg: e.Msg, Panic: e.Panic, Stack: e.Stack, Matches: e.Matches}
 				p.deliver(j, c.lo+pos, m.Outs[i], te)
 			} else {
 				p.deliver(j, c.lo+pos, m.Outs[i], nil)

@@ -61,7 +61,7 @@ func (p *Pool[In, Out]) startWorker(serial uint64) (*worker[In, Out], error) {
 		args = append(args, init.arg)
 	}
 	stderr := &teeTail{user: output(p.opts.Stderr, os.Stderr), tail: w.tail}
-	w.proc, err = start(context.Background(), p.task.e, args, &Options{Stdout: p.opts.Stdout, Stderr: stderr}, p.hooks)
+	w.proc, err = start(context.Background(), p.task.e, args, &Options{Stdout: p.opts.Stdout, Stderr: stderr, prefix: "PoolWorker"}, p.hooks)
 	if err != nil {
 		w.release()
 		return nil, err

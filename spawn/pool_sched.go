@@ -24,10 +24,15 @@ func (p *Pool[In, Out]) appendChunk(cs []*chunk[In, Out], j *job[In, Out], lo, n
 }
 
 // busy reports whether any work of an unfinished call is pending or at a
-// worker (a chunk of a call that ended, cancelled or abandoned, does not
+// worker, or may yet come (a streaming call still reading its input) (a chunk of a call that ended, cancelled or abandoned, does not
 // count: maybeDrain kills the workers that hold only such chunks). Under
 // mu.
 func (p *Pool[In, Out]) busy() bool {
+	for j := range p.jobs {
+		if j.open && !j.finished {
+			return true // a streaming call's input may bring more
+		}
+	}
 	for _, c := range p.pending {
 		if !c.job.finished {
 			return true

@@ -193,7 +193,7 @@ func TestPoolImap(t *testing.T) {
 		}
 	}
 	i := 0
-	for out, err := range p.Imap(t.Context(), xs) {
+	for out, err := range p.Imap(t.Context(), slices.Values(xs)) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -208,7 +208,7 @@ func TestPoolImap(t *testing.T) {
 
 	seen := make([]bool, len(xs))
 	var order []int
-	for i, r := range p.ImapUnordered(t.Context(), xs) {
+	for i, r := range p.ImapUnordered(t.Context(), slices.Values(xs)) {
 		if r.Err != nil {
 			t.Fatal(r.Err)
 		}
@@ -227,7 +227,7 @@ func TestPoolImap(t *testing.T) {
 
 	// Breaking out early leaves the pool usable.
 	n := 0
-	for range p.Imap(t.Context(), xs) {
+	for range p.Imap(t.Context(), slices.Values(xs)) {
 		n++
 		if n == 3 {
 			break
@@ -240,7 +240,7 @@ func TestPoolImap(t *testing.T) {
 	// An error is yielded in place, and iteration goes on.
 	ys := []poolIn{{X: 1}, {X: 2, Op: "fail"}, {X: 3}}
 	var errs []error
-	for _, err := range p.Imap(t.Context(), ys) {
+	for _, err := range p.Imap(t.Context(), slices.Values(ys)) {
 		errs = append(errs, err)
 	}
 	var te *spawn.TaskError
@@ -790,14 +790,14 @@ func TestPoolImapBreakThenShutdown(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			p := newPool(t, work, &spawn.PoolOptions{Workers: c.workers, ChunkSize: 1})
 			if c.unord {
-				for _, r := range p.ImapUnordered(t.Context(), c.xs) {
+				for _, r := range p.ImapUnordered(t.Context(), slices.Values(c.xs)) {
 					if r.Err != nil {
 						t.Fatal(r.Err)
 					}
 					break
 				}
 			} else {
-				for _, err := range p.Imap(t.Context(), c.xs) {
+				for _, err := range p.Imap(t.Context(), slices.Values(c.xs)) {
 					if err != nil {
 						t.Fatal(err)
 					}

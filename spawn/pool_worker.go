@@ -195,10 +195,11 @@ type resultMsg[Out any] struct {
 }
 
 type itemErr struct {
-	Pos   int
-	Msg   string
-	Panic bool
-	Stack string
+	Pos     int
+	Msg     string
+	Panic   bool
+	Stack   string
+	Matches []string // ErrorKeys of the error (or of a panic value that is one)
 }
 
 // workerSetup is a worker's argument. If Init is set, the initializer's
@@ -445,11 +446,14 @@ func callTask[In, Out any](ctx context.Context, fn func(context.Context, In) (Ou
 	defer func() {
 		if r := recover(); r != nil {
 			ie = &itemErr{Pos: pos, Msg: fmt.Sprint(r), Panic: true, Stack: string(debug.Stack())}
+			if err, ok := r.(error); ok {
+				ie.Matches = ErrorKeys(err)
+			}
 		}
 	}()
 	o, err := fn(ctx, x)
 	if err != nil {
-		return o, &itemErr{Pos: pos, Msg: err.Error()}
+		return o, &itemErr{Pos: pos, Msg: err.Error(), Matches: ErrorKeys(err)}
 	}
 	return o, nil
 }

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+
+	"github.com/ipckit/ipckit/internal/handoff"
 )
 
 // Registry
@@ -22,6 +24,13 @@ type entry struct {
 	name string
 	typ  string // reflect name of the argument type, checked by the child
 	run  func(ctx context.Context, dec *gob.Decoder) error
+	// argErr says why no argument of the type can cross (a channel
+	// field, say): Start fails with it before encoding anything.
+	argErr error
+	// termCtx: in the child, SIGTERM cancels run's ctx (see
+	// Process.Terminate); otherwise SIGTERM keeps its default action
+	// (pool workers, which Python's terminate() kills at once too).
+	termCtx bool
 }
 
 var (
@@ -73,13 +82,17 @@ type Func[A any] struct {
 // Register panics on a duplicate name or a call after Main.
 //
 // The argument type A must be encodable with encoding/gob: exported fields,
-// no channels or functions. It may hold shm segments and values and the
-// other ipckit shared objects.
+// no channels or functions. [Start] refuses a type that is not, naming the
+// field at fault and its kind (a chan field, which gob would silently
+// drop, included). It may hold shm segments and values and the other
+// ipckit shared objects.
 func Register[A any](name string, fn func(ctx context.Context, arg A) error) *Func[A] {
 	f := &Func[A]{}
 	f.e = &entry{
-		name: name,
-		typ:  reflect.TypeFor[A]().String(),
+		name:    name,
+		typ:     reflect.TypeFor[A]().String(),
+		argErr:  handoff.CheckType(reflect.TypeFor[A]()),
+		termCtx: true,
 		run: func(ctx context.Context, dec *gob.Decoder) error {
 			var w wireArg[A]
 			if err := dec.Decode(&w); err != nil {

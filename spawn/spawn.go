@@ -54,6 +54,20 @@ type Options struct {
 
 	// Dir is the child's working directory; "" means the parent's.
 	Dir string
+
+	// Name is the child's name ([Process.Name]; in the child,
+	// [CurrentProcess]): Python's Process(name=...). "" means
+	// "Process-N", N counting this process's children from 1.
+	Name string
+
+	// TermGrace is how long a child sent SIGTERM ([Process.Terminate])
+	// waits, once its function's ctx is cancelled, for the function to
+	// return before it dies of the signal anyway (a Python child dies at
+	// once): 0 means one second; negative means no limit (the function
+	// decides, as with signal.NotifyContext).
+	TermGrace time.Duration
+
+	prefix string // of the default name; "" means "Process"
 }
 
 // output returns what os/exec is given for a child's stdout or stderr: w,
@@ -75,11 +89,12 @@ type Process struct {
 	// Pid is the child's process ID.
 	Pid int
 
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error        // set before done is closed
-	code atomic.Int64 // exit code, -1 until reaped
+	name  string // the registered function's
+	pname string // the process's: Options.Name or "Process-N"
+	cmd   *exec.Cmd
+	done  chan struct{}
+	err   error        // set before done is closed
+	code  atomic.Int64 // exit code, -1 until reaped
 
 	// killSent is set when ctx's end sent the child SIGKILL (which may
 	// have come too late to matter: see reap).
@@ -156,12 +171,27 @@ func start(ctx context.Context, e *entry, args []any, opts *Options, h *hooks) (
 		opts = &Options{}
 	}
 
+	if e.argErr != nil {
+		return nil, fmt.Errorf("spawn: argument of %s: %w", e.name, e.argErr)
+	}
+	prefix := opts.prefix
+	if prefix == "" {
+		prefix = "Process"
+	}
+	info := nextChild(prefix)
+	if opts.Name != "" {
+		info.Name = opts.Name
+	}
+	info.Grace = opts.TermGrace
+	if info.Grace == 0 {
+		info.Grace = defaultTermGrace
+	}
 	// The files of the anonymous shared objects in args become descriptors
 	// 3, 4, ... in the child; while they are marked as being passed, the
 	// objects' GobEncode writes the identifiers the child maps back.
 	files, ids, release := handoff.Collect(args...)
 	var buf bytes.Buffer
-	err := encodeArgs(&buf, e.typ, args)
+	err := encodeArgs(&buf, info, e.typ, args)
 	release()
 	if err != nil {
 		return nil, fmt.Errorf("spawn: encode argument of %s: %w", e.name, err)
@@ -198,8 +228,9 @@ func start(ctx context.Context, e *entry, args []any, opts *Options, h *hooks) (
 		statR.Close()
 		return nil, fmt.Errorf("spawn: start %s: %w", e.name, err)
 	}
-	p := &Process{Pid: cmd.Process.Pid, name: e.name, cmd: cmd, done: make(chan struct{})}
+	p := &Process{Pid: cmd.Process.Pid, name: e.name, pname: info.Name, cmd: cmd, done: make(chan struct{})}
 	p.code.Store(-1)
+	addActive(p)
 	// stopKill ends ctx's hold on the child once it has exited, and then
 	// waits for a kill already under way to say whether it was sent: reap
 	// must not judge the death before killSent is settled.
@@ -224,9 +255,13 @@ func start(ctx context.Context, e *entry, args []any, opts *Options, h *hooks) (
 	return p, nil
 }
 
-// encodeArgs writes the child's argument stream: the type name, then args.
-func encodeArgs(buf *bytes.Buffer, typ string, args []any) error {
+// encodeArgs writes the child's argument stream: its identity, the type
+// name, then args.
+func encodeArgs(buf *bytes.Buffer, info procInfo, typ string, args []any) error {
 	enc := gob.NewEncoder(buf)
+	if err := enc.Encode(info); err != nil {
+		return err
+	}
 	if err := enc.Encode(typ); err != nil {
 		return err
 	}
@@ -289,13 +324,14 @@ func (p *Process) reap(ctx context.Context, stopKill func(), arg []byte, argW, s
 		p.code.Store(int64(ps.ExitCode()))
 	}
 	p.err = err
+	removeActive(p)
 	close(p.done)
 }
 
 func (p *Process) statusError(st status) error {
 	switch st.kind {
 	case statusError:
-		return &ChildError{Name: p.name, Pid: p.Pid, Msg: st.msg}
+		return &ChildError{Name: p.name, Pid: p.Pid, Msg: st.msg, Matches: unpackKeys(st.keys)}
 	case statusPanic:
 		return &PanicError{Name: p.name, Pid: p.Pid, Value: st.msg, Stack: st.stack}
 	case statusUnregistered:
@@ -320,17 +356,77 @@ func (p *Process) Wait() error {
 	return p.err
 }
 
+// WaitContext is [Process.Wait] with a deadline: Python's join(timeout).
+// If ctx ends before the child has exited, it returns ctx.Err() and the
+// child runs on (call WaitContext or Wait again, or [Process.Terminate] or
+// [Process.Kill] it); a child that has exited wins over a ctx that ended
+// at the same time.
+func (p *Process) WaitContext(ctx context.Context) error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+	}
+	select {
+	case <-p.done:
+		return p.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Done returns a channel that is closed when the child has exited and been
 // reaped; [Process.Wait] then returns at once.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
-// ExitCode returns the child's exit code, or -1 if it has not exited yet or
-// was killed by a signal.
+// Name returns the child's name: [Options.Name], or "Process-N" (see
+// [CurrentProcess]). Python's Process.name.
+func (p *Process) Name() string { return p.pname }
+
+// IsAlive reports whether the child is running: it has not yet been
+// reaped (for a moment after it exits, IsAlive may still report true;
+// after Wait or Done, never). Python's is_alive().
+func (p *Process) IsAlive() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// ExitCode returns the child's exit code: the code it exited with (0 when
+// its function returned nil, 1 for an error, 2 for a panic, 3 when it
+// could not run the function), or -1 if it has not exited yet or was
+// killed by a signal. Python's exitcode is the same, except that a child
+// killed by signal N has exitcode -N there; here ExitCode is -1 and
+// Wait's [*exec.ExitError] tells the signal:
+//
+//	var ee *exec.ExitError
+//	if errors.As(err, &ee) {
+//		ws := ee.Sys().(syscall.WaitStatus)
+//		if ws.Signaled() { ... ws.Signal() ... } // Python's -exitcode
+//	}
 func (p *Process) ExitCode() int { return int(p.code.Load()) }
 
 // Kill kills the child with SIGKILL. After the child has exited it returns
 // os.ErrProcessDone.
 func (p *Process) Kill() error { return p.cmd.Process.Kill() }
+
+// Terminate sends the child SIGTERM: Python's terminate(). In the child,
+// this cancels the ctx its function runs with (the cause is
+// [ErrTerminated]); the function should return, within
+// [Options.TermGrace] (one second by default), after which the child dies
+// of the signal anyway. If it returns an error
+// matching context.Canceled (ctx.Err(), wrapped or not), the child ends
+// by SIGTERM, so Wait returns an [*exec.ExitError] for signal SIGTERM, as
+// for a child that never looked at ctx; if it returns nil, the child
+// exits with code 0 (it shut down cleanly) and any other error is a
+// [*ChildError]. A second SIGTERM ends a child that is still running at
+// once; [Process.Kill] always does. Before the child's function has started
+// (while it decodes its argument), SIGTERM ends it at once. After the
+// child has exited it returns os.ErrProcessDone.
+func (p *Process) Terminate() error { return p.cmd.Process.Signal(syscall.SIGTERM) }
 
 // Signal sends sig to the child. After the child has exited it returns
 // os.ErrProcessDone.

@@ -1,0 +1,113 @@
+package spawn
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"sync"
+)
+
+// Errors across the process boundary
+//
+// An error a child returns is a value in the child's memory: only its text
+// crosses to the parent, so errors.Is(err, ErrSomething) cannot match the
+// parent's own ErrSomething by identity. Registered errors fix that. Each
+// side registers the same values at package level (the child runs the same
+// initialisers), under a key: their text. On the way out, the child lists
+// the keys of the registered errors that the error matches (errors.Is, so
+// through any wrapping); on the way in, the parent's error (a [*TaskError]
+// or a [*ChildError]) unwraps to its own registered values for those keys.
+// So errors.Is matches sentinels; errors.As does not rebuild the child's
+// error types (a *os.PathError arrives as text, but matches
+// os.ErrNotExist, which is registered).
+//
+// The exported functions are the whole mechanism, so that other
+// transports (ipckit's cluster) carry errors the same way: ErrorKeys on
+// the sending side, RegisteredErrors on the receiving side.
+
+var errReg = struct {
+	sync.Mutex
+	keys []string         // in registration order
+	errs map[string]error // key -> the registered value
+}{errs: map[string]error{}}
+
+func init() {
+	for _, err := range []error{
+		context.Canceled, context.DeadlineExceeded,
+		io.EOF, io.ErrUnexpectedEOF,
+		os.ErrInvalid, os.ErrPermission, os.ErrExist, os.ErrNotExist, os.ErrClosed,
+		os.ErrDeadlineExceeded, os.ErrProcessDone, errors.ErrUnsupported,
+	} {
+		RegisterError(err)
+	}
+}
+
+// RegisterError registers err, a sentinel error value, so that a task's or
+// a child's error that matches it (errors.Is) matches it in the parent
+// too, and returns err:
+//
+//	var ErrNoInput = spawn.RegisterError(errors.New("digest: no input"))
+//
+// Call it at package level, as [Register], so that parent and children
+// know the same errors. The key is err's text, which must be unique among
+// registered errors: RegisterError panics if another value with the same
+// text is registered (registering the same value twice is harmless). The
+// standard sentinels context.Canceled, context.DeadlineExceeded, io.EOF,
+// io.ErrUnexpectedEOF, os.ErrInvalid, os.ErrPermission, os.ErrExist,
+// os.ErrNotExist, os.ErrClosed, os.ErrDeadlineExceeded,
+// os.ErrProcessDone and errors.ErrUnsupported are registered already.
+func RegisterError(err error) error {
+	if err == nil {
+		panic("spawn: RegisterError(nil)")
+	}
+	key := err.Error()
+	errReg.Lock()
+	defer errReg.Unlock()
+	if old, ok := errReg.errs[key]; ok {
+		if old != err {
+			panic("spawn: RegisterError: another error with the text " + key + " is registered")
+		}
+		return err
+	}
+	errReg.keys = append(errReg.keys, key)
+	errReg.errs[key] = err
+	return err
+}
+
+// ErrorKeys returns the keys of the registered errors that err matches
+// (errors.Is), in registration order, or nil: what travels with err's
+// text to another process. See [RegisterError].
+func ErrorKeys(err error) []string {
+	if err == nil {
+		return nil
+	}
+	errReg.Lock()
+	defer errReg.Unlock()
+	var keys []string
+	for _, k := range errReg.keys {
+		if errors.Is(err, errReg.errs[k]) {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// RegisteredErrors returns this process's registered errors for keys
+// (from [ErrorKeys] in another process), skipping keys it does not know.
+// An error type that carries keys returns these from its Unwrap() []error,
+// as [TaskError] and [ChildError] do.
+func RegisteredErrors(keys []string) []error {
+	if len(keys) == 0 {
+		return nil
+	}
+	errReg.Lock()
+	defer errReg.Unlock()
+	errs := make([]error, 0, len(keys))
+	for _, k := range keys {
+		if e, ok := errReg.errs[k]; ok {
+			errs = append(errs, e)
+		}
+	}
+	return errs
+}
