@@ -390,6 +390,9 @@ func TestBadInput(t *testing.T) {
 	if !errors.As(me.Errs[0], &te) || te.Task != 1 || !strings.Contains(te.Msg, "max payload") {
 		t.Fatalf("the big item's error = %v", me.Errs[0])
 	}
+	if !errors.Is(err, cluster.ErrTooLarge) {
+		t.Fatalf("Map with a 2 MiB item = %v, does not match cluster.ErrTooLarge", err)
+	}
 	if _, err := sp.Apply(ctx, big); err == nil {
 		t.Fatal("Apply of a 2 MiB item succeeded")
 	}

@@ -27,10 +27,11 @@ var (
 	// whose chunk was delivered MaxDeliver times without a result: each
 	// worker that took it died or stalled past AckWait.
 	ErrMaxDeliver = errors.New("cluster: task delivered MaxDeliver times without a result")
-	// ErrTooLarge is the reason, in its Msg, of the [*spawn.TaskError] of
-	// an item whose input or result encodes to more than the server's max
-	// payload ([spawn.TaskError] carries text only).
-	ErrTooLarge = errors.New("cluster: item larger than the server's max payload")
+	// ErrTooLarge is matched (errors.Is) by the [*spawn.TaskError] of an
+	// item whose input or result encodes to more than the server's max
+	// payload. It is registered with [spawn.RegisterError], so it keeps
+	// its identity when a worker reports it.
+	ErrTooLarge = spawn.RegisterError(errors.New("cluster: item larger than the server's max payload"))
 )
 
 // Options configures a [Pool]. A nil *Options means the defaults, and so
@@ -422,7 +423,7 @@ func (p *Pool[In, Out]) send(ctx context.Context, c *call[Out], lo int, items []
 		}
 		p.mu.Lock()
 		var zero Out
-		p.deliver(c, lo, zero, &spawn.TaskError{Task: lo, Msg: "cluster: cannot send the item: " + err.Error()})
+		p.deliver(c, lo, zero, &spawn.TaskError{Task: lo, Msg: "cluster: cannot send the item: " + err.Error(), Matches: spawn.ErrorKeys(err)})
 		p.mu.Unlock()
 		return nil
 	}

@@ -68,6 +68,7 @@ type itemErr struct {
 	Signal   int
 	ExitCode int
 	Stderr   string
+	Matches  []string // spawn.ErrorKeys of the error: its identity across the network
 }
 
 // toItemErr turns a local pool's error for item pos into its wire form.
@@ -76,7 +77,7 @@ func toItemErr(pos int, err error) itemErr {
 	var we *spawn.WorkerError
 	switch {
 	case errors.As(err, &te):
-		return itemErr{Pos: pos, Msg: te.Msg, Panic: te.Panic, Stack: te.Stack, Pid: te.Pid}
+		return itemErr{Pos: pos, Msg: te.Msg, Panic: te.Panic, Stack: te.Stack, Pid: te.Pid, Matches: te.Matches}
 	case errors.As(err, &we):
 		ie := itemErr{Pos: pos, Pid: we.Pid, Worker: true, ExitCode: we.ExitCode, Stderr: we.Stderr}
 		if s, ok := we.Signal.(syscall.Signal); ok {
@@ -87,7 +88,7 @@ func toItemErr(pos int, err error) itemErr {
 		}
 		return ie
 	}
-	return itemErr{Pos: pos, Msg: err.Error()}
+	return itemErr{Pos: pos, Msg: err.Error(), Matches: spawn.ErrorKeys(err)}
 }
 
 // remoteError is the text of a worker's error that crossed the network:
@@ -99,7 +100,7 @@ func (e *remoteError) Error() string { return e.msg }
 // toError rebuilds item index's error from its wire form.
 func (ie *itemErr) toError(index int) error {
 	if !ie.Worker {
-		return &spawn.TaskError{Task: index, Pid: ie.Pid, Msg: ie.Msg, Panic: ie.Panic, Stack: ie.Stack}
+		return &spawn.TaskError{Task: index, Pid: ie.Pid, Msg: ie.Msg, Panic: ie.Panic, Stack: ie.Stack, Matches: ie.Matches}
 	}
 	we := &spawn.WorkerError{Task: index, Pid: ie.Pid, ExitCode: ie.ExitCode, Stderr: ie.Stderr}
 	if ie.Signal != 0 {

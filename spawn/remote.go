@@ -34,6 +34,9 @@ type Executor[In, Out any] interface {
 	Go(ctx context.Context, x In) *Future[Out]
 }
 
+// A local Pool is an Executor.
+var _ Executor[int, int] = (*Pool[int, int])(nil)
+
 // NewFuture returns a pending [Future] and the function that settles it,
 // for an [Executor] implemented outside this package. The first call of
 // settle sets the result that [Future.Get] returns and closes

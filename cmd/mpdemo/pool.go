@@ -32,15 +32,8 @@ func poolDemo(ctx context.Context) error {
 	return pool.Shutdown(ctx) // pool.close(); pool.join()
 }
 
-// mapGoer is the part of a pool the demo uses, local or cluster (both are
-// a spawn.Executor).
-type mapGoer interface {
-	Map(ctx context.Context, xs []int) ([]int, error)
-	Go(ctx context.Context, x int) *spawn.Future[int]
-}
-
 // poolCalls makes the tutorial's calls on pool and prints their results.
-func poolCalls(ctx context.Context, pool mapGoer) error {
+func poolCalls(ctx context.Context, pool spawn.Executor[int, int]) error {
 	res, err := pool.Map(ctx, rangeOf(10)) // pool.map(job, range(10))
 	if err != nil {
 		return err
