@@ -70,9 +70,10 @@ const (
 	offCondCounts = 24
 )
 
-// condUnlocked, if set (by tests), runs in Wait between the Unlock and the
-// sleep: where a Notify must not be lost.
-var condUnlocked func()
+// condUnlocked and condGaveUp, if set (by tests), run in Wait between the
+// Unlock and the sleep, and between a sleep's end on ctx and the waiter's
+// counting out: where a Notify must not be lost.
+var condUnlocked, condGaveUp func()
 
 // ConditionSize is the number of bytes a [Condition] takes in a segment.
 const ConditionSize = 32
@@ -245,6 +246,9 @@ func (c *Condition) sleep(ctx context.Context, s uint32) error {
 	for {
 		err := robust.WaitValue(ctx, c.seq, s, opts)
 		if err != nil {
+			if condGaveUp != nil {
+				condGaveUp()
+			}
 			if !c.closed() && c.seq.Load() != registered && c.take() {
 				return nil // notified as it gave up: the notification is not lost
 			}

@@ -172,6 +172,28 @@ func TestConditionNotifyBetweenUnlockAndSleep(t *testing.T) {
 	}
 }
 
+// TestConditionNotifyAsWaiterGivesUp notifies a waiter whose deadline has
+// just ended, before it counts itself out: it takes the notification and
+// returns nil, rather than losing it.
+func TestConditionNotifyAsWaiterGivesUp(t *testing.T) {
+	c := heapCondition(t)
+	condGaveUp = func() {
+		condGaveUp = nil
+		mustDo(t, c, func() error { return c.Notify(1) })
+	}
+	defer func() { condGaveUp = nil }()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Millisecond)
+	defer cancel()
+	c.Lock()
+	if err := c.Wait(ctx); err != nil {
+		t.Fatalf("Wait notified as its deadline ended = %v, want nil: the notification was lost", err)
+	}
+	c.Unlock()
+	if w, s := splitCounts(c.counts.Load()); w != 0 || s != 0 {
+		t.Fatalf("%d waiters and %d signals left, want none", w, s)
+	}
+}
+
 // TestConditionNotifyBeforeWait: a Notify with nobody waiting is not kept
 // for a later waiter (as in Python), and a Wait returns on its deadline
 // with the Mutex held again and nothing counted in.
