@@ -70,10 +70,17 @@ const (
 	offCondCounts = 24
 )
 
-// condUnlocked and condGaveUp, if set (by tests), run in Wait between the
-// Unlock and the sleep, and between a sleep's end on ctx and the waiter's
-// counting out: where a Notify must not be lost.
-var condUnlocked, condGaveUp func()
+// condHooks, if set (by tests), run where a Notify must not be lost: in
+// Wait between the Unlock and the sleep (unlocked), between a sleep's end
+// on ctx and the waiter's counting out (gaveUp), and between a failed take
+// and the next sleep (takeFailed).
+var condHooks struct{ unlocked, gaveUp, takeFailed func() }
+
+func hook(f func()) {
+	if f != nil {
+		f()
+	}
+}
 
 // ConditionSize is the number of bytes a [Condition] takes in a segment.
 const ConditionSize = 32
@@ -227,9 +234,7 @@ func (c *Condition) Wait(ctx context.Context) error {
 		c.countOut()
 		return err
 	}
-	if condUnlocked != nil {
-		condUnlocked()
-	}
+	hook(condHooks.unlocked)
 	werr := c.sleep(ctx, s)
 	if errors.Is(werr, os.ErrClosed) {
 		return werr
@@ -246,9 +251,7 @@ func (c *Condition) sleep(ctx context.Context, s uint32) error {
 	for {
 		err := robust.WaitValue(ctx, c.seq, s, opts)
 		if err != nil {
-			if condGaveUp != nil {
-				condGaveUp()
-			}
+			hook(condHooks.gaveUp)
 			if !c.closed() && c.seq.Load() != registered && c.take() {
 				return nil // notified as it gave up: the notification is not lost
 			}
@@ -259,6 +262,7 @@ func (c *Condition) sleep(ctx context.Context, s uint32) error {
 		if c.take() {
 			return nil
 		}
+		hook(condHooks.takeFailed)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipckit/ipckit/internal/futex"
 	"github.com/ipckit/ipckit/internal/helperproc"
 	"github.com/ipckit/ipckit/shm"
 )
@@ -154,11 +155,11 @@ func TestConditionProducerConsumer(t *testing.T) {
 // sleep, not be lost.
 func TestConditionNotifyBetweenUnlockAndSleep(t *testing.T) {
 	c := heapCondition(t)
-	condUnlocked = func() {
-		condUnlocked = nil
+	condHooks.unlocked = func() {
+		condHooks.unlocked = nil
 		mustDo(t, c, func() error { return c.Notify(1) })
 	}
-	defer func() { condUnlocked = nil }()
+	defer func() { condHooks.unlocked = nil }()
 	ctx, cancel := context.WithTimeout(t.Context(), slowBound)
 	defer cancel()
 	if err := c.Lock(); err != nil {
@@ -177,11 +178,11 @@ func TestConditionNotifyBetweenUnlockAndSleep(t *testing.T) {
 // returns nil, rather than losing it.
 func TestConditionNotifyAsWaiterGivesUp(t *testing.T) {
 	c := heapCondition(t)
-	condGaveUp = func() {
-		condGaveUp = nil
+	condHooks.gaveUp = func() {
+		condHooks.gaveUp = nil
 		mustDo(t, c, func() error { return c.Notify(1) })
 	}
-	defer func() { condGaveUp = nil }()
+	defer func() { condHooks.gaveUp = nil }()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Millisecond)
 	defer cancel()
 	c.Lock()
@@ -191,6 +192,34 @@ func TestConditionNotifyAsWaiterGivesUp(t *testing.T) {
 	c.Unlock()
 	if w, s := splitCounts(c.counts.Load()); w != 0 || s != 0 {
 		t.Fatalf("%d waiters and %d signals left, want none", w, s)
+	}
+}
+
+// TestConditionNotifyAfterFailedTake wakes a waiter with no signal for it
+// (the sequence word moved, as when another waiter took the signal), and
+// notifies it between its failed take and its next sleep: that sleep must
+// end at once.
+func TestConditionNotifyAfterFailedTake(t *testing.T) {
+	c := heapCondition(t)
+	failed := make(chan struct{})
+	condHooks.takeFailed = func() {
+		condHooks.takeFailed = nil
+		mustDo(t, c, func() error { return c.Notify(1) })
+		close(failed)
+	}
+	defer func() { condHooks.takeFailed = nil }()
+	ctx, cancel := context.WithTimeout(t.Context(), slowBound)
+	defer cancel()
+	waited := make(chan error, 1)
+	c.Lock()
+	go func() { waited <- errors.Join(c.Wait(ctx), c.Unlock()) }()
+	waitCounted(t, c, 1)
+	asleepIn(t, 1, "(*Condition).sleep")
+	c.seq.Add(1) // a signal someone else took: the word moved, no signal left
+	futex.Wake(addr(c.seq), 0)
+	<-failed
+	if err := <-waited; err != nil {
+		t.Fatalf("Wait notified between a failed take and its next sleep = %v, want nil: the notification was lost", err)
 	}
 }
 
