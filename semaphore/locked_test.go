@@ -5,9 +5,12 @@ package semaphore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ipckit/ipckit/internal/helperproc"
 	"github.com/ipckit/ipckit/shm"
@@ -16,6 +19,9 @@ import (
 type lockedArgs struct {
 	L *Locked[int32]
 	N int
+	// The start line: Procs processes wait until Ready counts them all.
+	Ready *shm.Int64
+	Procs int
 }
 
 func init() {
@@ -26,16 +32,53 @@ func init() {
 			return err
 		}
 		defer a.L.Close()
+		defer a.Ready.Close()
+		if err := startLine(a.Ready, a.Procs); err != nil {
+			return err
+		}
 		return lockedAdd(context.Background(), a.L, a.N)
+	})
+	// lockedhold: lock the Locked's Mutex and wait to be killed.
+	helperproc.Register("lockedhold", func(args []string) error {
+		var a lockedArgs
+		if err := receive(args, &a); err != nil {
+			return err
+		}
+		if err := a.L.Mutex().Lock(); err != nil {
+			return err
+		}
+		fmt.Println("holding")
+		time.Sleep(time.Minute)
+		return nil
 	})
 }
 
+// startLine counts this process in at ready and waits until procs are.
+func startLine(ready *shm.Int64, procs int) error {
+	ready.Add(1)
+	for deadline := time.Now().Add(time.Minute); ready.Load() < int64(procs); time.Sleep(100 * time.Microsecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d processes at the start line after a minute", ready.Load(), procs)
+		}
+	}
+	return nil
+}
+
 // lockedAdd does n read-modify-writes of element 0 (a Load, then a
-// Store: lost without the lock) inside l.Do.
+// Store: lost without the lock) inside l.Do, each holding the value read
+// for a few microseconds (yielding to other goroutines meanwhile), so that
+// unlocked ones would overlap.
 func lockedAdd(ctx context.Context, l *Locked[int32], n int) error {
 	a := l.Array()
 	for range n {
-		if err := l.Do(ctx, func() error { a.Store(0, a.Load(0)+1); return nil }); err != nil {
+		if err := l.Do(ctx, func() error {
+			v := a.Load(0)
+			for start := time.Now(); time.Since(start) < 5*time.Microsecond; {
+				runtime.Gosched()
+			}
+			a.Store(0, v+1)
+			return nil
+		}); err != nil {
 			return err
 		}
 	}
@@ -53,14 +96,14 @@ func TestLockedGoroutines(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() {
-			if err := lockedAdd(t.Context(), l, 5000); err != nil {
+			if err := lockedAdd(t.Context(), l, 500); err != nil {
 				t.Error(err)
 			}
 		})
 	}
 	wg.Wait()
-	if got := l.Array().Load(0); got != 20000 {
-		t.Fatalf("counter %d, want 20000: the lock did not guard the value", got)
+	if got := l.Array().Load(0); got != 2000 {
+		t.Fatalf("counter %d, want 2000: the lock did not guard the value", got)
 	}
 }
 
@@ -72,10 +115,15 @@ func TestLockedAcrossProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	const n = 3000
+	ready, err := shm.NewInt64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ready.Close()
+	const n = 1000
 	var wg sync.WaitGroup
 	for range 2 {
-		cmd := start(t, "lockedadd", lockedArgs{L: l, N: n})
+		cmd := start(t, "lockedadd", lockedArgs{L: l, N: n, Ready: ready, Procs: 3})
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -85,24 +133,29 @@ func TestLockedAcrossProcesses(t *testing.T) {
 			}
 		})
 	}
-	if err := lockedAdd(t.Context(), l, n); err != nil {
-		t.Fatal(err)
+	err = startLine(ready, 3)
+	if err == nil {
+		err = lockedAdd(t.Context(), l, n)
 	}
 	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if got := l.Array().Load(0); got != 3*n {
 		t.Fatalf("counter %d, want %d", got, 3*n)
 	}
 }
 
-// TestLockedHolderDies: a child killed holding the Locked's Mutex: Do
-// refuses with ErrOwnerDead, as a Mutex's does.
+// TestLockedHolderDies: a child that got the Locked in its argument is
+// killed holding its Mutex: DoRepair here repairs (the Mutex is the one in
+// the Locked's segment), then runs.
 func TestLockedHolderDies(t *testing.T) {
 	l, err := NewLocked[int32](4)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	helperproc.Kill(startUntil(t, "hold", holdArgs{M: l.Mutex()}, "holding"))
+	helperproc.Kill(startUntil(t, "lockedhold", lockedArgs{L: l}, "holding"))
 	if err := l.DoRepair(t.Context(), func() error { l.Array().Store(3, -1); return nil }, func() error { return nil }); err != nil {
 		t.Fatalf("DoRepair after the holder died = %v", err)
 	}
