@@ -6,18 +6,22 @@ import (
 	"bytes"
 	"encoding/gob"
 	"errors"
+	"fmt"
 	"math"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ipckit/ipckit/internal/handoff"
 	"github.com/ipckit/ipckit/internal/helperproc"
 )
 
 func init() {
-	// narrowadd NAME I N: add 1 to element I of the Array[uint16] NAME, N times.
+	// narrowadd NAME I N READY: after the start line (the Int64 READY
+	// counting 3), add 1 to element I of the Array[uint16] NAME, N times.
 	helperproc.Register("narrowadd", func(args []string) error {
 		i, _ := strconv.Atoi(args[1])
 		n, _ := strconv.Atoi(args[2])
@@ -26,8 +30,19 @@ func init() {
 			return err
 		}
 		defer a.Close()
-		for range n {
+		r, err := OpenInt64(args[3])
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		if err := startLine(r, 3); err != nil {
+			return err
+		}
+		for k := range n {
 			a.Add(i, 1)
+			if k%64 == 0 {
+				runtime.Gosched()
+			}
 		}
 		return nil
 	})
@@ -82,94 +97,132 @@ func TestNarrowValues(t *testing.T) {
 }
 
 // TestNarrowNeighbours: goroutines adding to neighbouring bytes and
-// half-words of the same words never lose an update. On the heap, under
-// the race detector.
+// half-words of the same words, all at once, never lose an update. On the
+// heap, under the race detector.
 func TestNarrowNeighbours(t *testing.T) {
-	const rounds = 200 // < 256: no wrap in a byte
-	seg, _ := NewHeap(16)
+	const byteRounds, halfRounds = 250, 30000 // no wrap
+	seg, _ := NewHeap(24)
 	bytes8, err := ArrayAt[uint8](seg, 0, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
-	halves, err := ArrayAt[int16](seg, 8, 4)
+	halves, err := ArrayAt[uint16](seg, 8, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
+	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
-			for range rounds {
+			<-start
+			for range byteRounds {
 				bytes8.Add(i, 1)
+				runtime.Gosched()
 			}
 		})
-	}
-	for i := range 4 {
 		wg.Go(func() {
-			for range rounds * 50 {
-				halves.Add(i, -1)
+			<-start
+			for k := range halfRounds {
+				halves.Add(i, 1)
+				if k%64 == 0 {
+					runtime.Gosched()
+				}
 			}
 		})
 	}
+	close(start)
 	wg.Wait()
 	for i := range 8 {
-		if got := bytes8.Load(i); got != rounds {
-			t.Errorf("byte %d = %d, want %d: updates of a neighbour were lost", i, got, rounds)
+		if got := bytes8.Load(i); got != byteRounds {
+			t.Errorf("byte %d = %d, want %d: updates were lost to a neighbour's", i, got, byteRounds)
 		}
-	}
-	for i := range 4 {
-		if got := halves.Load(i); got != -rounds*50 {
-			t.Errorf("half-word %d = %d, want %d", i, got, -rounds*50)
+		if got := halves.Load(i); got != halfRounds {
+			t.Errorf("half-word %d = %d, want %d: updates were lost to a neighbour's", i, got, halfRounds)
 		}
 	}
 }
 
 // TestNarrowNeighboursAcrossProcesses: two child processes and this one
-// add to the four half-words of two words at once; none loses an update.
+// add to the four half-words of two words at once, from a start line;
+// none loses an update.
 func TestNarrowNeighboursAcrossProcesses(t *testing.T) {
-	const n = 20000
-	name := helperproc.Name(t)
+	const n = 50000
+	name, ready := helperproc.Name(t), helperproc.Name(t)
 	a, err := CreateArray[uint16](name, 4, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer Remove(name)
 	defer a.Close()
+	r, err := CreateInt64(ready, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Remove(ready)
+	defer r.Close()
 	var cmds []*exec.Cmd
 	for _, i := range []string{"1", "2"} {
-		cmd := helperproc.Command(t, "narrowadd", name, i, strconv.Itoa(n))
+		cmd := helperproc.Command(t, "narrowadd", name, i, strconv.Itoa(n), ready)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		cmds = append(cmds, cmd)
 	}
-	for range n {
+	err = startLine(r, 3)
+	for k := range n {
+		if err != nil {
+			break
+		}
 		a.Add(0, 1)
 		a.Add(3, 1)
+		if k%64 == 0 {
+			runtime.Gosched()
+		}
 	}
 	for _, cmd := range cmds {
 		if err := cmd.Wait(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := a.Snapshot(); got[0] != n || got[1] != n || got[2] != n || got[3] != n {
-		t.Fatalf("elements %v, want %d each", got, n)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if got := a.Snapshot(); got[0] != n || got[1] != n || got[2] != n || got[3] != n {
+		t.Fatalf("elements %v, want %d each: updates were lost to a neighbour's", got, n)
+	}
+}
+
+// startLine counts this process in at ready and waits until procs are.
+func startLine(ready *Int64, procs int) error {
+	ready.Add(1)
+	for deadline := time.Now().Add(time.Minute); ready.Load() < int64(procs); time.Sleep(100 * time.Microsecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d processes at the start line after a minute", ready.Load(), procs)
+		}
+	}
+	return nil
 }
 
 func TestFloat32AddConcurrent(t *testing.T) {
 	seg, _ := NewHeap(4)
 	f, _ := Float32At(seg, 0)
+	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() {
-			for range 1000 {
+			<-start
+			for k := range 20000 {
 				f.Add(0.5)
+				if k%64 == 0 {
+					runtime.Gosched()
+				}
 			}
 		})
 	}
+	close(start)
 	wg.Wait()
-	if f.Load() != 2000 {
-		t.Fatalf("sum %v, want 2000", f.Load())
+	if f.Load() != 40000 {
+		t.Fatalf("sum %v, want 40000: additions were lost", f.Load())
 	}
 }
 
@@ -255,6 +308,16 @@ func TestNarrowKindsAndHandles(t *testing.T) {
 	defer v.Close()
 	if _, err := OpenUint16(name); !errors.Is(err, ErrKind) {
 		t.Fatalf("OpenUint16 of an int16 = %v, want ErrKind", err)
+	}
+	arrName := helperproc.Name(t)
+	ar, err := CreateArray[int16](arrName, 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Remove(arrName)
+	defer ar.Close()
+	if _, err := OpenArray[uint16](arrName); !errors.Is(err, ErrKind) {
+		t.Fatalf("OpenArray[uint16] of an int16 array = %v, want ErrKind", err)
 	}
 	type narrowArg struct {
 		I8  *Int8
