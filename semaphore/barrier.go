@@ -21,8 +21,17 @@ import (
 // (robust.WaitValue). Bit 0 of that word says the barrier is broken;
 // breaking sets it and wakes everyone. A waiter returns success when the
 // generation moved past the one it arrived in, and ErrBroken when its own
-// generation became broken. Broken is final: make a new Barrier (Python's
-// reset is not offered).
+// generation became broken. Broken lasts until Reset, which also ends a
+// generation in progress: it sets the generation's bit in the outcomes
+// word, so that its waiters, finding the generation moved, tell a reset
+// (ErrBroken) from a completion.
+//
+// The action. The last party to arrive, if its handle has an action, marks
+// the generation full (arrived = parties), releases the guard, runs the
+// action, and takes the guard again to complete the generation, unless it
+// was broken or reset meanwhile. A party arriving at a full generation
+// waits for the next one. The runner's token is in the last slot, so the
+// waiters follow it like the others.
 //
 // A party breaks the barrier when its context is done while it waits, when
 // it calls Abort, or when it dies. Waiters follow the parties that arrived
@@ -62,18 +71,26 @@ const (
 	// offBarMagic (uint32) holds barMagic. Written by the creator, once;
 	// read by attach.
 	offBarMagic = 28
+	// offBarOutcomes (uint64) records how generations ended: bit n%64 is
+	// set when generation n (gen>>1) was reset, clear when it completed.
+	// Written by the guard holder (the last arrival clears the bit, Reset
+	// sets it) before it stores gen; read by waiters after they load gen
+	// and find it moved. A waiter that wakes only after 64 more
+	// generations ended may read a later generation's bit.
+	offBarOutcomes = 32
 	// barHeader is where the arrival slots start: slot i, barSlotSize bytes
 	// at barHeader+barSlotSize*i, is the uint64 liveness token of the party
-	// that arrived i-th. Written by that party under the guard (and zeroed
-	// by the last arrival); read by the guard holder checking liveness, and
-	// by waiters without the guard, to follow the parties.
-	barHeader = 32
+	// that arrived i-th (the last one's while it runs the action). Written
+	// by that party under the guard (and zeroed by the last arrival and by
+	// Reset); read by the guard holder checking liveness, and by waiters
+	// without the guard, to follow the parties.
+	barHeader = 40
 	// barSlotSize is the bytes an arrival slot takes.
 	barSlotSize = 8
 )
 
 const (
-	barMagic     = 0x32524142 // "BAR2"; "BARR" (0x52524142) was the pid layout
+	barMagic     = 0x33524142 // "BAR3"; "BAR2" had no outcomes word, "BARR" (0x52524142) was the pid layout
 	maxParties   = 1 << 16
 	brokenBit    = 1
 	genIncrement = 2
@@ -104,7 +121,9 @@ type Barrier struct {
 	object
 	guard       *robust.Lock
 	gen, arrive *atomic.Uint32
+	outcomes    *atomic.Uint64
 	parties     int
+	action      atomic.Pointer[func() error] // this handle's, process-local
 }
 
 // NewBarrier returns a Barrier for parties parties (1 to 65536) in an
@@ -200,6 +219,7 @@ func (b *Barrier) words(n int) (err error) {
 		return err
 	}
 	b.gen, b.arrive = u32(b.mem, offBarGen), u32(b.mem, offBarArrived)
+	b.outcomes = u64(b.mem, offBarOutcomes)
 	b.parties = n
 	return nil
 }
@@ -209,45 +229,119 @@ func (b *Barrier) Parties() int { return b.parties }
 
 func (b *Barrier) slot(i int) *atomic.Uint64 { return u64(b.mem, barHeader+barSlotSize*i) }
 
+// SetAction sets the function this handle's party runs when it is the
+// last to arrive, before the others are released: Python's action. Exactly
+// one party runs an action per generation, the last to arrive, and only
+// if its handle has one: set the same action on every party's handle
+// (an action does not travel to a child with the Barrier). While it runs,
+// the generation is full: a party that arrives meanwhile waits for the
+// next one. If the action returns an error, the barrier breaks: that party
+// gets an error wrapping both [ErrBroken] and the action's error, the
+// others [ErrBroken]. nil removes the action. It is safe to call at any
+// time; a Wait that has begun may use the action before or after.
+func (b *Barrier) SetAction(action func() error) {
+	if action == nil {
+		b.action.Store(nil)
+		return
+	}
+	b.action.Store(&action)
+}
+
 // Wait waits until all parties have called Wait and returns this party's
 // arrival index, 0 to Parties()-1. It returns [ErrBroken] if the barrier is
 // or becomes broken, a party's death included (which it checks for before
-// it gives up on ctx); if ctx is done first it breaks the barrier for the
-// others and returns ctx.Err().
+// it gives up on ctx), or is reset while this party waits. If ctx is done
+// first it breaks the barrier for the others and returns an error that
+// wraps both [ErrBroken] and ctx.Err(); if ctx is done before the party
+// arrives (the guard or a running action still to wait for), it returns
+// ctx.Err() and breaks nothing.
 func (b *Barrier) Wait(ctx context.Context) (int, error) {
 	if err := b.enter(); err != nil {
 		return 0, err
 	}
 	defer b.leave()
-	if err := lockRepair(ctx, b.guard, b.breakLocked); err != nil {
-		return 0, err
-	}
-	g := b.gen.Load()
-	if g&brokenBit != 0 {
-		b.guard.Unlock()
-		return 0, ErrBroken
-	}
-	idx := int(b.arrive.Load())
-	if idx < 0 || idx >= b.parties {
-		b.breakLocked()
-		b.guard.Unlock()
-		return 0, fmt.Errorf("semaphore: %d parties arrived at a barrier of %d: %w", idx, b.parties, ErrCorrupt)
-	}
-	if idx == b.parties-1 {
-		b.arrive.Store(0)
-		for i := range b.parties - 1 {
-			b.slot(i).Store(0)
+	for {
+		if err := lockRepair(ctx, b.guard, b.breakLocked); err != nil {
+			return 0, err
 		}
-		b.gen.Store(g + genIncrement)
+		g := b.gen.Load()
+		if g&brokenBit != 0 {
+			b.guard.Unlock()
+			return 0, ErrBroken
+		}
+		idx := int(b.arrive.Load())
+		if idx == b.parties && liveness.Token(b.slot(idx-1).Load()).Valid() {
+			// The last party runs the action (its token in the last
+			// slot): wait for the next generation.
+			b.guard.Unlock()
+			if err := b.sleep(ctx, g); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if idx < 0 || idx >= b.parties {
+			b.breakLocked()
+			b.guard.Unlock()
+			return 0, fmt.Errorf("semaphore: %d parties arrived at a barrier of %d: %w", idx, b.parties, ErrCorrupt)
+		}
+		b.slot(idx).Store(uint64(self()))
+		if idx == b.parties-1 {
+			return idx, b.complete(g)
+		}
+		b.arrive.Store(uint32(idx + 1))
 		b.guard.Unlock()
-		futex.Wake(addr(b.gen), 0)
-		return idx, nil
+		return idx, b.await(ctx, g)
 	}
-	b.slot(idx).Store(uint64(self()))
-	b.arrive.Store(uint32(idx + 1))
-	b.guard.Unlock()
+}
 
-	opts := &robust.WaitOptions{
+// complete ends generation g, which this party, the last, has just filled:
+// it runs the action (without the guard, which it holds on entry and
+// releases), then releases the others.
+func (b *Barrier) complete(g uint32) error {
+	if action := b.action.Load(); action != nil {
+		b.arrive.Store(uint32(b.parties))
+		b.guard.Unlock()
+		aerr := (*action)()
+		if err := lockRepair(context.Background(), b.guard, b.breakLocked); err != nil {
+			return err
+		}
+		if b.gen.Load() != g { // broken (a party gave up or died) or reset meanwhile
+			b.guard.Unlock()
+			return ErrBroken
+		}
+		if aerr != nil {
+			b.breakLocked()
+			b.guard.Unlock()
+			return fmt.Errorf("%w: the barrier's action failed: %w", ErrBroken, aerr)
+		}
+	}
+	b.arrive.Store(0)
+	for i := range b.parties {
+		b.slot(i).Store(0)
+	}
+	b.outcomes.And(^outcomeBit(g)) // before gen: a waiter loads gen, then outcomes
+	b.gen.Store(g + genIncrement)
+	b.guard.Unlock()
+	futex.Wake(addr(b.gen), 0)
+	return nil
+}
+
+// outcomeBit is generation g's bit of the outcomes word.
+func outcomeBit(g uint32) uint64 { return 1 << ((g >> 1) % 64) }
+
+// ended returns the outcome of generation g, which has ended: nil if it
+// completed, ErrBroken if it was reset.
+func (b *Barrier) ended(g uint32) error {
+	if b.outcomes.Load()&outcomeBit(g) != 0 {
+		return ErrBroken
+	}
+	return nil
+}
+
+// watchOpts returns the options of a wait in generation g: follow the
+// parties that arrived, and break g if one died.
+func (b *Barrier) watchOpts(g uint32) *robust.WaitOptions {
+	return &robust.WaitOptions{
 		Closer: &b.closer,
 		Watch: func() bool {
 			b.checkParties(g)
@@ -255,20 +349,37 @@ func (b *Barrier) Wait(ctx context.Context) (int, error) {
 		},
 		Holders: func() []liveness.Token { return b.arrived(g) },
 	}
+}
+
+// await waits, as a party that arrived in generation g, for g to end.
+func (b *Barrier) await(ctx context.Context, g uint32) error {
+	opts := b.watchOpts(g)
 	for {
 		err := robust.WaitValue(ctx, b.gen, g, opts)
 		now := b.gen.Load()
 		switch {
 		case now>>1 != g>>1:
-			return idx, nil
+			return b.ended(g)
 		case b.closed():
-			return idx, b.giveUp(g, os.ErrClosed)
+			return b.giveUp(g, os.ErrClosed)
 		case now&brokenBit != 0:
-			return idx, ErrBroken
+			return ErrBroken
 		case err != nil:
-			return idx, b.giveUp(g, err)
+			return b.giveUp(g, err)
 		}
 	}
+}
+
+// sleep waits, as a party that has not arrived, for generation g (whose
+// last party runs the action) to end; it breaks nothing when it gives up.
+func (b *Barrier) sleep(ctx context.Context, g uint32) error {
+	opts := b.watchOpts(g)
+	for b.gen.Load() == g {
+		if err := robust.WaitValue(ctx, b.gen, g, opts); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // arrived returns the tokens of the parties that arrived in generation g,
@@ -287,7 +398,7 @@ func (b *Barrier) arrived(g uint32) []liveness.Token {
 	return toks
 }
 
-// giveUp breaks generation g for the others, unless it completed meanwhile.
+// giveUp breaks generation g for the others, unless it ended meanwhile.
 //
 // It waits for the guard only briefly (its holders never block while they
 // hold it): if it is held for longer, by a stopped process or in corrupt
@@ -299,17 +410,23 @@ func (b *Barrier) giveUp(g uint32, err error) error {
 			futex.Wake(addr(b.gen), 0)
 		}
 		if now := b.gen.Load(); now>>1 != g>>1 {
-			return nil
+			return b.ended(g)
 		}
-		return err
+		return gaveUp(err)
 	}
 	defer b.guard.Unlock()
 	now := b.gen.Load()
 	if now>>1 != g>>1 {
-		return nil // everyone arrived before we gave up
+		return b.ended(g) // everyone arrived (or a Reset came) before we gave up
 	}
 	b.breakLocked()
-	return err
+	return gaveUp(err)
+}
+
+// gaveUp is the error of a party that broke the barrier giving up on err
+// (its ctx's error, or os.ErrClosed): both ErrBroken and err.
+func gaveUp(err error) error {
+	return fmt.Errorf("%w: this party gave up: %w", ErrBroken, err)
 }
 
 // checkParties breaks generation g if a party that arrived is dead: proven
@@ -351,6 +468,43 @@ func (b *Barrier) Abort() error {
 	b.breakLocked()
 	b.guard.Unlock()
 	return nil
+}
+
+// Reset returns the barrier to its initial state, as Python's reset does:
+// the parties waiting in it, and one running the action, get [ErrBroken];
+// a broken barrier is usable again. A party that was descheduled while
+// more than 64 further generations ended may misreport how its own ended
+// (see "Barrier" in the source).
+func (b *Barrier) Reset() error {
+	if b.closed() {
+		return os.ErrClosed
+	}
+	if err := lockRepair(context.Background(), b.guard, b.breakLocked); err != nil {
+		return err
+	}
+	defer b.guard.Unlock()
+	g := b.gen.Load()
+	if g&brokenBit == 0 && b.arrive.Load() == 0 {
+		return nil // nobody waits: already the initial state
+	}
+	b.outcomes.Or(outcomeBit(g)) // before gen: a waiter loads gen, then outcomes
+	b.arrive.Store(0)
+	for i := range b.parties {
+		b.slot(i).Store(0)
+	}
+	b.gen.Store((g | brokenBit) + 1) // the next generation, not broken
+	futex.Wake(addr(b.gen), 0)
+	return nil
+}
+
+// NWaiting returns the number of parties waiting in the current
+// generation (Python's n_waiting); 0 when the barrier is broken. It is a
+// snapshot.
+func (b *Barrier) NWaiting() int {
+	if b.Broken() {
+		return 0
+	}
+	return min(int(b.arrive.Load()), b.parties-1)
 }
 
 // Broken reports whether the barrier is broken.

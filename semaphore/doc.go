@@ -1,13 +1,17 @@
 // Package semaphore provides process-shared locks and synchronisation
 // primitives that survive the death of a participant: Python's
-// multiprocessing Lock, Semaphore, BoundedSemaphore, Event and Barrier, for
-// Go processes on Linux.
+// multiprocessing Lock, Semaphore, BoundedSemaphore, Event, Barrier and
+// Condition, and Value and Array with their lock, for Go processes on
+// Linux.
 //
 //   - [Mutex] is a futex-based lock in shared memory. Uncontended, Lock and
 //     Unlock are one compare-and-swap each. A holder killed while holding it
 //     is detected by its waiters (see "Owner death") and the lock is handed
-//     to one of them with [ErrOwnerDead].
-//   - [FileMutex] is a lock on a file (flock(2)), with shared RLock; the
+//     to one of them with [ErrOwnerDead]. [Mutex.Do] is Python's
+//     `with lock:` in one call.
+//   - [FileMutex] is a lock on a file (flock(2)), exclusive (Lock) or
+//     shared among readers (LockShared: a reader lock, not Python's
+//     re-entrant RLock, which ipckit does not have; see the README); the
 //     kernel releases it when its holder dies, and a holder record in the
 //     file itself tells the next holder, with [ErrOwnerDead].
 //   - [Semaphore] is a counting semaphore, optionally bounded; permits held
@@ -15,6 +19,10 @@
 //   - [Event] is a flag processes can wait for; [Barrier] makes n parties
 //     wait for each other, and breaks with [ErrBroken] for all of them when
 //     one dies or gives up.
+//   - [Condition] is a condition variable with its own Mutex: Wait,
+//     WaitFor, Notify and NotifyAll, with no lost notification.
+//   - [Locked] is an shm.Array with the Mutex that guards it, in one
+//     segment: Python's Value and Array with get_lock().
 //
 // # Owner death
 //

@@ -20,7 +20,7 @@ var (
 	// or index that cannot be, a lock word that names nobody, or a size
 	// that does not fit its segment.
 	ErrCorrupt = sentinel.ErrCorrupt
-	// ErrNotLocked means Unlock, RUnlock or MarkConsistent was called on a
+	// ErrNotLocked means Unlock, UnlockShared or MarkConsistent was called on a
 	// lock that is not held.
 	ErrNotLocked = sentinel.ErrNotLocked
 	// ErrNotOwner means a process unlocked a lock that another process holds.

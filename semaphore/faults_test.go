@@ -338,7 +338,7 @@ func TestCancelMidWait(t *testing.T) {
 		defer o.Close()
 		o.Lock()
 		cancelled(t, "(*FileMutex).LockContext", m.LockContext)
-		cancelled(t, "(*FileMutex).RLockContext", m.RLockContext)
+		cancelled(t, "(*FileMutex).LockSharedContext", m.LockSharedContext)
 		m2 := make(chan error, 1)
 		go func() { m2 <- m.LockContext(t.Context()) }() // first in the gate: waits in flock
 		asleepIn(t, 1, "(*FileMutex).flock")
@@ -449,7 +449,7 @@ func TestCloseWakesWaiters(t *testing.T) {
 		// One waits in flock (polling, cancellable), the others in the gate
 		// and the reader lock.
 		closing(t, 3, "(*FileMutex).LockContext", func() error { return m.LockContext(t.Context()) }, m.Close)
-		for _, err := range []error{m.Lock(), m.Unlock(), m.RLock(), m.RUnlock(), m.MarkConsistent()} {
+		for _, err := range []error{m.Lock(), m.Unlock(), m.LockShared(), m.UnlockShared(), m.MarkConsistent()} {
 			if !errors.Is(err, os.ErrClosed) {
 				t.Fatalf("call after Close = %v", err)
 			}

@@ -25,7 +25,7 @@ import (
 // has the lock until just before it unlocks. A new exclusive holder that
 // finds dirty set knows its predecessor died holding the lock, and gets
 // ErrOwnerDead; the consistency state then works as for Mutex (see the
-// package doc). A shared holder (RLock) that finds dirty set gets
+// package doc). A shared holder (LockShared) that finds dirty set gets
 // ErrOwnerDead too, but cannot repair: the next exclusive holder is told
 // again.
 //
@@ -36,7 +36,7 @@ import (
 // Waiting for another process (or another open file of this one) is
 // internal/robust's wait on the record's sleepers word: the waiter tries
 // flock(LOCK_NB) after announcing itself, and sleeps; whoever drops a
-// flock (Unlock, the last RUnlock) makes a full fence and wakes the
+// flock (Unlock, the last UnlockShared) makes a full fence and wakes the
 // sleepers. The exclusive holder records its liveness token (owner), which
 // waiters follow: the kernel releases a dead holder's flock and tells its
 // waiters at once (robust's "Watching holders"); and a waiter tries once
@@ -170,7 +170,7 @@ func (r fileRecord) markConsistent() {
 }
 
 // FileMutex is a lock on a file, shared by every process that opens the
-// same path, with exclusive (Lock) and shared (RLock) modes. It works
+// same path, with exclusive (Lock) and shared (LockShared) modes. It works
 // between goroutines of one process too. When its exclusive holder dies, the
 // next holder is told with [ErrOwnerDead]; see the package doc.
 //
@@ -372,14 +372,15 @@ func (m *FileMutex) MarkConsistent() error {
 	return nil
 }
 
-// RLock takes m shared, with other readers in any process, waiting as long
-// as it takes. If the last exclusive holder died holding it, RLock returns
-// [ErrOwnerDead] with the shared lock held; only an exclusive holder can
-// repair and MarkConsistent.
-func (m *FileMutex) RLock() error { return m.RLockContext(context.Background()) }
+// LockShared takes m shared, with other readers in any process, waiting
+// as long as it takes: a reader lock (flock's LOCK_SH), not Python's
+// re-entrant RLock. If the last exclusive holder died holding it,
+// LockShared returns [ErrOwnerDead] with the shared lock held; only an
+// exclusive holder can repair and MarkConsistent.
+func (m *FileMutex) LockShared() error { return m.LockSharedContext(context.Background()) }
 
-// RLockContext is [FileMutex.RLock] that gives up when ctx is done.
-func (m *FileMutex) RLockContext(ctx context.Context) error {
+// LockSharedContext is [FileMutex.LockShared] that gives up when ctx is done.
+func (m *FileMutex) LockSharedContext(ctx context.Context) error {
 	if err := m.enter(); err != nil {
 		return err
 	}
@@ -407,21 +408,21 @@ func (m *FileMutex) RLockContext(ctx context.Context) error {
 	<-m.rsem
 	err := m.rec.shared()
 	if errors.Is(err, ErrNotRecoverable) {
-		m.runlock()
+		m.unlockShared()
 	}
 	return err
 }
 
-// RUnlock releases a shared lock; without one it returns [ErrNotLocked].
-func (m *FileMutex) RUnlock() error {
+// UnlockShared releases a shared lock; without one it returns [ErrNotLocked].
+func (m *FileMutex) UnlockShared() error {
 	if err := m.enter(); err != nil {
 		return err
 	}
 	defer m.leave()
-	return m.runlock()
+	return m.unlockShared()
 }
 
-func (m *FileMutex) runlock() error {
+func (m *FileMutex) unlockShared() error {
 	m.rsem <- struct{}{}
 	defer func() { <-m.rsem }()
 	if m.readers == 0 {

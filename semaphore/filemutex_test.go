@@ -51,7 +51,7 @@ func TestFileMutexGoroutines(t *testing.T) {
 		})
 		wg.Go(func() {
 			for range 500 {
-				if err := m.RLock(); err != nil {
+				if err := m.LockShared(); err != nil {
 					t.Error(err)
 					return
 				}
@@ -59,7 +59,7 @@ func TestFileMutexGoroutines(t *testing.T) {
 				readers++
 				rmu.Unlock()
 				_ = plain // read under the shared lock
-				m.RUnlock()
+				m.UnlockShared()
 			}
 		})
 	}
@@ -74,10 +74,10 @@ func TestFileMutexMisuse(t *testing.T) {
 	if err := m.Unlock(); !errors.Is(err, ErrNotLocked) {
 		t.Fatalf("Unlock = %v", err)
 	}
-	if err := m.RUnlock(); !errors.Is(err, ErrNotLocked) {
-		t.Fatalf("RUnlock = %v", err)
+	if err := m.UnlockShared(); !errors.Is(err, ErrNotLocked) {
+		t.Fatalf("UnlockShared = %v", err)
 	}
-	if err := m.RLock(); err != nil {
+	if err := m.LockShared(); err != nil {
 		t.Fatal(err)
 	}
 	if ok, err := m.TryLock(); ok || err != nil {
@@ -88,7 +88,7 @@ func TestFileMutexMisuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer o.Close()
-	if err := o.RLock(); err != nil {
+	if err := o.LockShared(); err != nil {
 		t.Fatalf("second reader: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Millisecond)
@@ -96,8 +96,8 @@ func TestFileMutexMisuse(t *testing.T) {
 	if err := o.LockContext(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("LockContext under a reader = %v", err)
 	}
-	o.RUnlock()
-	m.RUnlock()
+	o.UnlockShared()
+	m.UnlockShared()
 	if err := o.Lock(); err != nil {
 		t.Fatal(err)
 	}
@@ -168,18 +168,18 @@ func TestFileMutexOwnerDies(t *testing.T) {
 	if err := m.Lock(); !errors.Is(err, ErrNotRecoverable) {
 		t.Fatalf("Lock = %v, want ErrNotRecoverable", err)
 	}
-	if err := m.RLock(); !errors.Is(err, ErrNotRecoverable) {
-		t.Fatalf("RLock = %v, want ErrNotRecoverable", err)
+	if err := m.LockShared(); !errors.Is(err, ErrNotRecoverable) {
+		t.Fatalf("LockShared = %v, want ErrNotRecoverable", err)
 	}
 }
 
 func TestFileMutexMarkConsistent(t *testing.T) {
 	m := newFileMutex(t)
 	helperproc.Kill(startUntil(t, "hold", holdArgs{F: m}, "holding"))
-	if err := m.RLock(); !errors.Is(err, ErrOwnerDead) {
-		t.Fatalf("RLock after the holder died = %v", err)
+	if err := m.LockShared(); !errors.Is(err, ErrOwnerDead) {
+		t.Fatalf("LockShared after the holder died = %v", err)
 	}
-	m.RUnlock()
+	m.UnlockShared()
 	if ok, err := m.TryLock(); !ok || !errors.Is(err, ErrOwnerDead) {
 		t.Fatalf("TryLock = %v, %v", ok, err)
 	}

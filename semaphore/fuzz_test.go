@@ -165,3 +165,47 @@ func FuzzFileRecord(f *testing.F) {
 		}
 	})
 }
+
+func FuzzConditionAt(f *testing.F) {
+	fuzzSeeds(f, func(seg *shm.Segment) error {
+		c, err := ConditionAt(seg, 0)
+		if err == nil {
+			c.Lock()
+		}
+		return err
+	})
+	f.Fuzz(func(t *testing.T, data []byte, off int) {
+		c, err := ConditionAt(fuzzSegment(t, data), off)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Waiting()
+		if ok, _ := c.Mutex().TryLock(); !ok {
+			return
+		}
+		// Wait with a context already done: must not block.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		c.Wait(ctx)
+		c.NotifyAll()
+		c.Notify(1)
+	})
+}
+
+func FuzzLockedAt(f *testing.F) {
+	fuzzSeeds(f, func(seg *shm.Segment) error {
+		_, err := InitLockedAt[int16](seg, 0, 5)
+		return err
+	})
+	f.Fuzz(func(t *testing.T, data []byte, off int) {
+		l, err := LockedAt[int16](fuzzSegment(t, data), off)
+		if err != nil {
+			return
+		}
+		defer l.Close()
+		a := l.Array()
+		a.Add(a.Len()-1, 1) // the last element lies inside the segment
+		a.Snapshot()
+	})
+}

@@ -16,5 +16,6 @@ func init() {
 		handoff.For(func(e *Event) []*os.File { return handoff.Files(e.Segment()) }),
 		handoff.For(func(s *Semaphore) []*os.File { return handoff.Files(s.Segment()) }),
 		handoff.For(func(b *Barrier) []*os.File { return handoff.Files(b.Segment()) }),
+		handoff.For(func(c *Condition) []*os.File { return handoff.Files(c.Segment()) }),
 	)
 }

@@ -105,7 +105,7 @@ func TestLayout(t *testing.T) {
 	})
 	t.Run("Barrier", func(t *testing.T) {
 		const parties = 3
-		if barHeader != 32 || BarrierSize(parties) != 32+8*parties {
+		if barHeader != 40 || BarrierSize(parties) != 40+8*parties {
 			t.Fatalf("barHeader %d, BarrierSize %d", barHeader, BarrierSize(parties))
 		}
 		b, err := InitBarrierAt(seg, 512, parties)
@@ -117,9 +117,10 @@ func TestLayout(t *testing.T) {
 			field{"parties", unsafe.Pointer(u32(b.mem, offBarParties)), 20, 4, false},
 			field{"arrived", unsafe.Pointer(b.arrive), 24, 4, false},
 			field{"magic", unsafe.Pointer(u32(b.mem, offBarMagic)), 28, 4, false},
+			field{"outcomes", unsafe.Pointer(b.outcomes), 32, 8, false},
 		)
 		for i := range parties {
-			fs = append(fs, field{"slot", unsafe.Pointer(b.slot(i)), uintptr(32 + 8*i), 8, false})
+			fs = append(fs, field{"slot", unsafe.Pointer(b.slot(i)), uintptr(40 + 8*i), 8, false})
 		}
 		check(t, b.mem, fs)
 		if u32(b.mem, offBarParties).Load() != parties || u32(b.mem, offBarMagic).Load() != barMagic {
@@ -157,7 +158,7 @@ func TestLayout(t *testing.T) {
 		// Values that other processes read: pinned like offsets.
 		if wordInconsistent != 1<<62 || wordNotRecoverable != 1<<63 || stateConsistent != 0 ||
 			stateInconsistent != 1 || stateNotRecoverable != 2 || semMagic != 0x32414d53 ||
-			barMagic != 0x32524142 || fileMagic != 0x32544d46 || brokenBit != 1 || genIncrement != 2 ||
+			barMagic != 0x33524142 || fileMagic != 0x32544d46 || brokenBit != 1 || genIncrement != 2 ||
 			flagBounded != 1 || eventFlag != 1 || eventSets != 2 {
 			t.Fatal("a shared constant changed")
 		}

@@ -9,7 +9,11 @@
 // [Segment.Bytes], follow it.
 //
 // [Int32], [Int64], [Uint64] and [Float64] are single shared words with
-// atomic operations, and [Array] holds many; each sits in a segment of its
+// atomic operations, as are [Uint32] and [Float32]; [Int8], [Uint8],
+// [Int16], [Uint16] and [Bool], narrower than any atomic instruction, are
+// updated by compare-and-swap of the aligned 32-bit word that holds them
+// (their neighbours untouched). [Array] holds many of any of these number
+// types, with bulk copies atomic per element; each sits in a segment of its
 // own or at an offset in one the caller owns ([Int64At], [ArrayAt]). All of
 // them, and segments, can be passed to a child process started by spawn in
 // its argument: they are encoded as small handles (names, or inherited

@@ -142,7 +142,27 @@ const (
 	KindBarrier      Kind = 20 // semaphore.Barrier
 	KindPipe         Kind = 24 // ipcpipe: two connected ends
 	KindTasks        Kind = 25 // ipcqueue.JoinableQueue's task counts
-	kindMax               = KindTasks
+	KindCondition    Kind = 40 // semaphore.Condition
+	KindLocked       Kind = 41 // semaphore.Locked: an array with its Mutex
+	kindMax               = KindUint32Array
+)
+
+// The kinds of the values and arrays of Python's other typecodes.
+const (
+	KindInt8         Kind = 48
+	KindUint8        Kind = 49
+	KindInt16        Kind = 50
+	KindUint16       Kind = 51
+	KindUint32       Kind = 52
+	KindFloat32      Kind = 53
+	KindBool         Kind = 54
+	KindInt8Array    Kind = 56
+	KindUint8Array   Kind = 57
+	KindInt16Array   Kind = 58
+	KindUint16Array  Kind = 59
+	KindFloat32Array Kind = 60
+	KindBoolArray    Kind = 61
+	KindUint32Array  Kind = 62
 )
 
 var kindNames = map[Kind]string{
@@ -152,6 +172,12 @@ var kindNames = map[Kind]string{
 	KindFloat64Array: "float64 array", KindCatalog: "catalog", KindQueue: "queue", KindMutex: "mutex",
 	KindSemaphore: "semaphore", KindEvent: "event", KindBarrier: "barrier",
 	KindPipe: "pipe", KindTasks: "tasks",
+	KindCondition: "condition", KindLocked: "locked array",
+	KindInt8: "int8", KindUint8: "uint8", KindInt16: "int16", KindUint16: "uint16",
+	KindUint32: "uint32", KindFloat32: "float32", KindBool: "bool",
+	KindInt8Array: "int8 array", KindUint8Array: "uint8 array", KindInt16Array: "int16 array",
+	KindUint16Array: "uint16 array", KindUint32Array: "uint32 array",
+	KindFloat32Array: "float32 array", KindBoolArray: "bool array",
 }
 
 // String returns the kind's name.

@@ -38,3 +38,15 @@ func heapBytes(n int) []byte {
 }
 
 func floatBits(p *float64) *atomic.Uint64 { return (*atomic.Uint64)(unsafe.Pointer(p)) }
+
+func float32Bits(p *float32) *atomic.Uint32 { return (*atomic.Uint32)(unsafe.Pointer(p)) }
+
+// wordOf returns the aligned 32-bit word that holds the byte at p, and the
+// bit offset of that byte in it (both platforms are little-endian). The
+// word may reach up to 3 bytes past an object that ends at a segment's
+// end: every segment's memory goes on to a multiple of 8 bytes (a
+// mapping to its page, a heap segment to its 64-byte block).
+func wordOf(p unsafe.Pointer) (*atomic.Uint32, uint32) {
+	skew := int(uintptr(p) & 3)
+	return (*atomic.Uint32)(unsafe.Add(p, -skew)), uint32(skew) * 8
+}

@@ -60,6 +60,13 @@ func TestValueMethods(t *testing.T) {
 		{(*Int64)(nil), (*atomic.Int64)(nil), nil},
 		{(*Uint64)(nil), (*atomic.Uint64)(nil), nil},
 		{(*Float64)(nil), (*atomic.Uint64)(nil), []string{"And", "Or"}},
+		{(*Uint32)(nil), (*atomic.Uint32)(nil), nil},
+		{(*Float32)(nil), (*atomic.Uint32)(nil), []string{"And", "Or"}},
+		{(*Int8)(nil), (*atomic.Int32)(nil), []string{}},
+		{(*Uint8)(nil), (*atomic.Uint32)(nil), []string{}},
+		{(*Int16)(nil), (*atomic.Int32)(nil), []string{}},
+		{(*Uint16)(nil), (*atomic.Uint32)(nil), []string{}},
+		{(*Bool)(nil), (*atomic.Bool)(nil), nil},
 	} {
 		st, at := reflect.TypeOf(c.shm), reflect.TypeOf(c.atomic)
 		for m := range at.Methods() {
