@@ -28,9 +28,11 @@ type TopicState struct {
 
 // SubscriberState is one owned subscriber slot as [Inspect] reads it.
 type SubscriberState struct {
-	Slot   int        // the slot's index in the subscriber table
-	Owner  shm.Holder // the process whose Subscriber uses it, with its liveness
-	Cursor uint64     // the next message it reads
+	Slot  int        // the slot's index in the subscriber table
+	Owner shm.Holder // the process whose Subscriber uses it, with its liveness
+	// Cursor is the cursor it stored: the next message it reads (under
+	// the block policy, less up to a batch: see layout.go).
+	Cursor uint64
 	// Lag is how many published messages it has not read (Published -
 	// Cursor; 0 if the cursor is ahead, which only a join racing the
 	// inspection shows).

@@ -543,3 +543,37 @@ func TestRecvCancel(t *testing.T) {
 		t.Fatalf("after cancel: %q, %v", m, err)
 	}
 }
+
+// A block-policy subscriber stores its cursor only once per batch of
+// messages, but always before it waits: a subscriber that has read
+// everything never holds a publisher back (without that store, the
+// publisher would wait for a cursor that a waiting subscriber never
+// moves).
+func TestCursorShownBeforeWait(t *testing.T) {
+	tp := heapTopic(t, &Options{Slots: 64, MaxMsg: 8})
+	if b := showBatch(64); b < 2 {
+		t.Fatalf("batch %d: the test needs a batch of several messages", b)
+	}
+	s := subscribe(t, tp)
+	if err := tp.Publish(t.Context(), []byte("m0")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Recv(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	done, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := s.Recv(done); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Recv on an empty topic with a done ctx: %v", err)
+	}
+	if c := s.cursor.Load(); c != 1 {
+		t.Fatalf("cursor %d after a wait for message 1, want 1", c)
+	}
+	// The ring has room for messages 1 to 64: a done ctx publishes them
+	// all, since none waits.
+	for i := range 64 {
+		if err := tp.Publish(done, []byte("m")); err != nil {
+			t.Fatalf("message %d: %v", i+1, err)
+		}
+	}
+}
