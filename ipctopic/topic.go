@@ -569,7 +569,16 @@ func (t *Topic) Stats() Stats {
 // does a queue): Publish and Subscribe then return [ErrShutdown];
 // subscribers receive what is left for them and then [io.EOF]; every waiter
 // in every process is woken. It is safe to call twice. It does not release
-// this handle: see [Topic.Close].
+// this handle: see [Topic.Close]. On a corrupt topic it shuts the topic
+// down all the same and returns [ErrCorrupt].
+//
+// It takes the publisher lock with no deadline, as the queue's Shutdown
+// takes its producer lock: it waits while a publisher is inside Publish,
+// and, since a holder that cannot be proven dead is never robbed, for as
+// long as the lock word names a process whose liveness cannot be proven
+// (a corrupt word, or a holder whose registry this process cannot read).
+// Closing the handle ends that wait: Shutdown then returns an error
+// wrapping [os.ErrClosed].
 func (t *Topic) Shutdown() error {
 	if err := t.enter(); err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/ipckit/ipckit/internal/liveness"
 	"github.com/ipckit/ipckit/internal/robust"
 )
 
@@ -575,5 +576,36 @@ func TestCursorShownBeforeWait(t *testing.T) {
 		if err := tp.Publish(done, []byte("m")); err != nil {
 			t.Fatalf("message %d: %v", i+1, err)
 		}
+	}
+}
+
+// Shutdown waits for the publisher lock as long as its holder may be
+// alive, with no deadline (as the queue's Shutdown does its producer
+// lock): a lock word naming a process whose liveness cannot be proven (a
+// valid token of a uid with no registry) keeps it waiting, and closing the
+// handle ends that wait at once with os.ErrClosed.
+func TestShutdownWaitsForUnknownHolder(t *testing.T) {
+	tp := heapTopic(t, &Options{Slots: 4, MaxMsg: 8})
+	const unknown = uint64(0x7ffffff0)<<30 | 1<<20 | 5 // uid 0x7ffffff0, registry 1, nonce 5
+	if st := liveness.Check(liveness.Token(unknown)); st != liveness.Unknown {
+		t.Fatalf("the planted holder is %v, want Unknown", st)
+	}
+	u64At(tp.b, offPLock).Store(unknown)
+	errc := make(chan error, 1)
+	go func() { errc <- tp.Shutdown() }()
+	for tp.plock.Sleepers().Load()&1 == 0 {
+		select {
+		case err := <-errc:
+			t.Fatalf("Shutdown with the publisher lock held by an unknown process: %v, want a wait", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	unwoken := robust.Unwoken()
+	tp.Close()
+	if err := <-errc; !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Shutdown when its handle closed: %v, want os.ErrClosed", err)
+	}
+	if robust.Unwoken() != unwoken {
+		t.Fatal("Close did not wake Shutdown's wait for the lock: it saw the close at its slow check")
 	}
 }
