@@ -170,7 +170,9 @@ func registerHelpers() {
 	})
 	// crashpub NAME STEP: publish message 0, then die by SIGKILL inside
 	// the Publish of message 1, at STEP: "copied" (payload written, not
-	// committed) or "committed" (committed, tail not moved).
+	// committed) or "committed" (committed, tail not moved). STEP
+	// "repair": die inside the first Publish, once it repaired what a
+	// dead publisher left.
 	helperproc.Register("crashpub", func(a []string) error {
 		tp, err := Open(a[0])
 		if err != nil {
@@ -178,6 +180,9 @@ func registerHelpers() {
 		}
 		buf := make([]byte, 64)
 		ctx := context.Background()
+		if a[1] == "repair" {
+			tp.faults.repaired = killSelf
+		}
 		if err := tp.Publish(ctx, makeMsg(buf, 0)); err != nil {
 			return err
 		}

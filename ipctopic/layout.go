@@ -39,8 +39,11 @@ import (
 // publisher, Subscribe or Shutdown) finds the holder dead and repairs
 // (repair): if the slot at tail holds a committed s+1 the dead publisher's
 // message is whole and tail moves over it; if it holds (s+1)|stampWriting
-// the message is dropped and counted (Stats.Dropped), and the next publisher
-// writes message s there again. Subscribers never took a writing stamp for
+// the message is dropped and counted (Stats.Dropped), the stamp becomes
+// s|stampWriting (no subscriber takes it for a message, and a repairer
+// killed after this is not counted twice by the next: only a death between
+// the count and that store is), and the next publisher writes message s
+// there again. Subscribers never took a writing stamp for
 // a message, so nothing torn was ever seen.
 //
 // Subscribers. Entry i of the table has an owner word (0: free, else the

@@ -221,3 +221,37 @@ func TestPublisherKilled(t *testing.T) {
 		})
 	}
 }
+
+// TestRepairerKilled: a publisher is SIGKILLed writing a message, and the
+// process that takes the lock over is SIGKILLed too, right after its
+// repair. The next Publish repairs again: the message lost is counted
+// once, and nothing torn or dropped is delivered.
+func TestRepairerKilled(t *testing.T) {
+	tp := namedTopic(t, &Options{Slots: 4, MaxMsg: 64})
+	s := subscribe(t, tp)
+	for _, step := range []string{"copied", "repair"} {
+		err := command(t, "crashpub", tp.Segment().Name(), step).Run()
+		if err == nil || !strings.Contains(err.Error(), "killed") {
+			t.Fatalf("crashpub %s: %v", step, err)
+		}
+	}
+	if h, _ := tp.plock.Holder(); h == 0 {
+		t.Fatal("the killed repairer did not hold the lock")
+	}
+	buf := make([]byte, 64)
+	if err := tp.Publish(t.Context(), makeMsg(buf, 2)); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []uint64{0, 2} {
+		m, err := s.Recv(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seq, err := parseMsg(m); err != nil || seq != want {
+			t.Fatalf("received %d (%v), want message %d", seq, err, want)
+		}
+	}
+	if st := tp.Stats(); st.Dropped != 1 || st.Published != 2 {
+		t.Fatalf("stats %+v, want 1 dropped of 2 published", st)
+	}
+}

@@ -169,6 +169,9 @@ type faults struct {
 	// pubCommitted runs inside Publish after the commit and before tail
 	// moves.
 	pubCommitted func()
+	// repaired runs at the end of repair, with the lock taken over and
+	// what the dead publisher left settled.
+	repaired func()
 }
 
 // build makes a topic in a new segment made by mk(n, fill), which must call
@@ -415,7 +418,15 @@ func (t *Topic) repair() {
 		release.Store64(t.tail, s+1)
 		robust.Wake(t.dataFx)
 	case (s + 1) | stampWriting:
+		// Counted once: the stamp then says "dropped" (no subscriber
+		// takes it for message s, nor for any message of this slot), so
+		// a repairer that dies after this is not counted again by the
+		// next one.
 		t.dropped.Add(1)
+		release.Store64(stamp, s|stampWriting)
+	}
+	if t.faults.repaired != nil {
+		t.faults.repaired()
 	}
 }
 
