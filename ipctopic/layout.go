@@ -46,6 +46,18 @@ import (
 // there again. Subscribers never took a writing stamp for
 // a message, so nothing torn was ever seen.
 //
+// A subscriber that goes to sleep waiting for a message while another
+// process holds the publisher lock follows that holder (as the queue's
+// consumer follows its producer lock's): the kernel wakes it the moment
+// the holder dies, and its Watch (recoverPublisher) takes the lock over
+// and repairs, which delivers a message committed before the death and
+// wakes every subscriber. What that leaves, as for the queue: a publisher
+// that takes the lock after a subscriber fell asleep, commits, and is
+// killed before its wake-up (a few instructions) leaves that subscriber
+// asleep until the next Publish or Shutdown, from any process. A slow
+// timer on every wait would bound that, at a cost the queue measured and
+// refused (ipcqueue's "Waiting").
+//
 // Subscribers. Entry i of the table has an owner word (0: free, else the
 // liveness token of the process whose Subscriber uses it) and a cursor (the
 // next message that subscriber reads). Subscribe takes the publisher lock,

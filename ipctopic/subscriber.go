@@ -303,7 +303,11 @@ func (s *Subscriber) wait(ctx context.Context, stamp *atomic.Uint64, st uint64) 
 	if o := s.owner.Load(); o != s.token {
 		return fmt.Errorf("ipctopic: subscriber slot %d taken by %#x: %w", s.idx, o, ErrCorrupt)
 	}
-	err := robust.Wait(ctx, t.dataFx, ready, &robust.WaitOptions{Closer: &s.closer, Waits: t.waits})
+	o := robust.WaitOptions{Closer: &s.closer, Waits: t.waits}
+	if t.publisher() != nil {
+		o.Watch, o.Holders = t.recoverPublisher, t.publisher
+	}
+	err := robust.Wait(ctx, t.dataFx, ready, &o)
 	if err != nil {
 		return waitErr(err)
 	}

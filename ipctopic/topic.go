@@ -430,6 +430,28 @@ func (t *Topic) repair() {
 	}
 }
 
+// publisher returns the publisher lock's holder if it is another process:
+// the holder a subscriber waiting for a message follows (see "A
+// publisher's death").
+func (t *Topic) publisher() []liveness.Token {
+	if h, _ := t.plock.Holder(); h != 0 && h != t.plock.Token() {
+		return []liveness.Token{h}
+	}
+	return nil
+}
+
+// recoverPublisher takes the publisher lock over if its holder is dead,
+// repairs what it left, and reports whether it did: the Watch of a
+// subscriber waiting for a message.
+func (t *Topic) recoverPublisher() bool {
+	if ok, _ := t.plock.RecoverDead(); !ok {
+		return false
+	}
+	t.repair()
+	t.plock.Unlock()
+	return true
+}
+
 // write publishes msg as message s, holding the publisher lock, which it
 // releases.
 func (t *Topic) write(s uint64, msg []byte) {
