@@ -131,7 +131,8 @@ func (s *Subscriber) Recv(ctx context.Context) ([]byte, error) {
 // Read calls fn with the next message, in the topic's memory (no copy),
 // waiting as [Subscriber.Recv] does, and returns fn's error (the message is
 // received either way). msg is valid only until fn returns, and fn must not
-// call this subscriber's methods.
+// call this subscriber's methods, nor close its Topic handle (Close waits
+// for fn to return).
 //
 // Under the [Block] policy no publisher can touch msg while fn runs. Under
 // the [Overwrite] policy one may overwrite it: Read then returns a
