@@ -114,8 +114,8 @@ func TestCorruptHeader(t *testing.T) {
 	}
 }
 
-// FuzzCorrupt writes arbitrary bytes over a good topic, then attaches and
-// uses it with a short deadline: errors are fine, a panic, an
+// FuzzCorrupt writes arbitrary bytes over a good topic, then inspects it,
+// attaches and uses it with a short deadline: errors are fine, a panic, an
 // out-of-range access or a hang are not.
 func FuzzCorrupt(f *testing.F) {
 	good := goodImage(f)
@@ -131,6 +131,7 @@ func FuzzCorrupt(f *testing.F) {
 		if crc {
 			writeConfigCRC(img)
 		}
+		Inspect(img) // an error, or a state; never a panic
 		tp, err := attachBytes(img)
 		if err != nil {
 			return

@@ -50,8 +50,13 @@
 // waits on it: a publisher blocked behind it (which the kernel tells of the
 // death at once) or a Subscribe finding every slot taken reclaims it
 // ([Stats.Reclaimed]), so a dead subscriber holds publishers up for
-// moments, not for good. Liveness is internal/liveness's: a live process
-// is never taken for a dead one, whatever its PID namespace.
+// moments, not for good. Under [Overwrite] no publisher waits on a
+// subscriber, so a dead one's slot is reclaimed only when a Subscribe
+// finds every slot taken: until then it costs a slot and nothing else
+// ([Stats.Subscribers] counts it, and cmd/ipcs shows its owner dead).
+// Liveness is internal/liveness's: a live process is never taken for a
+// dead one, whatever its PID namespace, and one whose liveness cannot be
+// proven is waited for.
 //
 // # Errors
 //

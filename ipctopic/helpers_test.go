@@ -170,7 +170,10 @@ func registerHelpers() {
 	})
 	// crashpub NAME STEP: publish message 0, then die by SIGKILL inside
 	// the Publish of message 1, at STEP: "copied" (payload written, not
-	// committed) or "committed" (committed, tail not moved).
+	// committed), "committed" (committed, tail not moved) or "asleep"
+	// (committed once a subscriber announced that it sleeps). STEP
+	// "repair": die inside the first Publish, once it repaired what a
+	// dead publisher left.
 	helperproc.Register("crashpub", func(a []string) error {
 		tp, err := Open(a[0])
 		if err != nil {
@@ -178,6 +181,9 @@ func registerHelpers() {
 		}
 		buf := make([]byte, 64)
 		ctx := context.Background()
+		if a[1] == "repair" {
+			tp.faults.repaired = killSelf
+		}
 		if err := tp.Publish(ctx, makeMsg(buf, 0)); err != nil {
 			return err
 		}
@@ -185,6 +191,13 @@ func registerHelpers() {
 		case "copied":
 			tp.faults.pubCopied = killSelf
 		case "committed":
+			tp.faults.pubCommitted = killSelf
+		case "asleep": // commit once a subscriber sleeps, then die
+			tp.faults.pubCopied = func() {
+				for tp.dataFx.Load()&1 == 0 {
+					time.Sleep(time.Millisecond)
+				}
+			}
 			tp.faults.pubCommitted = killSelf
 		default:
 			return fmt.Errorf("step %q", a[1])

@@ -39,9 +39,24 @@ import (
 // publisher, Subscribe or Shutdown) finds the holder dead and repairs
 // (repair): if the slot at tail holds a committed s+1 the dead publisher's
 // message is whole and tail moves over it; if it holds (s+1)|stampWriting
-// the message is dropped and counted (Stats.Dropped), and the next publisher
-// writes message s there again. Subscribers never took a writing stamp for
+// the message is dropped and counted (Stats.Dropped), the stamp becomes
+// s|stampWriting (no subscriber takes it for a message, and a repairer
+// killed after this is not counted twice by the next: only a death between
+// the count and that store is), and the next publisher writes message s
+// there again. Subscribers never took a writing stamp for
 // a message, so nothing torn was ever seen.
+//
+// A subscriber that goes to sleep waiting for a message while another
+// process holds the publisher lock follows that holder (as the queue's
+// consumer follows its producer lock's): the kernel wakes it the moment
+// the holder dies, and its Watch (recoverPublisher) takes the lock over
+// and repairs, which delivers a message committed before the death and
+// wakes every subscriber. What that leaves, as for the queue: a publisher
+// that takes the lock after a subscriber fell asleep, commits, and is
+// killed before its wake-up (a few instructions) leaves that subscriber
+// asleep until the next Publish or Shutdown, from any process. A slow
+// timer on every wait would bound that, at a cost the queue measured and
+// refused (ipcqueue's "Waiting").
 //
 // Subscribers. Entry i of the table has an owner word (0: free, else the
 // liveness token of the process whose Subscriber uses it) and a cursor (the
@@ -63,8 +78,16 @@ import (
 // handle keeps a lower bound of that minimum (cachedMin) and rescans the
 // table only when the bound says the ring is full; cursors only grow, and a
 // joiner's cursor is tail at its join, never below a bound taken before, so
-// the bound stays true. A publisher that finds the ring full unlocks, stores
-// the cursor it needs (gate = s-N+1, raised monotonically) and sleeps on
+// the bound stays true. A subscriber stores its cursor once per batch of
+// messages (showBatch: at most a sixteenth of the ring, at most 64; the
+// store is a full fence, one locked instruction the batch shares), when it
+// sees a publisher asleep (bit 0 of spaceFx, a plain load), and always
+// before it waits for a message: a stored cursor lags the subscriber by
+// less than a batch, so a publisher may find the ring full that much
+// early, but never waits for a subscriber that has read everything (it
+// would wait for a cursor the waiting subscriber never moves). Inspect
+// shows the stored cursors. A publisher that finds the ring full unlocks,
+// stores the cursor it needs (gate = s-N+1, raised monotonically) and sleeps on
 // spaceFx; a subscriber that stores a cursor (atomic Store: the full fence)
 // loads spaceFx and the gate and wakes sleepers only when its own cursor
 // crosses the gate (or when it leaves): once per hand-off, not once per
@@ -145,7 +168,7 @@ const (
 	// subscriber's token), by Close (back to 0) and by a reclaimer (a dead
 	// token to 0), loaded by publishers, Subscribe and Stats; cursor
 	// (uint64) at 8, stored by its subscriber (atomic Store under block,
-	// release store under overwrite) and by Subscribe before it claims the
+	// once per batch, see "Block policy"; release store under overwrite) and by Subscribe before it claims the
 	// entry, loaded by publishers. Atomic.
 	subStride = 128
 	subOwner  = 0

@@ -221,3 +221,83 @@ func TestPublisherKilled(t *testing.T) {
 		})
 	}
 }
+
+// TestRepairerKilled: a publisher is SIGKILLed writing a message, and the
+// process that takes the lock over is SIGKILLed too, right after its
+// repair. The next Publish repairs again: the message lost is counted
+// once, and nothing torn or dropped is delivered.
+func TestRepairerKilled(t *testing.T) {
+	tp := namedTopic(t, &Options{Slots: 4, MaxMsg: 64})
+	s := subscribe(t, tp)
+	for _, step := range []string{"copied", "repair"} {
+		err := command(t, "crashpub", tp.Segment().Name(), step).Run()
+		if err == nil || !strings.Contains(err.Error(), "killed") {
+			t.Fatalf("crashpub %s: %v", step, err)
+		}
+	}
+	if h, _ := tp.plock.Holder(); h == 0 {
+		t.Fatal("the killed repairer did not hold the lock")
+	}
+	buf := make([]byte, 64)
+	if err := tp.Publish(t.Context(), makeMsg(buf, 2)); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []uint64{0, 2} {
+		m, err := s.Recv(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seq, err := parseMsg(m); err != nil || seq != want {
+			t.Fatalf("received %d (%v), want message %d", seq, err, want)
+		}
+	}
+	if st := tp.Stats(); st.Dropped != 1 || st.Published != 2 {
+		t.Fatalf("stats %+v, want 1 dropped of 2 published", st)
+	}
+}
+
+// TestPublisherKilledSubscriberAsleep: a subscriber goes to sleep waiting
+// for a message while a publisher process holds the publisher lock; that
+// publisher commits the message and is SIGKILLed before its wake-up. The
+// subscriber, following the lock's holder, is woken by the kernel's
+// notice of the death, repairs, and receives the message.
+func TestPublisherKilledSubscriberAsleep(t *testing.T) {
+	tp := namedTopic(t, &Options{Slots: 4, MaxMsg: 64})
+	s := subscribe(t, tp)
+	cmd := command(t, "crashpub", tp.Segment().Name(), "asleep")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second) // only a subscriber left asleep reaches it
+	defer cancel()
+	if m, err := s.Recv(ctx); err != nil || string(m) != string(makeMsg(make([]byte, 64), 0)) {
+		t.Fatalf("first message: %q, %v", m, err)
+	}
+	stamp, _, _ := tp.slot(1)
+	for stamp.Load() != 2|stampWriting { // the publisher holds the lock, writing message 1
+		if err := ctxSleep(t); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := s.Recv(ctx)
+	if err != nil || string(m) != string(makeMsg(make([]byte, 64), 1)) {
+		t.Fatalf("message committed by a publisher killed before its wake-up: %q, %v", m, err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the subscriber slept until its deadline: nobody woke it when the publisher died")
+	}
+	if err := <-exited; err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("crashpub: %v", err)
+	}
+	if err := tp.Publish(ctx, makeMsg(make([]byte, 64), 2)); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s.Recv(ctx); err != nil || string(m) != string(makeMsg(make([]byte, 64), 2)) {
+		t.Fatalf("message after the repair: %q, %v", m, err)
+	}
+	if st := tp.Stats(); st.Published != 3 || st.Dropped != 0 {
+		t.Fatalf("stats %+v, want 3 published", st)
+	}
+}

@@ -33,10 +33,15 @@ type Subscriber struct {
 	closer robust.Closer
 	spin   robust.Spinner
 
-	mu      sync.Mutex // held by each call, and by Close
-	closed  bool       // under mu
-	pos     uint64     // the next message; under mu
-	scratch []byte     // Read's copy under the overwrite policy in race builds; under mu
+	mu     sync.Mutex // held by each call, and by Close
+	closed bool       // under mu
+	pos    uint64     // the next message; under mu
+	shown  uint64     // the cursor last stored in the entry (block policy); under mu
+	// showMask is the cursor publication's batch less one (block policy: a
+	// power of two; see "Block policy"). The zero value publishes every
+	// message.
+	showMask uint64
+	scratch  []byte // Read's copy under the overwrite policy in race builds; under mu
 }
 
 // Subscribe joins the topic: the subscriber receives every message
@@ -57,7 +62,7 @@ func (t *Topic) Subscribe(ctx context.Context) (*Subscriber, error) {
 		t.plock.Unlock()
 		return nil, ErrShutdown
 	}
-	s := &Subscriber{t: t, token: uint64(t.plock.Token())}
+	s := &Subscriber{t: t, token: uint64(t.plock.Token()), showMask: showBatch(t.cfg.slots) - 1}
 	ok := s.claim()
 	if !ok && t.reclaimDead() {
 		ok = s.claim()
@@ -88,6 +93,7 @@ func (s *Subscriber) claim() bool {
 			continue
 		}
 		s.pos = t.tail.Load()
+		s.shown = s.pos
 		cursor.Store(s.pos)
 		if owner.CompareAndSwap(0, s.token) {
 			s.idx, s.owner, s.cursor = i, owner, cursor
@@ -125,7 +131,8 @@ func (s *Subscriber) Recv(ctx context.Context) ([]byte, error) {
 // Read calls fn with the next message, in the topic's memory (no copy),
 // waiting as [Subscriber.Recv] does, and returns fn's error (the message is
 // received either way). msg is valid only until fn returns, and fn must not
-// call this subscriber's methods.
+// call this subscriber's methods, nor close its Topic handle (Close waits
+// for fn to return).
 //
 // Under the [Block] policy no publisher can touch msg while fn runs. Under
 // the [Overwrite] policy one may overwrite it: Read then returns a
@@ -167,6 +174,9 @@ func (s *Subscriber) next(ctx context.Context, alloc func(n int) []byte, fn func
 				continue
 			}
 			return io.EOF
+		}
+		if t.cfg.policy == Block {
+			s.show() // before waiting: a publisher may wait for this cursor
 		}
 		if err := s.wait(ctx, stamp, st); err != nil {
 			return err
@@ -240,17 +250,36 @@ func (s *Subscriber) lagged(c, v uint64) error {
 	return &LaggedError{Missed: next - c}
 }
 
-// advance moves the cursor to next. Under the block policy the store is a
-// full fence, after which it wakes publishers waiting for this cursor to
-// cross their gate (see "Block policy").
+// showBatch is how many messages a block-policy subscriber reads between
+// two stores of its cursor (see "Block policy"): a power of two, at most a
+// sixteenth of the ring.
+func showBatch(slots uint64) uint64 { return min(64, max(1, slots/16)) }
+
+// advance moves the subscriber to message next. Under the block policy it
+// stores the cursor when next is a multiple of the batch, or when a
+// publisher sleeps (see "Block policy").
 func (s *Subscriber) advance(next uint64) {
 	t := s.t
-	prev := s.pos
 	s.pos = next
 	if t.cfg.policy != Block {
 		release.Store64(s.cursor, next)
 		return
 	}
+	if next&s.showMask == 0 || t.spaceFx.Load()&1 != 0 {
+		s.show()
+	}
+}
+
+// show stores the block-policy subscriber's cursor, if it moved since it
+// was last stored. The store is a full fence, after which it wakes
+// publishers waiting for this cursor to cross their gate.
+func (s *Subscriber) show() {
+	t := s.t
+	prev, next := s.shown, s.pos
+	if prev == next {
+		return
+	}
+	s.shown = next
 	s.cursor.Store(next)
 	if t.spaceFx.Load()&1 != 0 {
 		if g := t.gate.Load(); int64(prev-g) < 0 && int64(next-g) >= 0 {
@@ -275,7 +304,11 @@ func (s *Subscriber) wait(ctx context.Context, stamp *atomic.Uint64, st uint64) 
 	if o := s.owner.Load(); o != s.token {
 		return fmt.Errorf("ipctopic: subscriber slot %d taken by %#x: %w", s.idx, o, ErrCorrupt)
 	}
-	err := robust.Wait(ctx, t.dataFx, ready, &robust.WaitOptions{Closer: &s.closer, Waits: t.waits})
+	o := robust.WaitOptions{Closer: &s.closer, Waits: t.waits}
+	if t.publisher() != nil {
+		o.Watch, o.Holders = t.recoverPublisher, t.publisher
+	}
+	err := robust.Wait(ctx, t.dataFx, ready, &o)
 	if err != nil {
 		return waitErr(err)
 	}

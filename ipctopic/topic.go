@@ -169,6 +169,9 @@ type faults struct {
 	// pubCommitted runs inside Publish after the commit and before tail
 	// moves.
 	pubCommitted func()
+	// repaired runs at the end of repair, with the lock taken over and
+	// what the dead publisher left settled.
+	repaired func()
 }
 
 // build makes a topic in a new segment made by mk(n, fill), which must call
@@ -415,8 +418,38 @@ func (t *Topic) repair() {
 		release.Store64(t.tail, s+1)
 		robust.Wake(t.dataFx)
 	case (s + 1) | stampWriting:
+		// Counted once: the stamp then says "dropped" (no subscriber
+		// takes it for message s, nor for any message of this slot), so
+		// a repairer that dies after this is not counted again by the
+		// next one.
 		t.dropped.Add(1)
+		release.Store64(stamp, s|stampWriting)
 	}
+	if t.faults.repaired != nil {
+		t.faults.repaired()
+	}
+}
+
+// publisher returns the publisher lock's holder if it is another process:
+// the holder a subscriber waiting for a message follows (see "A
+// publisher's death").
+func (t *Topic) publisher() []liveness.Token {
+	if h, _ := t.plock.Holder(); h != 0 && h != t.plock.Token() {
+		return []liveness.Token{h}
+	}
+	return nil
+}
+
+// recoverPublisher takes the publisher lock over if its holder is dead,
+// repairs what it left, and reports whether it did: the Watch of a
+// subscriber waiting for a message.
+func (t *Topic) recoverPublisher() bool {
+	if ok, _ := t.plock.RecoverDead(); !ok {
+		return false
+	}
+	t.repair()
+	t.plock.Unlock()
+	return true
 }
 
 // write publishes msg as message s, holding the publisher lock, which it
@@ -569,7 +602,16 @@ func (t *Topic) Stats() Stats {
 // does a queue): Publish and Subscribe then return [ErrShutdown];
 // subscribers receive what is left for them and then [io.EOF]; every waiter
 // in every process is woken. It is safe to call twice. It does not release
-// this handle: see [Topic.Close].
+// this handle: see [Topic.Close]. On a corrupt topic it shuts the topic
+// down all the same and returns [ErrCorrupt].
+//
+// It takes the publisher lock with no deadline, as the queue's Shutdown
+// takes its producer lock: it waits while a publisher is inside Publish,
+// and, since a holder that cannot be proven dead is never robbed, for as
+// long as the lock word names a process whose liveness cannot be proven
+// (a corrupt word, or a holder whose registry this process cannot read).
+// Closing the handle ends that wait: Shutdown then returns an error
+// wrapping [os.ErrClosed].
 func (t *Topic) Shutdown() error {
 	if err := t.enter(); err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/ipckit/ipckit/internal/liveness"
 	"github.com/ipckit/ipckit/internal/robust"
 )
 
@@ -541,5 +542,70 @@ func TestRecvCancel(t *testing.T) {
 	tp.Publish(t.Context(), []byte("next"))
 	if m, err := s.Recv(t.Context()); err != nil || string(m) != "next" {
 		t.Fatalf("after cancel: %q, %v", m, err)
+	}
+}
+
+// A block-policy subscriber stores its cursor only once per batch of
+// messages, but always before it waits: a subscriber that has read
+// everything never holds a publisher back (without that store, the
+// publisher would wait for a cursor that a waiting subscriber never
+// moves).
+func TestCursorShownBeforeWait(t *testing.T) {
+	tp := heapTopic(t, &Options{Slots: 64, MaxMsg: 8})
+	if b := showBatch(64); b < 2 {
+		t.Fatalf("batch %d: the test needs a batch of several messages", b)
+	}
+	s := subscribe(t, tp)
+	if err := tp.Publish(t.Context(), []byte("m0")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Recv(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	done, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := s.Recv(done); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Recv on an empty topic with a done ctx: %v", err)
+	}
+	if c := s.cursor.Load(); c != 1 {
+		t.Fatalf("cursor %d after a wait for message 1, want 1", c)
+	}
+	// The ring has room for messages 1 to 64: a done ctx publishes them
+	// all, since none waits.
+	for i := range 64 {
+		if err := tp.Publish(done, []byte("m")); err != nil {
+			t.Fatalf("message %d: %v", i+1, err)
+		}
+	}
+}
+
+// Shutdown waits for the publisher lock as long as its holder may be
+// alive, with no deadline (as the queue's Shutdown does its producer
+// lock): a lock word naming a process whose liveness cannot be proven (a
+// valid token of a uid with no registry) keeps it waiting, and closing the
+// handle ends that wait at once with os.ErrClosed.
+func TestShutdownWaitsForUnknownHolder(t *testing.T) {
+	tp := heapTopic(t, &Options{Slots: 4, MaxMsg: 8})
+	const unknown = uint64(0x7ffffff0)<<30 | 1<<20 | 5 // uid 0x7ffffff0, registry 1, nonce 5
+	if st := liveness.Check(liveness.Token(unknown)); st != liveness.Unknown {
+		t.Fatalf("the planted holder is %v, want Unknown", st)
+	}
+	u64At(tp.b, offPLock).Store(unknown)
+	errc := make(chan error, 1)
+	go func() { errc <- tp.Shutdown() }()
+	for tp.plock.Sleepers().Load()&1 == 0 {
+		select {
+		case err := <-errc:
+			t.Fatalf("Shutdown with the publisher lock held by an unknown process: %v, want a wait", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	unwoken := robust.Unwoken()
+	tp.Close()
+	if err := <-errc; !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Shutdown when its handle closed: %v, want os.ErrClosed", err)
+	}
+	if robust.Unwoken() != unwoken {
+		t.Fatal("Close did not wake Shutdown's wait for the lock: it saw the close at its slow check")
 	}
 }

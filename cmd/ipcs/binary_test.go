@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ipckit/ipckit/ipcqueue"
+	"github.com/ipckit/ipckit/ipctopic"
 	"github.com/ipckit/ipckit/semaphore"
 	"github.com/ipckit/ipckit/shm"
 )
@@ -40,6 +41,7 @@ func TestBinaryInspectsEveryKind(t *testing.T) {
 	add(shm.KindFloat64Array, func(n string) (interface{ Close() error }, error) { return shm.CreateArray[float64](n, 3, nil) })
 	add(shm.KindCatalog, func(n string) (interface{ Close() error }, error) { return shm.CreateCatalog(n, 64, nil) })
 	add(shm.KindQueue, func(n string) (interface{ Close() error }, error) { return ipcqueue.Create(n, 64, nil) })
+	add(shm.KindTopic, func(n string) (interface{ Close() error }, error) { return ipctopic.Create(n, nil) })
 	add(shm.KindMutex, func(n string) (interface{ Close() error }, error) { return semaphore.CreateMutex(n, nil) })
 	add(shm.KindSemaphore, func(n string) (interface{ Close() error }, error) { return semaphore.CreateSemaphore(n, 2, nil) })
 	add(shm.KindEvent, func(n string) (interface{ Close() error }, error) { return semaphore.CreateEvent(n, nil) })

@@ -5,5 +5,6 @@ package main
 // package that adds a kind adds its line here.
 import (
 	_ "github.com/ipckit/ipckit/ipcqueue"  // KindQueue
+	_ "github.com/ipckit/ipckit/ipctopic"  // KindTopic
 	_ "github.com/ipckit/ipckit/semaphore" // KindMutex, KindSemaphore, KindEvent, KindBarrier
 )
