@@ -22,7 +22,6 @@ func TestMetricNames(t *testing.T) {
 		"queue_rtt_p99_block", "queue_64KiB_MB_per_s", "topic_64B_msgs_per_s", "topic_rtt_p50_spin", "deadline_late_p99_us", "mutex_uncontended_ns", "mutex_handoff_2proc_ns",
 		"filemutex_uncontended_ns", "value_add_ns", "spawn_start_wait_ms", "pool_go_us_per_task",
 		"pool_map_us_per_item", "pool_map_cpu_speedup", "map_get_ns", "map_set_ns",
-		"pool_map_us_per_item", "pool_map_cpu_speedup",
 		"pipe_rtt_p50", "pipe_64B_msgs_per_s",
 		"cluster_go_us_per_task", "cluster_map_us_per_item", "cluster_cpu10ms_jobs_per_s",
 	}
