@@ -34,7 +34,7 @@ import (
 //	 88   40 _          zero
 //
 //	slot table (1<<slotBits slots of 16 bytes), each slot
-//	  0    8 seq        writers, atomic: +1 after a word store, before the old record is freed
+//	  0    8 seq        writers, atomic: +1 after a word store, before the old record is freed; repair: +1 on all
 //	  8    8 word       writers, atomic: 0 empty, 1 deleted, else (chunk+1)<<32 | tag
 //
 //	bitmap (ceil(chunks/64) words): bit c set when chunk c is allocated;

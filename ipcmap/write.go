@@ -30,8 +30,11 @@ import (
 // writer that takes the lock over from a dead one rebuilds the bitmap and
 // the counters from the slot words (checking every record, and that no
 // two overlap), which also frees a record the dead writer allocated but
-// never published. A seq the dead writer did not increment matters to no
-// reader: nothing was freed after its word store. Repair runs before the
+// never published. The repair also adds 1 to every slot's seq before it
+// frees anything: the dead writer may have published without incrementing
+// its slot's seq (step 4), and a reader still inside the old record, which
+// the repair frees and the next writes reuse, must see its seq change as
+// step 4 would have made it. Repair runs before the
 // new writer's own operation, which then returns its result together with
 // an error matching [ErrOwnerDead], and [Stats.Deaths] counts it.
 //
@@ -150,6 +153,7 @@ func (w *words) repair() error {
 	}
 	var live, tombs, used uint64
 	for i := range w.slots {
+		w.slots[i].seq.Add(1) // retires reads of a record the repair frees; see "Writing"
 		word := w.slots[i].word.Load()
 		switch word {
 		case wordEmpty:
