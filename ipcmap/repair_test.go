@@ -81,3 +81,88 @@ func TestRepairRetiresReads(t *testing.T) {
 	}
 }
 
+// fillOneChunk sets keys f0, f1, ... with empty values (one chunk each)
+// until the map is full, and returns the first error that is not ErrFull
+// (the first Set's, which repairs after a death, is the one a test looks
+// at).
+func fillOneChunk(t *testing.T, m *Map) (first error) {
+	t.Helper()
+	for i := 0; ; i++ {
+		err := m.Set(t.Context(), fmt.Appendf(nil, "f%d", i), nil)
+		if i == 0 {
+			first = err
+		} else if err != nil && !errors.Is(err, ErrFull) {
+			t.Fatalf("Set %d = %v", i, err)
+		}
+		if errors.Is(err, ErrFull) {
+			return first
+		}
+	}
+}
+
+// TestFailedRepairKeepsIntact: a writer dies, and the repair after it
+// finds a corrupt slot (its word points past the data area) before the
+// other entries' slots. The repair fails with ErrCorrupt, but must still
+// mark every intact record in use: the writes that follow (which wrap
+// round the data area, past freed holes, to its start) must not take
+// their bytes, and every intact entry keeps its value.
+func TestFailedRepairKeepsIntact(t *testing.T) {
+	m, name := namedMap(t, &Options{Entries: 512, Bytes: 4096})
+	want := prefill()
+	fillMap(t, m, want)
+	holes := map[string]string{}
+	for i := range 10 {
+		holes[fmt.Sprint("hole", i)] = "bytes freed again"
+	}
+	fillMap(t, m, holes)
+	for k := range holes {
+		if _, err := m.Delete(t.Context(), []byte(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := uint64(0)
+	for m.w.slots[s].word.Load() <= wordDeleted {
+		s++
+	}
+	key, _, _, err := m.w.readSlot(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(want, string(key))
+	m.w.slots[s].word.Store(liveWord(m.w.g.chunks+5, tagOf(m.w.slots[s].word.Load())))
+	crashAt(t, name, "set-insert", stepAllocated)
+	if err := fillOneChunk(t, m); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Set after a death, with a corrupt slot = %v, want ErrCorrupt", err)
+	}
+	for k, v := range want {
+		if got, ok, err := m.Get([]byte(k)); err != nil || !ok || string(got) != v {
+			t.Errorf("Get(%q) after a failed repair and writes = %q, %v, %v; want %q", k, got, ok, err, v)
+		}
+	}
+}
+
+// TestRepairKilled: a writer dies inside a write (its record allocated,
+// not published), and the writer that repairs after it is killed in the
+// middle of the repair (the bitmap cleared and partly rebuilt). The next
+// writer repairs again, from the slot words alone: the map is exact, and
+// both deaths are counted.
+func TestRepairKilled(t *testing.T) {
+	m, name := namedMap(t, &Options{Entries: 64, Bytes: 4096})
+	want := prefill()
+	fillMap(t, m, want)
+	crashAt(t, name, "set-insert", stepAllocated)
+	crashAt(t, name, "repair", stepRepairing)
+	for k, v := range want {
+		if got, ok, err := m.Get([]byte(k)); err != nil || !ok || string(got) != v {
+			t.Fatalf("Get(%q) after a repair was killed = %q, %v, %v; want %q", k, got, ok, err, v)
+		}
+	}
+	if err := m.Set(t.Context(), []byte("next"), []byte("writer")); !errors.Is(err, ErrOwnerDead) {
+		t.Fatalf("Set after a repairing writer died = %v, want ErrOwnerDead", err)
+	}
+	want["next"] = "writer"
+	checkState(t, m, want)
+	if st, _ := m.Stats(); st.Deaths != 2 {
+		t.Fatalf("Stats.Deaths = %d, want 2", st.Deaths)
+	}
+}

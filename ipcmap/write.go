@@ -2,9 +2,11 @@ package ipcmap
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"os"
 )
 
@@ -70,10 +72,11 @@ const (
 	stepFreed                 // the old record is freed
 	stepCounted               // live and tombs are updated
 	stepCleaning              // Delete: one chain-end tombstone is made empty
+	stepRepairing             // repair: the bitmap is cleared and partly rebuilt
 	numSteps
 )
 
-var stepNames = [...]string{"locked", "allocated", "key", "written", "published", "seq", "freed", "counted", "cleaning"}
+var stepNames = [...]string{"locked", "allocated", "key", "written", "published", "seq", "freed", "counted", "cleaning", "repairing"}
 
 func (s step) String() string { return stepNames[s] }
 
@@ -95,6 +98,7 @@ const (
 	opDelete      = "Delete"
 	opCAS         = "CompareAndSwap"
 	opLoadOrStore = "LoadOrStore"
+	opRepair      = "repair" // the repair after a dead writer, inside any write
 )
 
 // lockWriters takes the writers' lock; repaired reports that it was taken
@@ -109,7 +113,7 @@ func (m *Map) lockWriters(ctx context.Context, op string) (repaired bool, err er
 	case err == nil:
 		return false, nil
 	case errors.Is(err, ErrOwnerDead):
-		if rerr := m.w.repair(); rerr != nil {
+		if rerr := m.repair(); rerr != nil {
 			l.Unlock()
 			return false, fmt.Errorf("ipcmap: %s: repairing after a dead writer: %w", op, rerr)
 		}
@@ -145,13 +149,20 @@ func (m *Map) unlockFailed(op string, err error, repaired bool) error {
 
 // repair rebuilds the bitmap and the counters from the slot words, after
 // a writer died holding the lock; see "Writing". A record that is
-// impossible, or overlaps another, is ErrCorrupt.
-func (w *words) repair() error {
+// impossible, or overlaps another, is ErrCorrupt; the repair still goes
+// through every slot, so that the bitmap it leaves marks every record
+// that is intact (an impossible one has no extent to mark, an overlapping
+// one is marked as well): the writes after a failed repair never take the
+// bytes of an entry that was whole. Killed anywhere, it leaves the lock to
+// a dead holder, and the next writer repairs again from the start.
+func (m *Map) repair() error {
+	w := &m.w
 	w.deaths.Add(1)
 	for i := range w.bitmap {
 		w.bitmap[i].Store(0)
 	}
-	var live, tombs, used uint64
+	var live, tombs uint64
+	var bad error // the first impossible thing found
 	for i := range w.slots {
 		w.slots[i].seq.Add(1) // retires reads of a record the repair frees; see "Writing"
 		word := w.slots[i].word.Load()
@@ -164,22 +175,29 @@ func (w *words) repair() error {
 		}
 		r, err := w.recordAt(chunkOf(word))
 		if err != nil {
-			return fmt.Errorf("slot %d: %w", i, err)
+			bad = cmp.Or(bad, fmt.Errorf("slot %d: %w", i, err))
+			continue
 		}
 		if !w.runFree(r.c, r.n) {
-			return fmt.Errorf("ipcmap: slot %d: record at chunk %d overlaps another: %w", i, r.c, ErrCorrupt)
+			bad = cmp.Or(bad, fmt.Errorf("ipcmap: slot %d: record at chunk %d overlaps another: %w", i, r.c, ErrCorrupt))
 		}
 		w.markRun(r.c, r.n, true)
 		live++
-		used += r.n
+		if live == 1 {
+			m.fault(opRepair, stepRepairing)
+		}
 	}
 	if live > w.g.entries {
-		return fmt.Errorf("ipcmap: %d live entries in a map of %d: %w", live, w.g.entries, ErrCorrupt)
+		bad = cmp.Or(bad, fmt.Errorf("ipcmap: %d live entries in a map of %d: %w", live, w.g.entries, ErrCorrupt))
+	}
+	var used uint64
+	for i := range w.bitmap {
+		used += uint64(bits.OnesCount64(w.bitmap[i].Load()))
 	}
 	w.live.Store(live)
 	w.tombs.Store(tombs)
 	w.used.Store(used)
-	return nil
+	return bad
 }
 
 // found is where a writer's probe for a key ended.
