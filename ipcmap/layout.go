@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/bits"
+	"slices"
 	"sync/atomic"
 	"unsafe"
 
@@ -239,8 +240,10 @@ func (w *words) recordAt(c uint64) (record, error) {
 	return record{c: c, n: n, klen: klen, vlen: vlen, key: key, val: key + pad8(klen)/8}, nil
 }
 
-// load appends n bytes from data word i on to dst.
+// load appends n bytes from data word i on to dst, growing it at most
+// once (n is within the data area: recordAt checked it).
 func (w *words) load(dst []byte, i, n uint64) []byte {
+	dst = slices.Grow(dst, int(n))
 	for ; n >= 8; i, n = i+1, n-8 {
 		dst = binary.LittleEndian.AppendUint64(dst, w.data[i].Load())
 	}
