@@ -200,6 +200,18 @@ func (m *Map) repair() error {
 	return bad
 }
 
+// checkCounters refuses a write on a map whose counters are impossible
+// for its shape (corrupt: a write would trust them), before it changes
+// anything.
+func (w *words) checkCounters() error {
+	live, used, tombs := w.live.Load(), w.used.Load(), w.tombs.Load()
+	if live > w.g.entries || used > w.g.chunks || tombs > w.g.slots() {
+		return fmt.Errorf("impossible counters (%d entries of %d, %d chunks used of %d, %d deleted slots of %d): %w",
+			live, w.g.entries, used, w.g.chunks, tombs, w.g.slots(), ErrCorrupt)
+	}
+	return nil
+}
+
 // found is where a writer's probe for a key ended.
 type found struct {
 	ok   bool   // the key is in slot i, its record r
@@ -314,6 +326,9 @@ func (m *Map) put(ctx context.Context, op string, key, val, old []byte) (cur []b
 func (m *Map) putLocked(op string, key, val, old []byte) (cur []byte, flag bool, err error) {
 	w := &m.w
 	m.fault(op, stepLocked)
+	if err := w.checkCounters(); err != nil {
+		return nil, false, err
+	}
 	h := hash(key)
 	f, err := w.find(key, h)
 	if err != nil {
@@ -389,6 +404,9 @@ func (m *Map) Delete(ctx context.Context, key []byte) (deleted bool, err error) 
 func (m *Map) deleteLocked(key []byte) (bool, error) {
 	w := &m.w
 	m.fault(opDelete, stepLocked)
+	if err := w.checkCounters(); err != nil {
+		return false, err
+	}
 	f, err := w.find(key, hash(key))
 	if err != nil || !f.ok {
 		return false, err
