@@ -27,10 +27,10 @@ type Options struct {
 	Mode os.FileMode
 }
 
-// Default capacity.
+// Default capacity, used where [Options] leaves a field zero.
 const (
-	DefaultEntries = 1024
-	DefaultBytes   = 1 << 20
+	DefaultEntries = 1024    // the default of Options.Entries
+	DefaultBytes   = 1 << 20 // the default of Options.Bytes
 )
 
 func (o *Options) geometry() (geometry, error) {
