@@ -206,3 +206,38 @@ func FuzzAttach(f *testing.F) {
 		attachAndExercise(t, img, keys)
 	})
 }
+
+// TestCorruptCounters: a counter in the control block that is impossible
+// for the map's shape makes every write fail with ErrCorrupt (not ErrFull,
+// which would blame the caller's data), changing nothing; readers go on.
+func TestCorruptCounters(t *testing.T) {
+	good, keys := goodImage(t)
+	le := binary.LittleEndian
+	for _, c := range []struct {
+		name string
+		off  int
+	}{{"live", offLive}, {"used", offUsed}, {"tombs", offTombs}} {
+		t.Run(c.name, func(t *testing.T) {
+			img := append([]byte(nil), good...)
+			le.PutUint64(img[c.off:], 1<<40)
+			m, err := attachImage(t, img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Set(t.Context(), []byte("another"), []byte("v")); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("Set of a new key = %v, want ErrCorrupt", err)
+			}
+			if err := m.Set(t.Context(), []byte("key1"), []byte("v")); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("Set of a present key = %v, want ErrCorrupt", err)
+			}
+			if _, err := m.Delete(t.Context(), []byte("key2")); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("Delete = %v, want ErrCorrupt", err)
+			}
+			for k, v := range keys {
+				if got, ok, err := m.Get([]byte(k)); err != nil || !ok || string(got) != v {
+					t.Errorf("Get(%q) = %q, %v, %v; want %q", k, got, ok, err, v)
+				}
+			}
+		})
+	}
+}

@@ -45,7 +45,8 @@
 // repairs what the dead one left (a record it allocated but never
 // published, counters it did not update), does its own write and returns
 // its results with an error matching [ErrOwnerDead]; [Stats.Deaths] counts
-// such repairs. Readers need no repair.
+// such repairs. A writer killed inside the repair leaves it to the next
+// one, which repairs from the start. Readers need no repair.
 //
 // # Errors
 //

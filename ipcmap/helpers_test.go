@@ -142,7 +142,15 @@ func prefill() map[string]string {
 	return want
 }
 
+// repairCase is a Set of k1 whose writer dies inside the repair that
+// comes before it (crashwrite's fault names opRepair).
+var repairCase = crashOp{name: "repair", op: opRepair, key: "k1", val: "set after a repair",
+	run: func(m *Map) error { return m.Set(context.Background(), []byte("k1"), []byte("set after a repair")) }}
+
 func crashCase(name string) *crashOp {
+	if name == repairCase.name {
+		return &repairCase
+	}
 	for i := range crashOps {
 		if crashOps[i].name == name {
 			return &crashOps[i]

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/bits"
+	"slices"
 	"sync/atomic"
 	"unsafe"
 
@@ -34,7 +35,7 @@ import (
 //	 88   40 _          zero
 //
 //	slot table (1<<slotBits slots of 16 bytes), each slot
-//	  0    8 seq        writers, atomic: +1 after a word store, before the old record is freed
+//	  0    8 seq        writers, atomic: +1 after a word store, before the old record is freed; repair: +1 on all
 //	  8    8 word       writers, atomic: 0 empty, 1 deleted, else (chunk+1)<<32 | tag
 //
 //	bitmap (ceil(chunks/64) words): bit c set when chunk c is allocated;
@@ -239,8 +240,10 @@ func (w *words) recordAt(c uint64) (record, error) {
 	return record{c: c, n: n, klen: klen, vlen: vlen, key: key, val: key + pad8(klen)/8}, nil
 }
 
-// load appends n bytes from data word i on to dst.
+// load appends n bytes from data word i on to dst, growing it at most
+// once (n is within the data area: recordAt checked it).
 func (w *words) load(dst []byte, i, n uint64) []byte {
+	dst = slices.Grow(dst, int(n))
 	for ; n >= 8; i, n = i+1, n-8 {
 		dst = binary.LittleEndian.AppendUint64(dst, w.data[i].Load())
 	}

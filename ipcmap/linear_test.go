@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	"golang.org/x/sys/unix"
 
 	"github.com/ipckit/ipckit/internal/helperproc"
 )
@@ -163,8 +164,18 @@ func TestLinearizable(t *testing.T) {
 	checkHistory(t, history)
 }
 
-// wallNow is a timestamp that processes of one machine share.
-func wallNow() int64 { return time.Now().UnixNano() }
+// monoNow is a timestamp that processes of one machine share: the
+// system-wide monotonic clock, which no step of the wall clock (NTP, an
+// administrator) moves, so that a history never has a return before its
+// call or an order the processes did not see. (Go's time.Now carries a
+// monotonic reading too, but only Since and Sub of one process use it.)
+func monoNow() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		panic(err) // CLOCK_MONOTONIC exists on every Linux
+	}
+	return ts.Nano()
+}
 
 func init() {
 	// linops NAME ID N: say "ready", wait for stdin to close, do N random
@@ -184,7 +195,7 @@ func init() {
 		r := rand.New(rand.NewPCG(uint64(id), rand.Uint64()))
 		ops := make([]porcupine.Operation, n)
 		for i := range ops {
-			ops[i] = randomOp(context.Background(), m, r, linKeys, id, i, wallNow)
+			ops[i] = randomOp(context.Background(), m, r, linKeys, id, i, monoNow)
 		}
 		var b strings.Builder
 		for _, op := range ops {
@@ -207,8 +218,8 @@ func dash(s string) string {
 }
 
 // TestLinearizableProcesses records a history of 3 processes doing random
-// operations on 3 keys of a small named map, timed on the wall clock they
-// share, and checks it with porcupine.
+// operations on 3 keys of a small named map, timed on the monotonic clock
+// they share, and checks it with porcupine.
 func TestLinearizableProcesses(t *testing.T) {
 	_, name := namedMap(t, &Options{Entries: 4, Bytes: 4096})
 	var procs []*helperproc.Proc

@@ -27,10 +27,10 @@ type Options struct {
 	Mode os.FileMode
 }
 
-// Default capacity.
+// Default capacity, used where [Options] leaves a field zero.
 const (
-	DefaultEntries = 1024
-	DefaultBytes   = 1 << 20
+	DefaultEntries = 1024    // the default of Options.Entries
+	DefaultBytes   = 1 << 20 // the default of Options.Bytes
 )
 
 func (o *Options) geometry() (geometry, error) {
@@ -238,12 +238,19 @@ func (m *Map) Stats() (Stats, error) {
 		return Stats{}, err
 	}
 	defer m.leave()
-	g := m.w.g
+	return m.w.stats(), nil
+}
+
+// stats loads the map's counters, each clamped to what the map's shape
+// allows (a corrupt counter reads as its bound, not as a negative or
+// impossible figure).
+func (w *words) stats() Stats {
+	g := w.g
 	return Stats{
-		Entries:    int(min(m.w.live.Load(), g.entries)),
+		Entries:    int(min(w.live.Load(), g.entries)),
 		MaxEntries: int(g.entries),
 		Bytes:      int(g.chunks * chunkSize),
-		UsedBytes:  int(min(m.w.used.Load(), g.chunks) * chunkSize),
-		Deaths:     m.w.deaths.Load(),
-	}, nil
+		UsedBytes:  int(min(w.used.Load(), g.chunks) * chunkSize),
+		Deaths:     w.deaths.Load(),
+	}
 }

@@ -2,9 +2,11 @@ package ipcmap
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"os"
 )
 
@@ -30,8 +32,11 @@ import (
 // writer that takes the lock over from a dead one rebuilds the bitmap and
 // the counters from the slot words (checking every record, and that no
 // two overlap), which also frees a record the dead writer allocated but
-// never published. A seq the dead writer did not increment matters to no
-// reader: nothing was freed after its word store. Repair runs before the
+// never published. The repair also adds 1 to every slot's seq before it
+// frees anything: the dead writer may have published without incrementing
+// its slot's seq (step 4), and a reader still inside the old record, which
+// the repair frees and the next writes reuse, must see its seq change as
+// step 4 would have made it. Repair runs before the
 // new writer's own operation, which then returns its result together with
 // an error matching [ErrOwnerDead], and [Stats.Deaths] counts it.
 //
@@ -67,10 +72,11 @@ const (
 	stepFreed                 // the old record is freed
 	stepCounted               // live and tombs are updated
 	stepCleaning              // Delete: one chain-end tombstone is made empty
+	stepRepairing             // repair: the bitmap is cleared and partly rebuilt
 	numSteps
 )
 
-var stepNames = [...]string{"locked", "allocated", "key", "written", "published", "seq", "freed", "counted", "cleaning"}
+var stepNames = [...]string{"locked", "allocated", "key", "written", "published", "seq", "freed", "counted", "cleaning", "repairing"}
 
 func (s step) String() string { return stepNames[s] }
 
@@ -92,6 +98,7 @@ const (
 	opDelete      = "Delete"
 	opCAS         = "CompareAndSwap"
 	opLoadOrStore = "LoadOrStore"
+	opRepair      = "repair" // the repair after a dead writer, inside any write
 )
 
 // lockWriters takes the writers' lock; repaired reports that it was taken
@@ -106,7 +113,7 @@ func (m *Map) lockWriters(ctx context.Context, op string) (repaired bool, err er
 	case err == nil:
 		return false, nil
 	case errors.Is(err, ErrOwnerDead):
-		if rerr := m.w.repair(); rerr != nil {
+		if rerr := m.repair(); rerr != nil {
 			l.Unlock()
 			return false, fmt.Errorf("ipcmap: %s: repairing after a dead writer: %w", op, rerr)
 		}
@@ -142,14 +149,22 @@ func (m *Map) unlockFailed(op string, err error, repaired bool) error {
 
 // repair rebuilds the bitmap and the counters from the slot words, after
 // a writer died holding the lock; see "Writing". A record that is
-// impossible, or overlaps another, is ErrCorrupt.
-func (w *words) repair() error {
+// impossible, or overlaps another, is ErrCorrupt; the repair still goes
+// through every slot, so that the bitmap it leaves marks every record
+// that is intact (an impossible one has no extent to mark, an overlapping
+// one is marked as well): the writes after a failed repair never take the
+// bytes of an entry that was whole. Killed anywhere, it leaves the lock to
+// a dead holder, and the next writer repairs again from the start.
+func (m *Map) repair() error {
+	w := &m.w
 	w.deaths.Add(1)
 	for i := range w.bitmap {
 		w.bitmap[i].Store(0)
 	}
-	var live, tombs, used uint64
+	var live, tombs uint64
+	var bad error // the first impossible thing found
 	for i := range w.slots {
+		w.slots[i].seq.Add(1) // retires reads of a record the repair frees; see "Writing"
 		word := w.slots[i].word.Load()
 		switch word {
 		case wordEmpty:
@@ -160,21 +175,40 @@ func (w *words) repair() error {
 		}
 		r, err := w.recordAt(chunkOf(word))
 		if err != nil {
-			return fmt.Errorf("slot %d: %w", i, err)
+			bad = cmp.Or(bad, fmt.Errorf("slot %d: %w", i, err))
+			continue
 		}
 		if !w.runFree(r.c, r.n) {
-			return fmt.Errorf("ipcmap: slot %d: record at chunk %d overlaps another: %w", i, r.c, ErrCorrupt)
+			bad = cmp.Or(bad, fmt.Errorf("ipcmap: slot %d: record at chunk %d overlaps another: %w", i, r.c, ErrCorrupt))
 		}
 		w.markRun(r.c, r.n, true)
 		live++
-		used += r.n
+		if live == 1 {
+			m.fault(opRepair, stepRepairing)
+		}
 	}
 	if live > w.g.entries {
-		return fmt.Errorf("ipcmap: %d live entries in a map of %d: %w", live, w.g.entries, ErrCorrupt)
+		bad = cmp.Or(bad, fmt.Errorf("ipcmap: %d live entries in a map of %d: %w", live, w.g.entries, ErrCorrupt))
+	}
+	var used uint64
+	for i := range w.bitmap {
+		used += uint64(bits.OnesCount64(w.bitmap[i].Load()))
 	}
 	w.live.Store(live)
 	w.tombs.Store(tombs)
 	w.used.Store(used)
+	return bad
+}
+
+// checkCounters refuses a write on a map whose counters are impossible
+// for its shape (corrupt: a write would trust them), before it changes
+// anything.
+func (w *words) checkCounters() error {
+	live, used, tombs := w.live.Load(), w.used.Load(), w.tombs.Load()
+	if live > w.g.entries || used > w.g.chunks || tombs > w.g.slots() {
+		return fmt.Errorf("impossible counters (%d entries of %d, %d chunks used of %d, %d deleted slots of %d): %w",
+			live, w.g.entries, used, w.g.chunks, tombs, w.g.slots(), ErrCorrupt)
+	}
 	return nil
 }
 
@@ -292,6 +326,9 @@ func (m *Map) put(ctx context.Context, op string, key, val, old []byte) (cur []b
 func (m *Map) putLocked(op string, key, val, old []byte) (cur []byte, flag bool, err error) {
 	w := &m.w
 	m.fault(op, stepLocked)
+	if err := w.checkCounters(); err != nil {
+		return nil, false, err
+	}
 	h := hash(key)
 	f, err := w.find(key, h)
 	if err != nil {
@@ -367,6 +404,9 @@ func (m *Map) Delete(ctx context.Context, key []byte) (deleted bool, err error) 
 func (m *Map) deleteLocked(key []byte) (bool, error) {
 	w := &m.w
 	m.fault(opDelete, stepLocked)
+	if err := w.checkCounters(); err != nil {
+		return false, err
+	}
 	f, err := w.find(key, hash(key))
 	if err != nil || !f.ok {
 		return false, err

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ipckit/ipckit/ipcmap"
 	"github.com/ipckit/ipckit/ipcqueue"
 	"github.com/ipckit/ipckit/ipctopic"
 	"github.com/ipckit/ipckit/semaphore"
@@ -45,6 +46,7 @@ func TestBinaryInspectsEveryKind(t *testing.T) {
 	add(shm.KindMutex, func(n string) (interface{ Close() error }, error) { return semaphore.CreateMutex(n, nil) })
 	add(shm.KindSemaphore, func(n string) (interface{ Close() error }, error) { return semaphore.CreateSemaphore(n, 2, nil) })
 	add(shm.KindEvent, func(n string) (interface{ Close() error }, error) { return semaphore.CreateEvent(n, nil) })
+	add(shm.KindMap, func(n string) (interface{ Close() error }, error) { return ipcmap.Create(n, nil) })
 	add(shm.KindBarrier, func(n string) (interface{ Close() error }, error) { return semaphore.CreateBarrier(n, 2, nil) })
 	for n, k := range made {
 		out, err := exec.Command(bin, "inspect", "-json", n).Output()
