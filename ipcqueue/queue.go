@@ -112,9 +112,9 @@ type Queue struct {
 	// and by the CAS of Commit or Abort.
 	claimSeq atomic.Uint64
 	_        [128]byte
-	pace       pacer // under the consumer lock
-	getSpin    robust.Spinner
-	_          [128]byte
+	pace     pacer // under the consumer lock
+	getSpin  robust.Spinner
+	_        [128]byte
 
 	faults faults
 }
