@@ -260,7 +260,11 @@ func (q *Queue) writeBatch(c *call, t uint64, b *batch) {
 		m := b.msg(i)
 		if off := p & q.mask; off+recLen(len(m)) > q.size {
 			pad := q.size - off
-			commit = mkHeader(p, int(pad-hdrSize), true) // p == t: one lap at most
+			if h := mkHeader(p, int(pad-hdrSize), true); p == t {
+				commit = h
+			} else {
+				release.Store64(q.hdr(p), h)
+			}
 			p += pad
 		}
 		copy(unsafe.Slice((*byte)(q.at(p&q.mask+hdrSize)), len(m)), m)
@@ -457,8 +461,12 @@ func (q *Queue) read(ctx context.Context, max int, fn func(msg []byte) error, bl
 }
 
 // errTakeStop, returned by a Read's fn (inside this package), takes the
-// message and ends the Read with no error.
-var errTakeStop = errors.New("ipcqueue: take and stop")
+// message and ends the Read with no error; errStopBefore ends it leaving
+// the message, as any error does, but is the package's own.
+var (
+	errTakeStop   = errors.New("ipcqueue: take and stop")
+	errStopBefore = errors.New("ipcqueue: stop before")
+)
 
 // readLocked passes the messages from head h, the first of n bytes, to fn,
 // holding the consumer lock, which it releases with one head store (also

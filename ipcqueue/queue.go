@@ -345,9 +345,10 @@ func (q *Queue) Put(ctx context.Context, msg []byte) error {
 	return err
 }
 
-// TryPut appends msg if there is room now: false, nil means the queue is
-// full (or another producer holds the producer lock a moment). Its errors
-// are Put's.
+// TryPut appends msg if there is room now. false, nil means the queue had
+// no room for msg at some instant during the call, or a [Claim] held the
+// producer side then; while another Put merely holds the producer lock,
+// TryPut waits for it rather than report full. Its errors are Put's.
 func (q *Queue) TryPut(msg []byte) (bool, error) {
 	return q.putCall(context.Background(), msg, false)
 }
@@ -644,10 +645,13 @@ func (q *Queue) GetInto(ctx context.Context, buf []byte) (int, error) {
 	return n, err
 }
 
-// TryGet returns the oldest message if there is one now: ok is false when
-// the queue is empty (or another consumer holds the consumer lock a
-// moment). A shut down, drained queue returns [io.EOF]. Its other errors
-// are Get's.
+// TryGet returns the oldest message if there is one now. ok false means
+// the queue was empty at some instant during the call, or another consumer
+// was inside [Queue.Read]'s fn then (holding the consumer lock for as long
+// as its code runs); while another Get merely holds the consumer lock,
+// even asleep on an empty queue that a message has since reached, TryGet
+// waits for it (waking it if need be) rather than report empty. A shut
+// down, drained queue returns [io.EOF]. Its other errors are Get's.
 func (q *Queue) TryGet() (msg []byte, ok bool, err error) {
 	_, ok, err = q.get(context.Background(), nil, &msg, false, false)
 	return msg, ok, err
