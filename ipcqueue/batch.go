@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/ipckit/ipckit/internal/release"
+	"github.com/ipckit/ipckit/internal/robust"
 )
 
 // Batches, claims and zero-copy reads
@@ -88,7 +91,11 @@ import (
 // queue holds the consumer lock, and a TryGet that sees a message arrive
 // wakes it, so that it takes the message or lets go of the lock. The
 // common paths are unchanged: only a Try call that finds the lock busy
-// pays.
+// pays. One bound keeps a Try call from waiting for ever: a holder that
+// makes no progress (head or tail unmoved, the same holder) for
+// tryPatience, a stopped process or a lock word naming a holder whose
+// liveness cannot be checked, makes it give up and report empty or full
+// as before: the third exception.
 
 // batch is the messages of a PutBatch: msgs, or (msgs == nil) n messages
 // of stride bytes each, laid end to end in flat (a Typed batch).
@@ -549,4 +556,28 @@ func (q *Queue) GetBatch(ctx context.Context, bufs [][]byte) (int, error) {
 		err = nil
 	}
 	return n, err
+}
+
+// tryPatience is how long a Try call waits for a lock holder that makes
+// no progress (see "Try calls").
+const tryPatience = 100 * time.Millisecond
+
+// patience tracks a Try call's wait for a lock holder.
+type patience struct {
+	since time.Time
+	mark  uint64
+}
+
+// keep reports whether to go on waiting for the holder of l, whose side's
+// index is idx: yes while the holder or the index changes, and for
+// tryPatience after they last did.
+func (p *patience) keep(l *robust.Lock, idx *atomic.Uint64) bool {
+	h, _ := l.Holder()
+	mark := idx.Load()*31 + uint64(h)
+	now := time.Now()
+	if p.since.IsZero() || mark != p.mark {
+		p.since, p.mark = now, mark
+		return true
+	}
+	return now.Sub(p.since) < tryPatience
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package ipcqueue
 
 import (
@@ -8,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // Tests of PutBatch, Reserve/Claim, Read and GetBatch over heap queues (the
@@ -495,4 +498,60 @@ func TestHeapMPMCMixed(t *testing.T) {
 	if st := q.Stats(); st.Puts != producers*per || st.Gets != st.Puts || st.Dropped != 0 {
 		t.Fatalf("stats %+v", st)
 	}
+}
+
+// FuzzBatch decodes an arbitrary queue image whose seeds hold batches
+// (with paddings among their records), then reads it with TryRead and
+// GetBatch and writes batches and claims into it: errors are fine (a
+// corrupt record is ErrCorrupt), panics and hangs are not, and every
+// message Read passes to fn lies inside the ring. mode is FuzzQueue's.
+func FuzzBatch(f *testing.F) {
+	q, _ := NewHeap(256, nil)
+	moveTo(q, 200)
+	q.PutBatch(f.Context(), newBufs(4, 40)) // a padding inside
+	q.Put(f.Context(), []byte("one"))
+	seed := append([]byte(nil), q.Segment().Bytes()...)
+	moveTo(q, 232)
+	q.PutBatch(f.Context(), newBufs(3, 40)) // a padding first
+	seed2 := append([]byte(nil), q.Segment().Bytes()...)
+	q.Close()
+	for _, s := range [][]byte{seed, seed2} {
+		f.Add(s, uint8(0), uint64(0))
+		f.Add(s, uint8(1), uint64(0))
+		f.Add(s, uint8(5), uint64(200))
+	}
+	dead := deadToken(f)
+	f.Fuzz(func(t *testing.T, image []byte, mode uint8, cached uint64) {
+		q := fuzzAttach(t, image, mode, cached, dead)
+		if q == nil {
+			return
+		}
+		defer q.Close()
+		ring := q.ring
+		bufs := newBufs(4, 64)
+		done, cancel := context.WithCancel(t.Context())
+		cancel()
+		for i := range 4 {
+			q.TryRead(1+i, func(m []byte) error {
+				if len(m) > 0 {
+					first := uintptr(unsafe.Pointer(&m[0])) - uintptr(unsafe.Pointer(&ring[0]))
+					if first+uintptr(len(m)) > uintptr(len(ring)) {
+						t.Fatalf("Read passed %d bytes at ring offset %d of %d", len(m), first, len(ring))
+					}
+				}
+				return nil
+			})
+			if _, err := q.TryPutBatch(bufs[:i]); err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrTooLarge) && !errors.Is(err, ErrShutdown) {
+				t.Fatalf("TryPutBatch: %v", err)
+			}
+			for j := range bufs {
+				bufs[j] = bufs[j][:cap(bufs[j])]
+			}
+			q.GetBatch(done, bufs[:1+i%4]) // done: it never waits
+		}
+		if mode&8 == 0 {
+			q.Shutdown()
+			q.TryRead(4, func([]byte) error { return nil })
+		}
+	})
 }

@@ -438,6 +438,7 @@ func (q *Queue) end(t uint64, s span) uint64 {
 // lock is not held. The caller's call is counted.
 func (q *Queue) acquire(ctx context.Context, block bool, s span) (t uint64, ok bool, err error) {
 	exact := false // check head itself, not only freed
+	var wait patience
 	for {
 		if !q.open.Load() {
 			return 0, false, errClosed
@@ -446,7 +447,7 @@ func (q *Queue) acquire(ctx context.Context, block bool, s span) (t uint64, ok b
 			if !errors.Is(err, errBusy) {
 				return 0, false, err
 			}
-			if q.reserved.Load() != 0 || q.fullNow(s) {
+			if q.reserved.Load() != 0 || q.fullNow(s) || !wait.keep(q.plock, q.tail) {
 				return 0, false, nil
 			}
 			runtime.Gosched() // a Put holds the lock a moment: try again
@@ -718,6 +719,7 @@ func (q *Queue) getWith(ctx context.Context, c *call, buf []byte, out *[]byte, b
 // again, first waking the holder should it be asleep on the empty queue
 // while a message waits. ok false with a nil error: empty (try mode).
 func (q *Queue) lockConsumersFor(ctx context.Context, block bool) (bool, error) {
+	var wait patience
 	for {
 		err := q.lockConsumers(ctx, block)
 		if err == nil {
@@ -726,7 +728,7 @@ func (q *Queue) lockConsumersFor(ctx context.Context, block bool) (bool, error) 
 		if !errors.Is(err, errBusy) {
 			return false, err
 		}
-		if q.reading.Load() != 0 || q.emptyNow() {
+		if q.reading.Load() != 0 || q.emptyNow() || !wait.keep(q.clock, q.head) {
 			return false, nil
 		}
 		robust.Wake(q.dataFx)
