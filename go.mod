@@ -9,3 +9,5 @@ require (
 )
 
 require github.com/gofrs/flock v0.13.2
+
+require github.com/anishathalye/porcupine v1.3.1 // indirect
