@@ -93,9 +93,12 @@ func TestPutBatchTooLarge(t *testing.T) {
 	if n, err := q.PutBatch(ctx, over); n != 0 || !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("PutBatch with a long message = %d, %v", n, err)
 	}
-	// Four 56-byte messages cost 256 > 248: never fits.
+	// Four 56-byte messages cost 256 > 248: never fits. (Waiting for room
+	// would be the bug: the deadline ends it.)
 	big := newBufs(4, 56)
-	if n, err := q.PutBatch(ctx, big); n != 0 || !errors.Is(err, ErrTooLarge) {
+	wctx, cancel := context.WithTimeout(ctx, hangAfter)
+	defer cancel()
+	if n, err := q.PutBatch(wctx, big); n != 0 || !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("PutBatch of %d bytes = %d, %v", 4*64, n, err)
 	}
 	if ok, err := q.TryPutBatch(big); ok || !errors.Is(err, ErrTooLarge) {
@@ -296,6 +299,9 @@ func TestTryPutStrict(t *testing.T) {
 	q := heapQueue(t, 1024, nil)
 	stalled, resume := make(chan struct{}), make(chan struct{})
 	q.faults.putCopied = func() { close(stalled); <-resume }
+	var once sync.Once
+	release := func() { once.Do(func() { close(resume) }) }
+	defer release() // before Close waits for the stalled Put
 	errs := make(chan error, 1)
 	go func() { errs <- q.Put(ctx, []byte("first")) }()
 	<-stalled
@@ -307,7 +313,7 @@ func TestTryPutStrict(t *testing.T) {
 		t.Fatalf("TryPut returned %v while a Put held the lock of a queue with room", ok)
 	case <-time.After(20 * time.Millisecond): // it must still be waiting: a hang is the pass
 	}
-	close(resume)
+	release()
 	if err := <-errs; err != nil {
 		t.Fatal(err)
 	}

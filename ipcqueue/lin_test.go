@@ -411,6 +411,7 @@ func TestLinearizableHeap(t *testing.T) {
 			wg.Go(func() {
 				if err := linClient(q, c, 80, rand.New(rand.NewPCG(uint64(run), uint64(c))), &linSlot{h: h}); err != nil {
 					t.Error(err)
+					q.Shutdown() // nobody waits for ever on a broken queue
 				}
 			})
 		}
