@@ -738,11 +738,19 @@ func (q *Queue) lockConsumersFor(ctx context.Context, block bool) (bool, error) 
 
 // emptyNow reports whether the queue was empty at one instant: the header
 // word at head was 0 while head, read on both sides of it, stayed the
-// same. Without the consumer lock; false when it cannot tell.
+// same. Without the consumer lock; false when it cannot tell. It reads the
+// word only if tail was at head too: then no producer writes payload
+// there (records go after tail, within a lap of head), only header words,
+// atomically; a head that moved on may stand on payload being written
+// (a plain copy the race detector would rightly report, however harmless
+// the discarded load). A tail beyond head means records were published.
 func (q *Queue) emptyNow() bool {
 	h := q.head.Load()
-	w := q.hdr(h &^ 7).Load()
-	return h&7 == 0 && w == 0 && q.head.Load() == h
+	if q.tail.Load() != h || h&7 != 0 {
+		return false
+	}
+	w := q.hdr(h).Load()
+	return w == 0 && q.head.Load() == h
 }
 
 // getLocked is get's general path, holding the consumer lock (which it
