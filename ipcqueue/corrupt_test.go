@@ -200,9 +200,31 @@ func FuzzQueue(f *testing.F) {
 }
 
 func fuzzOne(t *testing.T, image []byte, mode uint8, cached, dead uint64) {
+	q := fuzzAttach(t, image, mode, cached, dead)
+	if q == nil {
+		return
+	}
+	defer q.Close()
+	buf := make([]byte, 64)
+	for i := range 8 {
+		q.Stats()
+		q.TryGet()
+		q.TryGetInto(buf)
+		q.TryPut(buf[:i*9])
+		q.Len()
+	}
+	if mode&8 == 0 {
+		q.Shutdown()
+		q.TryGet()
+	}
+}
+
+// fuzzAttach attaches a handle to image as mode says (see FuzzQueue), or
+// returns nil if the image is refused (with ErrCorrupt, or the test fails).
+func fuzzAttach(t *testing.T, image []byte, mode uint8, cached, dead uint64) *Queue {
 	{
 		if len(image) < ctlSize+minRing {
-			return
+			return nil
 		}
 		le := binary.LittleEndian
 		if mode&8 == 0 {
@@ -224,24 +246,12 @@ func fuzzOne(t *testing.T, image []byte, mode uint8, cached, dead uint64) {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("attach error %v is not ErrCorrupt", err)
 			}
-			return
+			return nil
 		}
-		defer q.Close()
 		if mode&4 != 0 {
 			q.cachedHead = cached
 		}
-		buf := make([]byte, 64)
-		for i := range 8 {
-			q.Stats()
-			q.TryGet()
-			q.TryGetInto(buf)
-			q.TryPut(buf[:i*9])
-			q.Len()
-		}
-		if mode&8 == 0 {
-			q.Shutdown()
-			q.TryGet()
-		}
+		return q
 	}
 }
 

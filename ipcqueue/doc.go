@@ -24,6 +24,33 @@
 // always fit Capacity/cost at a time. A message larger than the maximum
 // message size ([Queue.MaxMsg]) is refused with [ErrTooLarge].
 //
+// # Batches and zero-copy
+//
+// [Queue.PutBatch] writes many messages as one: one lock, one commit store,
+// one full fence and at most one wake-up for the whole batch, which
+// consumers see whole or not at all (even if its producer is killed
+// halfway). It waits for room for the whole batch and never splits it; a
+// batch the empty queue could not hold is [ErrTooLarge]. [Queue.Reserve]
+// returns a [Claim] on room in the ring: write the message into
+// [Claim.Bytes], then [Claim.Commit] or [Claim.Abort]. A claim holds the
+// producer side, like a lock, until it is ended (see [Claim]).
+// [Queue.Read] passes up to max messages to a function in place, in the
+// ring, and takes them with one store of the head; [Queue.GetBatch] copies
+// them into buffers. None of these allocates; [Typed] has batch forms too.
+// Whether they beat a Go channel on a given machine is for ipcbench to say
+// (BENCHMARKS.md); this documentation makes no claim of speed.
+//
+// # Try calls
+//
+// [Queue.TryGet], [Queue.TryRead] and their kin report "empty", and
+// [Queue.TryPut] and [Queue.TryPutBatch] "full", only if the queue was
+// empty (had no room for the message or batch) at some instant during the
+// call: while another Get or Put merely holds the lock, they wait for it.
+// The exceptions, each stated at the call: another consumer inside Read's
+// function (TryGet may report empty), a claim held (TryPut may report
+// full), and a lock holder that makes no progress for 100 ms (a stopped
+// process).
+//
 // # Shutdown and Close
 //
 // Two different things end a queue's use, and they have different names:
@@ -60,6 +87,14 @@
 // producer killed after committing its message but before waking a
 // consumer that was already asleep when its Put began leaves the message
 // to be taken when the next Put wakes that consumer.
+//
+// A producer killed inside PutBatch loses the whole batch or none of it:
+// consumers see all of its messages or none, and a lost batch counts all
+// its messages in [Stats.Dropped]. A process killed holding a [Claim] is
+// one killed inside Put: its message is never seen and counts as dropped.
+// A consumer killed inside [Queue.Read]'s function leaves every message
+// of that Read in the queue for the next consumer (at-least-once delivery
+// for that call).
 //
 // A consumer killed inside Get before taking its message leaves the
 // message in the queue for the next consumer; killed after taking it (the

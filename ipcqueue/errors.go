@@ -18,7 +18,8 @@ var (
 	// ipckit package.
 	ErrShutdown = sentinel.ErrShutdown
 	// ErrTooLarge means a message is longer than the queue's maximum
-	// message size (see [Queue.MaxMsg]); nothing was written. A [Typed]
+	// message size (see [Queue.MaxMsg]), or a batch larger than the queue
+	// can ever hold ([Queue.PutBatch]); nothing was written. A [Typed]
 	// queue whose fixed-size values are longer than that is refused with it
 	// too.
 	ErrTooLarge = errors.New("ipcqueue: message larger than the maximum message size")
@@ -27,6 +28,9 @@ var (
 	// or a [Typed] message does not decode as a value. It is the same value
 	// in every ipckit package.
 	ErrCorrupt = sentinel.ErrCorrupt
+	// ErrClaimEnded is returned by [Claim.Commit] on a claim already
+	// committed or aborted (or the zero Claim); nothing was written.
+	ErrClaimEnded = errors.New("ipcqueue: claim already committed or aborted")
 )
 
 // errClosed is what a call on a closed handle returns.

@@ -200,6 +200,16 @@ const (
 	// is writing, stored (release store) before it writes anything else;
 	// read only by a repairer, after the holder died. Atomic.
 	offClaim = 160
+	// offClaimN (uint64) is how many messages the record or batch ending
+	// at claim holds: stored (release store) before claim, read only by a
+	// repairer, after the holder died, to count them in puts or dropped.
+	offClaimN = 168
+	// offReserved (uint64) is 1 while the producer lock holder holds a
+	// Claim (Reserve) rather than writing a Put, 0 otherwise. Stored
+	// (release store) by the holder under the lock and cleared by a
+	// repairer; loaded by TryPut, which waits for a Put's holder but not
+	// for a claim's (see "Try calls" in batch.go). Atomic.
+	offReserved = 176
 	// offPLockFx (uint32) is the producer lock's sleepers word
 	// (robust.Lock): bit 0 set (CAS) by a producer about to sleep on the
 	// lock, bumped (CAS) by the unlocker that sees it. Atomic.
@@ -222,6 +232,12 @@ const (
 	// consumer. Added to by the consumer that took it over; read by Stats.
 	// Atomic.
 	offCDead = 408
+	// offReading (uint64) is 1 while the consumer lock holder is inside
+	// Read's fn (user code, of any length), 0 otherwise. Stored (release
+	// store) by the holder under the lock, cleared by whoever takes the
+	// lock over from a dead holder; loaded by TryGet, which waits for a
+	// Get's holder but not for a Read's. Atomic.
+	offReading = 416
 	// offCLockFx (uint32) is the consumer lock's sleepers word, as
 	// offPLockFx.
 	offCLockFx = 512
@@ -249,7 +265,7 @@ const (
 	ctlSize = 1152 // the ring starts here
 
 	qMagic   = 0x51435049 // "IPCQ"
-	qVersion = 4          // 3: claim; 4: lock words hold liveness tokens
+	qVersion = 5          // 3: claim; 4: lock words hold liveness tokens; 5: batches (claimN)
 	hdrSize  = 8
 	minRing  = 64
 	maxRing  = 1 << 40

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/ipckit/ipckit/internal/release"
 	"github.com/ipckit/ipckit/internal/robust"
 	"github.com/ipckit/ipckit/internal/sentinel"
 )
@@ -73,6 +74,7 @@ func (q *Queue) lockProducers(ctx context.Context, block bool) error {
 func (q *Queue) lockConsumers(ctx context.Context, block bool) error {
 	dead, err := lockSide(ctx, q.clock, block, "consumer")
 	if dead {
+		release.Store64(q.reading, 0) // it may have died inside Read's fn
 		q.cdead.Add(1)
 	}
 	return err

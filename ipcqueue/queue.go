@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/bits"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,6 +70,9 @@ type Queue struct {
 	puts, gets   *atomic.Uint64
 	dropped      *atomic.Uint64
 	claim        *atomic.Uint64
+	claimN       *atomic.Uint64
+	reserved     *atomic.Uint64
+	reading      *atomic.Uint64
 	cdead        *atomic.Uint64
 	waits        *atomic.Uint64
 	shut         *atomic.Uint32
@@ -103,10 +107,14 @@ type Queue struct {
 	// when the ring looks full.
 	cachedHead uint64
 	putSpin    robust.Spinner
-	_          [128]byte
-	pace       pacer // under the consumer lock
-	getSpin    robust.Spinner
-	_          [128]byte
+	// claimSeq numbers this handle's claims (batch.go): odd while the
+	// claim it names is open. Written by Reserve under the producer lock
+	// and by the CAS of Commit or Abort.
+	claimSeq atomic.Uint64
+	_        [128]byte
+	pace     pacer // under the consumer lock
+	getSpin  robust.Spinner
+	_        [128]byte
 
 	faults faults
 }
@@ -123,6 +131,9 @@ type faults struct {
 	// skipWake, if it returns true, makes a Put or a Get skip the wake-up
 	// it owes a sleeper: a lost wake-up, for the test that must see one.
 	skipWake func() bool
+	// batchStep runs inside PutBatch at each step of batchStep's list
+	// (batch.go), with the step's number.
+	batchStep func(step int)
 }
 
 // ringFor rounds size up to a power of two, at least minRing.
@@ -271,7 +282,8 @@ func (q *Queue) attachTo(seg *shm.Segment) error {
 	q.freed = u64At(q.ctl, offFreed)
 	q.puts, q.gets = u64At(q.ctl, offPuts), u64At(q.ctl, offGets)
 	q.dropped, q.cdead = u64At(q.ctl, offDropped), u64At(q.ctl, offCDead)
-	q.claim = u64At(q.ctl, offClaim)
+	q.claim, q.claimN = u64At(q.ctl, offClaim), u64At(q.ctl, offClaimN)
+	q.reserved, q.reading = u64At(q.ctl, offReserved), u64At(q.ctl, offReading)
 	q.waits = u64At(q.ctl, offWaits)
 	q.shut = u32At(q.ctl, offShutdown)
 	q.dataFx, q.spaceFx = u32At(q.ctl, offDataFx), u32At(q.ctl, offSpaceFx)
@@ -333,9 +345,10 @@ func (q *Queue) Put(ctx context.Context, msg []byte) error {
 	return err
 }
 
-// TryPut appends msg if there is room now: false, nil means the queue is
-// full (or another producer holds the producer lock a moment). Its errors
-// are Put's.
+// TryPut appends msg if there is room now. false, nil means the queue had
+// no room for msg at some instant during the call, or a [Claim] held the
+// producer side then; while another Put merely holds the producer lock,
+// TryPut waits for it rather than report full. Its errors are Put's.
 func (q *Queue) TryPut(msg []byte) (bool, error) {
 	return q.putCall(context.Background(), msg, false)
 }
@@ -393,72 +406,128 @@ func (q *Queue) put(ctx context.Context, c *call, msg []byte, block bool) (bool,
 		return false, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(msg), q.maxMsg)
 	}
 	L := recLen(len(msg))
+	t, ok, err := q.acquire(ctx, block, span{single: L})
+	if !ok {
+		return false, err
+	}
+	pad, _ := q.place(t, L)
+	q.write(c, t, pad, msg)
+	return true, nil
+}
+
+// span is what a producer needs room for: one record of single bytes, or
+// (single == 0) the records of batch.
+type span struct {
+	single uint64
+	batch  *batch
+}
+
+// end returns where the records of s end if they are written from tail t.
+func (q *Queue) end(t uint64, s span) uint64 {
+	if s.single != 0 {
+		_, end := q.place(t, s.single)
+		return end
+	}
+	return q.batchEnd(t, s.batch)
+}
+
+// acquire takes the producer lock with room after tail for s (and the
+// terminator after it), waiting for room if block, and returns tail with
+// the lock held. ok false with a nil error means full (or, for a try, the
+// lock held by a claim: see "Try calls" in batch.go); with an error, the
+// lock is not held. The caller's call is counted.
+func (q *Queue) acquire(ctx context.Context, block bool, s span) (t uint64, ok bool, err error) {
 	exact := false // check head itself, not only freed
+	var wait patience
 	for {
 		if !q.open.Load() {
-			return false, errClosed
+			return 0, false, errClosed
 		}
 		if err := q.lockProducers(ctx, block); err != nil {
-			if errors.Is(err, errBusy) {
-				return false, nil
+			if !errors.Is(err, errBusy) {
+				return 0, false, err
 			}
-			return false, err
+			if q.reserved.Load() != 0 || q.fullNow(s) || !wait.keep(q.plock, q.tail) {
+				return 0, false, nil
+			}
+			runtime.Gosched() // a Put holds the lock a moment: try again
+			continue
 		}
 		if q.shut.Load() != 0 {
 			q.plock.Unlock()
-			return false, ErrShutdown
+			return 0, false, ErrShutdown
 		}
-		t := q.tail.Load()
+		t = q.tail.Load()
 		if t&7 != 0 {
 			q.plock.Unlock()
-			return false, fmt.Errorf("ipcqueue: tail %d: %w", t, ErrCorrupt)
+			return 0, false, fmt.Errorf("ipcqueue: tail %d: %w", t, ErrCorrupt)
 		}
-		pad, end := q.place(t, L)
+		end := q.end(t, s)
 		if end+hdrSize-q.cachedHead > q.size {
 			// Full by the cached head: look at freed; at head itself only
 			// for TryPut or after spinning on freed failed, so a producer
 			// on a full ring does not poll the line consumers write on
 			// every message.
 			if err := q.refreshHead(t, q.freed); err != nil {
-				return false, err
+				return 0, false, err
 			}
 			if end+hdrSize-q.cachedHead > q.size && (exact || !block) {
 				if err := q.refreshHead(t, q.head); err != nil {
-					return false, err
+					return 0, false, err
 				}
 			}
 		}
-		if end+hdrSize-q.cachedHead > q.size {
-			q.plock.Unlock()
-			if !block {
-				return false, nil
-			}
-			// Ready when there is room, or nothing to wait for. The
-			// difference is signed: other producers may have written, and
-			// consumers taken, past end by the time this one looks.
-			room := func(h uint64) bool { return int64(end+hdrSize-h) <= int64(q.size) }
-			lazyReady := func() bool {
-				return room(q.freed.Load()) || q.shut.Load() != 0 || !q.open.Load()
-			}
-			exactReady := func() bool {
-				return room(q.head.Load()) || q.shut.Load() != 0 || !q.open.Load()
-			}
-			ok, start := q.putSpin.Spin(lazyReady)
-			if ok {
-				continue
-			}
-			exact = true
-			if err := q.waitSpace(ctx, exactReady); err != nil {
-				return false, err
-			}
-			if exactReady() {
-				q.putSpin.Slept(start)
-			}
-			continue
+		if end+hdrSize-q.cachedHead <= q.size {
+			return t, true, nil
 		}
-		q.write(c, t, pad, msg)
-		return true, nil
+		q.plock.Unlock()
+		if !block {
+			return 0, false, nil
+		}
+		if err := q.waitRoom(ctx, end, &exact); err != nil {
+			return 0, false, err
+		}
 	}
+}
+
+// waitRoom waits, without the producer lock, until the ring has room up to
+// end (and its terminator) by freed, by spinning, or else by head, by
+// sleeping (then *exact becomes true); or until the queue is shut down or
+// the handle closed (the caller looks again).
+func (q *Queue) waitRoom(ctx context.Context, end uint64, exact *bool) error {
+	// The difference is signed: other producers may have written, and
+	// consumers taken, past end by the time this one looks.
+	room := func(h uint64) bool { return int64(end+hdrSize-h) <= int64(q.size) }
+	lazyReady := func() bool {
+		return room(q.freed.Load()) || q.shut.Load() != 0 || !q.open.Load()
+	}
+	exactReady := func() bool {
+		return room(q.head.Load()) || q.shut.Load() != 0 || !q.open.Load()
+	}
+	ok, start := q.putSpin.Spin(lazyReady)
+	if ok {
+		return nil
+	}
+	*exact = true
+	if err := q.waitSpace(ctx, exactReady); err != nil {
+		return err
+	}
+	if exactReady() {
+		q.putSpin.Slept(start)
+	}
+	return nil
+}
+
+// fullNow reports whether the queue had no room for s at one instant: a
+// tail and a head that were current together (head read on both sides of
+// tail, unchanged). Without the producer lock; false when it cannot tell.
+func (q *Queue) fullNow(s span) bool {
+	h := q.head.Load()
+	t := q.tail.Load()
+	if q.head.Load() != h || t&7 != 0 {
+		return false
+	}
+	return q.end(t, s)+hdrSize-h > q.size
 }
 
 // write puts msg at tail t, after pad bytes of padding (0, or the rest of
@@ -466,37 +535,24 @@ func (q *Queue) put(ctx context.Context, c *call, msg []byte, block bool) (bool,
 // checked that the record and the terminator after it fit.
 func (q *Queue) write(c *call, t, pad uint64, msg []byte) {
 	// Claim (for a repairer, should this process die before it publishes
-	// tail), then write the terminator, the payload, and the record's
-	// header (and the padding before it, committed last). Only a repairer
-	// reads claim, after this process is dead: its death orders the store,
-	// which is atomic all the same (a release store), as is every store to
-	// a word that another process loads.
+	// tail) and write the terminator, then the payload, and the record's
+	// header (and the padding before it, committed last: the header word
+	// at tail is the one commit, see batch.go). Only a repairer reads
+	// claim, after this process is dead: its death orders the store, which
+	// is atomic all the same (a release store), as is every store to a
+	// word that another process loads.
 	p := t + pad
 	end := p + recLen(len(msg))
-	release.Store64(q.claim, end)
-	o := p & q.mask
-	// The terminator: the header word after the record, which consumers
-	// load atomically once they have taken this record. The commit below
-	// publishes it; it is a release store so that it is atomic too, not
-	// plain (a MOV on amd64 as before, an STLR on arm64).
-	release.Store64(q.hdr(end), 0)
-	copy(unsafe.Slice((*byte)(q.at(o+hdrSize)), len(msg)), msg)
+	q.claimRoom(end, 1)
+	copy(unsafe.Slice((*byte)(q.at(p&q.mask+hdrSize)), len(msg)), msg)
 	if q.faults.putCopied != nil {
 		c.count()
 		q.faults.putCopied()
 	}
 	// Commit (release stores: the consumer's atomic load of the header
-	// pairs with them), publish tail, unlock; then the atomic add is the
-	// one full fence of Put, which orders those stores before the loads
-	// of the futex words (no lost wake-up, see wait.go).
-	release.Store64(q.hdr(p), mkHeader(p, len(msg), false))
-	if pad != 0 {
-		release.Store64(q.hdr(t), mkHeader(t, int(pad-hdrSize), true))
-	}
-	release.Store64(q.tail, end)
-	q.plock.UnlockRelease()
-	q.puts.Add(1)
-	q.wakeAfter(c, q.plock, q.dataFx)
+	// pairs with them), then publish tail, unlock and fence (published).
+	q.commit(t, p, len(msg))
+	q.published(c, end, 1)
 }
 
 // wakeAfter wakes the sleepers of lock l and of fx, if either has any: the
@@ -535,41 +591,36 @@ func (q *Queue) refreshHead(t uint64, w *atomic.Uint64) error {
 
 // repairProducer runs with the producer lock taken over from a dead
 // holder. If the holder's claim is not beyond tail, it had published its
-// record (it died before unlocking; its message is in the queue, though
-// not counted in puts), or it died before it began to write (its message
-// never entered the queue): nothing to do. Otherwise it advances tail over
-// whatever the holder committed, and counts a dropped message if it
-// committed nothing. An impossible tail is ErrCorrupt (the lock stays
-// held: the caller releases it).
+// records (it died before unlocking; they are in the queue, though not
+// counted in puts), or it died before it began to write (nothing entered
+// the queue): nothing to do. Otherwise it looks at the header word at
+// tail, the one store that publishes a record or a whole batch (every
+// other header of it is stored before): committed, the holder's claimN
+// messages are all in the queue, and tail moves to the claim's end;
+// still 0 (or impossible), none is, and the claimN messages count as
+// dropped. An impossible tail or claim is ErrCorrupt (the lock stays held:
+// the caller releases it).
 func (q *Queue) repairProducer() error {
+	release.Store64(q.reserved, 0)
 	t := q.tail.Load()
 	if t&7 != 0 {
 		return fmt.Errorf("ipcqueue: tail %d: %w", t, ErrCorrupt)
 	}
-	if c := q.claim.Load(); int64(c-t) <= 0 {
+	c := q.claim.Load()
+	if int64(c-t) <= 0 {
 		robust.Wake(q.dataFx)
 		return nil
 	}
-	committed := false
-	for range 2 { // at most a padding record and the record after it
-		w := q.hdr(t).Load()
-		kind, n, err := decodeHeader(w, t, q.size, q.maxMsg)
-		if err != nil || kind == recEmpty {
-			break
-		}
-		if kind == recPadding {
-			t += hdrSize + uint64(n)
-			continue
-		}
-		t += recLen(n)
-		committed = true
-		break
+	if c-t > q.size || c&7 != 0 {
+		return fmt.Errorf("ipcqueue: claim %d, tail %d, ring of %d bytes: %w", c, t, q.size, ErrCorrupt)
 	}
-	if committed {
-		q.tail.Store(t)
-		q.puts.Add(1)
+	n := q.claimN.Load()
+	kind, _, err := decodeHeader(q.hdr(t).Load(), t, q.size, q.maxMsg)
+	if err == nil && kind != recEmpty {
+		q.tail.Store(c)
+		q.puts.Add(n)
 	} else {
-		q.dropped.Add(1)
+		q.dropped.Add(n)
 	}
 	robust.Wake(q.dataFx)
 	return nil
@@ -595,10 +646,13 @@ func (q *Queue) GetInto(ctx context.Context, buf []byte) (int, error) {
 	return n, err
 }
 
-// TryGet returns the oldest message if there is one now: ok is false when
-// the queue is empty (or another consumer holds the consumer lock a
-// moment). A shut down, drained queue returns [io.EOF]. Its other errors
-// are Get's.
+// TryGet returns the oldest message if there is one now. ok false means
+// the queue was empty at some instant during the call, or another consumer
+// was inside [Queue.Read]'s fn then (holding the consumer lock for as long
+// as its code runs); while another Get merely holds the consumer lock,
+// even asleep on an empty queue that a message has since reached, TryGet
+// waits for it (waking it if need be) rather than report empty. A shut
+// down, drained queue returns [io.EOF]. Its other errors are Get's.
 func (q *Queue) TryGet() (msg []byte, ok bool, err error) {
 	_, ok, err = q.get(context.Background(), nil, &msg, false, false)
 	return msg, ok, err
@@ -651,93 +705,141 @@ func (q *Queue) getWith(ctx context.Context, c *call, buf []byte, out *[]byte, b
 		c.count()
 	} else {
 		c.count()
-		if err := q.lockConsumers(ctx, block); err != nil {
-			if errors.Is(err, errBusy) {
-				return 0, false, nil
-			}
+		if ok, err := q.lockConsumersFor(ctx, block); !ok {
 			return 0, false, err
 		}
 	}
 	return q.getLocked(ctx, c, buf, out, block, discard)
 }
 
+// lockConsumersFor takes the consumer lock for a Get or a Read (block) or
+// a try, which keeps the strict promise ("Try calls" in batch.go): while
+// another consumer holds the lock, it reports false only once it has seen
+// the queue empty, or that consumer inside Read's fn; otherwise it tries
+// again, first waking the holder should it be asleep on the empty queue
+// while a message waits. ok false with a nil error: empty (try mode).
+func (q *Queue) lockConsumersFor(ctx context.Context, block bool) (bool, error) {
+	var wait patience
+	for {
+		err := q.lockConsumers(ctx, block)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, errBusy) {
+			return false, err
+		}
+		if q.reading.Load() != 0 || q.emptyNow() || !wait.keep(q.clock, q.head) {
+			return false, nil
+		}
+		robust.Wake(q.dataFx)
+		runtime.Gosched()
+	}
+}
+
+// emptyNow reports whether the queue was empty at one instant: the header
+// word at head was 0 while head, read on both sides of it, stayed the
+// same. Without the consumer lock; false when it cannot tell. It reads the
+// word only if tail was at head too: then no producer writes payload
+// there (records go after tail, within a lap of head), only header words,
+// atomically; a head that moved on may stand on payload being written
+// (a plain copy the race detector would rightly report, however harmless
+// the discarded load). A tail beyond head means records were published.
+func (q *Queue) emptyNow() bool {
+	h := q.head.Load()
+	if q.tail.Load() != h || h&7 != 0 {
+		return false
+	}
+	w := q.hdr(h).Load()
+	return w == 0 && q.head.Load() == h
+}
+
 // getLocked is get's general path, holding the consumer lock (which it
 // releases) within the counted call c.
+func (q *Queue) getLocked(ctx context.Context, c *call, buf []byte, out *[]byte, block, discard bool) (int, bool, error) {
+	h, n, ok, err := q.next(ctx, block)
+	if !ok {
+		return 0, false, err
+	}
+	if out == nil && n > len(buf) {
+		if !discard {
+			q.clock.Unlock()
+			return n, false, io.ErrShortBuffer
+		}
+		buf = nil // taken without being copied
+	}
+	return q.take(c, h, n, buf, out), true, nil
+}
+
+// next finds the message at head, holding the consumer lock within a
+// counted call, and returns its position and length with the lock still
+// held (ok). It skips paddings (storing head past them), and waits while
+// the queue is empty if block. Otherwise it releases the lock: with a nil
+// error when the queue is empty (try mode), else io.EOF (shut down and
+// drained), ctx.Err(), errClosed or ErrCorrupt.
 //
 // A consumer waits for data holding the consumer lock: the other consumers
 // could not take anything anyway, and with the lock held, head cannot move
 // under the waiter, so the word it polls is always the next record's header
 // (never payload that a producer is writing a lap later).
-func (q *Queue) getLocked(ctx context.Context, c *call, buf []byte, out *[]byte, block, discard bool) (int, bool, error) {
+func (q *Queue) next(ctx context.Context, block bool) (h uint64, n int, ok bool, err error) {
 	followed := false // the consumer lock's sleepers were woken to follow us
 	for {
 		if !q.open.Load() {
 			q.clock.Unlock()
-			return 0, false, errClosed
+			return 0, 0, false, errClosed
 		}
 		h := q.head.Load()
-		if n, ok := q.ready(h, buf, out); ok {
-			return q.take(c, h, n, buf, out), true, nil
-		}
 		if h&7 != 0 {
 			q.clock.Unlock()
-			return 0, false, fmt.Errorf("ipcqueue: head %d: %w", h, ErrCorrupt)
+			return 0, 0, false, fmt.Errorf("ipcqueue: head %d: %w", h, ErrCorrupt)
 		}
 		hw := q.hdr(h)
 		kind, n, err := decodeHeader(hw.Load(), h, q.size, q.maxMsg)
 		if err != nil {
 			q.clock.Unlock()
-			return 0, false, err
+			return 0, 0, false, err
 		}
 		switch kind {
+		case recMessage:
+			return h, n, true, nil
 		case recPadding:
 			q.head.Store(h + hdrSize + uint64(n))
 			continue
-		case recEmpty:
-			if q.shut.Load() != 0 {
-				// Shutdown happened after every Put that committed before
-				// it: one more look settles whether anything is left.
-				if hw.Load() == 0 {
-					q.clock.Unlock()
-					return 0, false, io.EOF
-				}
-				continue
-			}
-			q.publish(h)
-			if !block {
+		}
+		if q.shut.Load() != 0 {
+			// Shutdown happened after every Put that committed before
+			// it: one more look settles whether anything is left.
+			if hw.Load() == 0 {
 				q.clock.Unlock()
-				return 0, false, nil
-			}
-			// Ready when a record arrives, or nothing to wait for.
-			ready := func() bool { return hw.Load() != 0 || q.shut.Load() != 0 || !q.open.Load() }
-			if q.getSpin.Budget() > 0 { // pausing is spinning
-				q.pace.wait()
-			}
-			if ok, start := q.getSpin.Spin(ready); !ok {
-				if !followed {
-					// Waiters for the consumer lock now follow this
-					// process, which keeps it while it sleeps (lock.go).
-					q.clock.WakeAllWaiters()
-					followed = true
-				}
-				if err := q.waitData(ctx, ready); err != nil {
-					q.clock.Unlock()
-					return 0, false, err
-				}
-				if ready() {
-					q.getSpin.Slept(start)
-				}
+				return 0, 0, false, io.EOF
 			}
 			continue
 		}
-		if out == nil && n > len(buf) {
-			if !discard {
-				q.clock.Unlock()
-				return n, false, io.ErrShortBuffer
-			}
-			buf = nil // taken without being copied
+		q.publish(h)
+		if !block {
+			q.clock.Unlock()
+			return 0, 0, false, nil
 		}
-		return q.take(c, h, n, buf, out), true, nil
+		// Ready when a record arrives, or nothing to wait for.
+		ready := func() bool { return hw.Load() != 0 || q.shut.Load() != 0 || !q.open.Load() }
+		if q.getSpin.Budget() > 0 { // pausing is spinning
+			q.pace.wait()
+		}
+		if ok, start := q.getSpin.Spin(ready); !ok {
+			if !followed {
+				// Waiters for the consumer lock now follow this
+				// process, which keeps it while it sleeps (lock.go).
+				q.clock.WakeAllWaiters()
+				followed = true
+			}
+			if err := q.waitData(ctx, ready); err != nil {
+				q.clock.Unlock()
+				return 0, 0, false, err
+			}
+			if ready() {
+				q.getSpin.Slept(start)
+			}
+		}
 	}
 }
 
@@ -755,22 +857,27 @@ func (q *Queue) take(c *call, h uint64, n int, buf []byte, out *[]byte) int {
 		c.count()
 		q.faults.getCopied()
 	}
-	// Take the message (head), publish freed if due, unlock, then fence
+	q.taken(c, h+recLen(n), 1)
+	return n
+}
+
+// taken removes k messages (k > 0) by storing head h, their end, and
+// releases the consumer lock: the end of a Get or a Read.
+func (q *Queue) taken(c *call, h uint64, k int) {
+	// Take the messages (head), publish freed if due, unlock, then fence
 	// (the add) before looking at the futex words. The sleeper bit of
 	// spaceFx must be loaded after the fence, never before: a load before
 	// it may pass the head store still in this CPU's store buffer, while a
 	// producer sets the bit and re-reads the old head, and then nobody
 	// wakes it (a lost wake-up).
-	h += recLen(n)
 	release.Store64(q.head, h)
 	if h-q.freed.Load() >= q.pubEvery {
 		release.Store64(q.freed, h)
 	}
-	q.pace.took++
+	q.pace.took += k
 	q.clock.UnlockRelease()
-	q.gets.Add(1)
+	q.gets.Add(uint64(k))
 	q.wakeAfter(c, q.clock, q.spaceFx)
-	return n
 }
 
 // publish stores h in freed now, for producers spinning on it, and wakes

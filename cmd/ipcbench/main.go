@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	go run ./cmd/ipcbench [-quick] [-json] [-only REGEX]
+//	go run ./cmd/ipcbench [-quick] [-json] [-only REGEX] [-svg DIR]
 //
 // A ratio above 1 means ipckit is better, whatever the unit. Each metric is
 // warmed up, then ipckit and its peers are measured in alternation for
@@ -71,6 +71,7 @@ func main() {
 	quick := flag.Bool("quick", false, "a short run (under 60 s on 2 cores)")
 	asJSON := flag.Bool("json", false, "print one JSON object a line")
 	only := flag.String("only", "", "run only the metrics matching this regular expression")
+	svgDir := flag.String("svg", "", "also draw the round-trip distributions and the ratios as SVG files in this directory")
 	flag.Parse()
 	re, err := regexp.Compile(*only)
 	if err != nil {
@@ -115,6 +116,12 @@ func main() {
 	} else {
 		fmt.Fprint(os.Stderr, describeCrossing(cfg, "end"))
 	}
+	if *svgDir != "" {
+		if err := writeSVG(*svgDir, rows); err != nil {
+			fmt.Fprintln(os.Stderr, "ipcbench: -svg:", err)
+			failed = true
+		}
+	}
 	if failed {
 		os.Exit(1)
 	}
@@ -124,6 +131,7 @@ func main() {
 func metrics() []metric {
 	return slices.Concat(
 		queueMetrics(),
+		[]metric{batchMetric()},
 		topicMetrics(),
 		[]metric{deadlineMetric()},
 		mutexMetrics(),
@@ -147,6 +155,7 @@ func measureMetric(cfg *config, m metric) ([]row, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", s.name, err)
 			}
+			noteHist(m.name, s.name)
 			if round >= 0 { // round -1 is the warm-up
 				samples[i] = append(samples[i], v)
 			}

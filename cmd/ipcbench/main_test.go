@@ -19,7 +19,8 @@ func TestMain(m *testing.M) {
 func TestMetricNames(t *testing.T) {
 	want := []string{
 		"queue_64B_msgs_per_s", "queue_rtt_p50_spin", "queue_rtt_p99_spin", "queue_rtt_p50_block",
-		"queue_rtt_p99_block", "queue_64KiB_MB_per_s", "topic_64B_msgs_per_s", "topic_rtt_p50_spin", "deadline_late_p99_us", "mutex_uncontended_ns", "mutex_handoff_2proc_ns",
+		"queue_rtt_p99_block", "queue_64KiB_MB_per_s", "queue_64B_batch_msgs_per_s",
+		"topic_64B_msgs_per_s", "topic_rtt_p50_spin", "deadline_late_p99_us", "mutex_uncontended_ns", "mutex_handoff_2proc_ns",
 		"filemutex_uncontended_ns", "value_add_ns", "spawn_start_wait_ms", "pool_go_us_per_task",
 		"pool_map_us_per_item", "pool_map_cpu_speedup", "map_get_ns", "map_set_ns",
 		"pipe_rtt_p50", "pipe_64B_msgs_per_s",

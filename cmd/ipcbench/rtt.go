@@ -34,6 +34,7 @@ func pingPong(cfg *config, p float64, send, recv func([]byte) error) (float64, e
 			h.record(time.Since(start))
 		}
 	}
+	keepHist(&h)
 	return float64(h.percentile(p)) / 1e3, nil
 }
 
@@ -122,9 +123,13 @@ func rttMetric(name string, p float64, spin time.Duration, peer func(*config, fl
 	if spin < 0 {
 		peerName = "uds_seqpacket"
 	}
+	peers := []side{{peerName, func(cfg *config) (float64, error) { return peer(cfg, p) }}}
+	if spin >= 0 { // the floor: two processes bouncing one word
+		peers = append(peers, side{"raw_pingpong", func(cfg *config) (float64, error) { return rawPingPongRTT(cfg, p) }})
+	}
 	return metric{
 		name: name, unit: "us",
 		ours:  side{"ipcqueue", func(cfg *config) (float64, error) { return queueRTT(cfg, p, spin) }},
-		peers: []side{{peerName, func(cfg *config) (float64, error) { return peer(cfg, p) }}},
+		peers: peers,
 	}
 }
