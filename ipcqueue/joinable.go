@@ -211,6 +211,20 @@ func writeTasks(b []byte) {
 	le.PutUint32(b[tOffCRC:], crc32.Checksum(b[:tOffCRC], castagnoli))
 }
 
+// checkTasks validates the fixed part of the task counts in b.
+func checkTasks(b []byte) error {
+	le := binary.LittleEndian
+	switch {
+	case len(b) < tasksSize:
+		return fmt.Errorf("ipcqueue: %d-byte task counts: %w", len(b), ErrCorrupt)
+	case le.Uint32(b[0:]) != tMagic || le.Uint32(b[4:]) != tVersion || le.Uint32(b[8:]) != JoinableSlots:
+		return fmt.Errorf("ipcqueue: task counts: bad magic, version or slot count: %w", ErrCorrupt)
+	case le.Uint32(b[tOffCRC:]) != crc32.Checksum(b[:tOffCRC], castagnoli):
+		return fmt.Errorf("ipcqueue: task counts: checksum mismatch: %w", ErrCorrupt)
+	}
+	return nil
+}
+
 // attachJoinable validates the task counts and returns a handle that owns
 // q and tasks (closing both if it fails).
 func attachJoinable(q *Queue, tasks *shm.Segment) (*JoinableQueue, error) {
@@ -225,14 +239,8 @@ func attachJoinable(q *Queue, tasks *shm.Segment) (*JoinableQueue, error) {
 
 func (j *JoinableQueue) attach(q *Queue, tasks *shm.Segment) error {
 	b := tasks.Bytes()
-	le := binary.LittleEndian
-	switch {
-	case len(b) < tasksSize:
-		return fmt.Errorf("ipcqueue: %d-byte task counts: %w", len(b), ErrCorrupt)
-	case le.Uint32(b[0:]) != tMagic || le.Uint32(b[4:]) != tVersion || le.Uint32(b[8:]) != JoinableSlots:
-		return fmt.Errorf("ipcqueue: task counts: bad magic, version or slot count: %w", ErrCorrupt)
-	case le.Uint32(b[tOffCRC:]) != crc32.Checksum(b[:tOffCRC], castagnoli):
-		return fmt.Errorf("ipcqueue: task counts: checksum mismatch: %w", ErrCorrupt)
+	if err := checkTasks(b); err != nil {
+		return err
 	}
 	self, err := liveness.Self()
 	if err != nil {
@@ -247,7 +255,12 @@ func (j *JoinableQueue) attach(q *Queue, tasks *shm.Segment) error {
 
 // slotWords returns slot i's token, pid and taken words.
 func (j *JoinableQueue) slotWords(i int) (tok *atomic.Uint64, pid *atomic.Uint32, taken *atomic.Uint64) {
-	b := j.seg.Bytes()
+	return slotWordsIn(j.seg.Bytes(), i)
+}
+
+// slotWordsIn returns slot i's token, pid and taken words in the task
+// counts b (checked by checkTasks).
+func slotWordsIn(b []byte, i int) (tok *atomic.Uint64, pid *atomic.Uint32, taken *atomic.Uint64) {
 	o := tOffSlots + i*slotSize
 	return u64At(b, o), u32At(b, o+8), u64At(b, o+16)
 }

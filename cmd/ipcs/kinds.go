@@ -4,6 +4,7 @@ package main
 // its kinds with shm when it is linked in (see shm's "Inspection"). A
 // package that adds a kind adds its line here.
 import (
-	_ "github.com/ipckit/ipckit/ipcqueue"  // KindQueue
+	_ "github.com/ipckit/ipckit/ipcpipe"   // KindPipe
+	_ "github.com/ipckit/ipckit/ipcqueue"  // KindQueue, KindTasks
 	_ "github.com/ipckit/ipckit/semaphore" // KindMutex, KindSemaphore, KindEvent, KindBarrier
 )
