@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ipckit/ipckit/internal/liveness"
+	"github.com/ipckit/ipckit/internal/release"
 	"github.com/ipckit/ipckit/internal/robust"
 	"github.com/ipckit/ipckit/shm"
 )
@@ -107,6 +108,8 @@ type Conn struct {
 	_          [64]byte
 	recvMu     sync.Mutex
 	cachedTail uint64 // a lower bound of in's tail, under recvMu
+	unfenced   uint64 // ring bytes taken since the last fenced head store, under recvMu
+	fenceEvery uint64 // R/8: see take
 	recvSpin   robust.Spinner
 
 	faults faults
@@ -279,6 +282,7 @@ func (c *Conn) attach(m *mapping, end int, self liveness.Token) error {
 	if c.in != nil {
 		c.cachedTail = c.in.head.Load()
 	}
+	c.fenceEvery = cfg.ring / 8
 	c.SetSpin(0)
 	c.open.Store(true)
 	return nil
@@ -541,10 +545,7 @@ func (c *Conn) recv(ctx context.Context, buf []byte, out *[]byte, take, block, d
 			if c.faults.recvCopied != nil {
 				c.faults.recvCopied()
 			}
-			d.head.Store(h + L) // the message is taken; a full fence
-			if d.space.Load()&1 != 0 {
-				robust.Wake(d.space)
-			}
+			c.take(d, h+L, L)
 			return n, true, nil
 		}
 		// Empty. The other end's closed word (or its death) before one
@@ -570,6 +571,25 @@ func (c *Conn) recv(ctx context.Context, buf []byte, out *[]byte, take, block, d
 		if err := c.wait(ctx, d.data, &c.recvSpin, ready, &dead); err != nil {
 			return 0, false, err
 		}
+	}
+}
+
+// take publishes head h after a record of L ring bytes was copied out,
+// under recvMu: a release store and a look at the writer's sleepers (see
+// the layout's "Lazy fence"), and a full fence before that look only every
+// fenceEvery bytes, when the ring runs empty in this reader's view, and
+// when the writer sleeps.
+func (c *Conn) take(d *direction, h, L uint64) {
+	if c.unfenced += L; c.unfenced < c.fenceEvery && h != c.cachedTail {
+		release.Store64(d.head, h) // the message is taken
+		if d.space.Load()&1 == 0 {
+			return
+		}
+	}
+	c.unfenced = 0
+	d.head.Store(h) // the message is taken; a full fence
+	if d.space.Load()&1 != 0 {
+		robust.Wake(d.space)
 	}
 }
 

@@ -433,3 +433,29 @@ func TestCorrupt(t *testing.T) {
 	}
 	t.Fatal("Sends with head ahead of tail never failed")
 }
+
+// TestTakeWakesWriter: a Send asleep on a full pipe is woken by the first
+// message taken, though the reader skips its fence there (less than R/8
+// bytes taken, the ring not empty: see the layout's "Lazy fence").
+func TestTakeWakesWriter(t *testing.T) {
+	ctx := t.Context()
+	a, b := heapPipe(t, true, &Options{Size: 1024})
+	a.SetSpin(-1)
+	fill(t, a)
+	sent := make(chan error, 1)
+	go func() { sent <- a.Send(ctx, []byte("12345678")) }()
+	asleep(t, 1, "ipcpipe.(*Conn).waitSpace")
+	unwoken := robust.Unwoken()
+	if _, err := b.Recv(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if recLen(8) >= b.fenceEvery || b.in.head.Load() == b.in.tail.Load() {
+		t.Fatal("the take would fence by itself: the test does not reach the lazy path")
+	}
+	if err := within(t, sent, "Send"); err != nil {
+		t.Fatal(err)
+	}
+	if robust.Unwoken() != unwoken {
+		t.Fatal("the Send was found by its slow check, not woken by the take")
+	}
+}
