@@ -483,6 +483,16 @@ func (j *JoinableQueue) GobDecode(b []byte) error {
 	return nil
 }
 
-func init() {
+// The JoinableQueue's resolver for internal/handoff (its files: the
+// queue's segment and the task counts). It must come before handoff.go's
+// resolver of the Typed queues, which claims every struct of this package
+// with a Queue() *Queue method, JoinableQueue included, and would pass
+// only the queue's file (the first resolver to claim a type decides).
+// Package variables are initialised before any init function runs, so this
+// one is registered first.
+var _ = registerJoinableHandoff()
+
+func registerJoinableHandoff() bool {
 	handoff.Register(handoff.For(func(j *JoinableQueue) []*os.File { return handoff.Files(j.q, j.seg) }))
+	return true
 }
