@@ -104,13 +104,13 @@ type Conn struct {
 
 	sendMu     sync.Mutex
 	cachedHead uint64 // a lower bound of out's head, under sendMu
-	sendSpin   robust.Spinner
+	sendSpin   spinner
 	_          [64]byte
 	recvMu     sync.Mutex
 	cachedTail uint64 // a lower bound of in's tail, under recvMu
 	unfenced   uint64 // ring bytes taken since the last fenced head store, under recvMu
 	fenceEvery uint64 // R/8: see take
-	recvSpin   robust.Spinner
+	recvSpin   spinner
 
 	faults faults
 }
@@ -295,8 +295,8 @@ func (c *Conn) SetSpin(d time.Duration) {
 	if d == 0 {
 		d = robust.DefaultSpin
 	}
-	c.sendSpin.SetMax(d)
-	c.recvSpin.SetMax(d)
+	c.sendSpin.setMax(d)
+	c.recvSpin.setMax(d)
 }
 
 // Duplex reports whether both ends send and receive.
@@ -402,11 +402,12 @@ func (c *Conn) waitSpace(ctx context.Context, d *direction, t, need uint64) erro
 
 // wait spins on ready with spin, then sleeps on fx until ready, following
 // the other end's process: dead is set once it is found dead.
-func (c *Conn) wait(ctx context.Context, fx *atomic.Uint32, spin *robust.Spinner, ready func() bool, dead *bool) error {
+func (c *Conn) wait(ctx context.Context, fx *atomic.Uint32, spin *spinner, ready func() bool, dead *bool) error {
 	ok, start := spin.Spin(ready)
 	if ok {
 		return nil
 	}
+	spun := !start.IsZero()
 	// The other end may change hands while this sleeps (a child attaches
 	// it, and wakes this): Holders and Watch read its owner each time.
 	o := robust.WaitOptions{
@@ -430,10 +431,41 @@ func (c *Conn) wait(ctx context.Context, fx *atomic.Uint32, spin *robust.Spinner
 	case err != nil:
 		return err
 	}
-	if ready() {
-		spin.Slept(start)
+	if spun {
+		spin.slept()
 	}
 	return nil
+}
+
+// spinner is a robust.Spinner (its budget halves when a spin fails and
+// doubles when one succeeds) without its Slept rule, which raises the
+// budget to twice a wait that slept if that wait was shorter than the
+// maximum: on a machine with more runnable threads than CPUs, a spinning
+// end holds the CPU its peer needs to answer, the answer then comes a
+// timeslice later, within the maximum, and Slept keeps the budget there
+// (ping-pong round trips several times those of not spinning: the
+// package's benchmark note). Instead, every probeEvery waits that slept,
+// the budget goes back to the maximum once: a budget left at the minimum
+// after a busy spell grows again when spinning pays, at the cost of one
+// long spin in probeEvery sleeps when it does not.
+type spinner struct {
+	robust.Spinner
+	max    atomic.Int64 // the handle's SetSpin
+	sleeps uint64       // waits that slept, under the call's mutex
+}
+
+const probeEvery = 64
+
+func (s *spinner) setMax(d time.Duration) {
+	s.max.Store(int64(d))
+	s.SetMax(d)
+}
+
+// slept counts a wait that slept after its spin, and probes.
+func (s *spinner) slept() {
+	if s.sleeps++; s.sleeps%probeEvery == 0 {
+		s.SetMax(time.Duration(s.max.Load()))
+	}
 }
 
 // peer returns the token of the other end's process, or 0 if it is this

@@ -459,3 +459,35 @@ func TestTakeWakesWriter(t *testing.T) {
 		t.Fatal("the Send was found by its slow check, not woken by the take")
 	}
 }
+
+// TestSpinnerProbe: a wait that slept does not raise the spin budget (a
+// spinning end would hold the CPU its peer needs), and every probeEvery
+// such waits the budget goes back to the maximum once.
+func TestSpinnerProbe(t *testing.T) {
+	var s spinner
+	s.setMax(robust.DefaultSpin)
+	never := func() bool { return false }
+	for s.Budget() > robust.DefaultSpin/8 { // failed spins halve it
+		if ok, _ := s.Spin(never); ok {
+			t.Fatal("a spin on a never-ready condition succeeded")
+		}
+	}
+	low := s.Budget()
+	for i := 1; i < probeEvery; i++ {
+		s.slept()
+		if s.Budget() != low {
+			t.Fatalf("budget %v after %d sleeps, want it left at %v", s.Budget(), i, low)
+		}
+	}
+	s.slept()
+	if s.Budget() != robust.DefaultSpin {
+		t.Fatalf("budget %v after %d sleeps, want the maximum %v back", s.Budget(), probeEvery, robust.DefaultSpin)
+	}
+	s.setMax(-1)
+	for range probeEvery {
+		s.slept()
+	}
+	if s.Budget() != 0 {
+		t.Fatalf("budget %v with spinning off", s.Budget())
+	}
+}
