@@ -11,8 +11,9 @@
 // is left in /dev/shm), named ([Create], [Open], [Remove]) or on the Go heap
 // ([NewHeap], one process only, visible to the race detector). Each
 // direction is a single-producer single-consumer ring of bytes: no lock on
-// the fast path, one atomic store and a load of the other side's index per
-// message. A one-way pipe (duplex false) has one ring: as in Python, the
+// the fast path: a message sent costs one fencing store of the tail, a
+// message received one release store of the head (the reader fences only
+// every eighth of the ring, on an empty ring, or for a sleeping writer). A one-way pipe (duplex false) has one ring: as in Python, the
 // first end only receives and the second only sends ([ErrOneWay]).
 //
 // Values of a Go type travel through [Typed], with ipcqueue.Typed's codec
@@ -43,8 +44,11 @@
 // bytes written to a socket stay in its buffer.
 //
 // A child that dies before it attaches the end it was handed (during its
-// start-up) leaves the end with the parent, which is alive: a receive on
-// the other end then waits for its context.
+// start-up, before spawn decoded its argument) leaves the end in transit
+// with the parent, which is alive: a receive on the other end then waits
+// for its context, and a send for room, then for its context. Nothing in
+// the pipe can tell that child from one still starting; the parent learns
+// of it from spawn (Process.Wait), and then closes the other end.
 //
 // # Errors
 //

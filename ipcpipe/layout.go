@@ -41,6 +41,25 @@ import (
 // other only if its sleepers bit is set. A sleeper sets the bit, then
 // re-reads the index before it sleeps: no lost wake-up.
 //
+// Lazy fence. The reader stores head after each message with a release
+// store (internal/release: a plain MOV on amd64), so head is always exact
+// (a handle travelling to another process, or an Open taking the end
+// over, starts from it), then loads spaceFx; it pays a full fence (head
+// stored again with sync/atomic) before that load only every R/8 bytes
+// taken, whenever the ring runs empty in its view (the message taken
+// reaches the tail it last loaded), and when it found a writer asleep (so
+// a writer that announced itself is woken at the next message taken). What
+// the skipped fence leaves is the store-buffering case: a writer that
+// announces itself (a locked RMW) and re-reads head while the reader's
+// release store is still in its store buffer, and the reader's load of
+// spaceFx passing that store. The writer then sleeps until the reader's
+// next fence (at most R/8 bytes later, or when the ring runs empty) or
+// until its wait's check period (robust.WaitOptions.Watch's timer)
+// re-reads head: only a reader that stops receiving from a full ring at
+// that instant makes that wait longer than the next message. The writer
+// keeps its fence on every tail store: a reader sleeps on every empty
+// ring, so that one would be paid on each.
+//
 // Death. A writer that dies before its tail store leaves nothing a reader
 // sees; after it, a whole record. A reader that dies before its head store
 // leaves the record in the ring. Either way the other end learns of the

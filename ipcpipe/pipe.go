@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ipckit/ipckit/internal/liveness"
+	"github.com/ipckit/ipckit/internal/release"
 	"github.com/ipckit/ipckit/internal/robust"
 	"github.com/ipckit/ipckit/shm"
 )
@@ -103,11 +104,13 @@ type Conn struct {
 
 	sendMu     sync.Mutex
 	cachedHead uint64 // a lower bound of out's head, under sendMu
-	sendSpin   robust.Spinner
+	sendSpin   spinner
 	_          [64]byte
 	recvMu     sync.Mutex
 	cachedTail uint64 // a lower bound of in's tail, under recvMu
-	recvSpin   robust.Spinner
+	unfenced   uint64 // ring bytes taken since the last fenced head store, under recvMu
+	fenceEvery uint64 // R/8: see take
+	recvSpin   spinner
 
 	faults faults
 }
@@ -279,6 +282,7 @@ func (c *Conn) attach(m *mapping, end int, self liveness.Token) error {
 	if c.in != nil {
 		c.cachedTail = c.in.head.Load()
 	}
+	c.fenceEvery = cfg.ring / 8
 	c.SetSpin(0)
 	c.open.Store(true)
 	return nil
@@ -291,8 +295,8 @@ func (c *Conn) SetSpin(d time.Duration) {
 	if d == 0 {
 		d = robust.DefaultSpin
 	}
-	c.sendSpin.SetMax(d)
-	c.recvSpin.SetMax(d)
+	c.sendSpin.setMax(d)
+	c.recvSpin.setMax(d)
 }
 
 // Duplex reports whether both ends send and receive.
@@ -398,11 +402,12 @@ func (c *Conn) waitSpace(ctx context.Context, d *direction, t, need uint64) erro
 
 // wait spins on ready with spin, then sleeps on fx until ready, following
 // the other end's process: dead is set once it is found dead.
-func (c *Conn) wait(ctx context.Context, fx *atomic.Uint32, spin *robust.Spinner, ready func() bool, dead *bool) error {
+func (c *Conn) wait(ctx context.Context, fx *atomic.Uint32, spin *spinner, ready func() bool, dead *bool) error {
 	ok, start := spin.Spin(ready)
 	if ok {
 		return nil
 	}
+	spun := !start.IsZero()
 	// The other end may change hands while this sleeps (a child attaches
 	// it, and wakes this): Holders and Watch read its owner each time.
 	o := robust.WaitOptions{
@@ -426,10 +431,41 @@ func (c *Conn) wait(ctx context.Context, fx *atomic.Uint32, spin *robust.Spinner
 	case err != nil:
 		return err
 	}
-	if ready() {
-		spin.Slept(start)
+	if spun {
+		spin.slept()
 	}
 	return nil
+}
+
+// spinner is a robust.Spinner (its budget halves when a spin fails and
+// doubles when one succeeds) without its Slept rule, which raises the
+// budget to twice a wait that slept if that wait was shorter than the
+// maximum: on a machine with more runnable threads than CPUs, a spinning
+// end holds the CPU its peer needs to answer, the answer then comes a
+// timeslice later, within the maximum, and Slept keeps the budget there
+// (ping-pong round trips several times those of not spinning: the
+// package's benchmark note). Instead, every probeEvery waits that slept,
+// the budget goes back to the maximum once: a budget left at the minimum
+// after a busy spell grows again when spinning pays, at the cost of one
+// long spin in probeEvery sleeps when it does not.
+type spinner struct {
+	robust.Spinner
+	max    atomic.Int64 // the handle's SetSpin
+	sleeps uint64       // waits that slept, under the call's mutex
+}
+
+const probeEvery = 64
+
+func (s *spinner) setMax(d time.Duration) {
+	s.max.Store(int64(d))
+	s.SetMax(d)
+}
+
+// slept counts a wait that slept after its spin, and probes.
+func (s *spinner) slept() {
+	if s.sleeps++; s.sleeps%probeEvery == 0 {
+		s.SetMax(time.Duration(s.max.Load()))
+	}
 }
 
 // peer returns the token of the other end's process, or 0 if it is this
@@ -541,10 +577,7 @@ func (c *Conn) recv(ctx context.Context, buf []byte, out *[]byte, take, block, d
 			if c.faults.recvCopied != nil {
 				c.faults.recvCopied()
 			}
-			d.head.Store(h + L) // the message is taken; a full fence
-			if d.space.Load()&1 != 0 {
-				robust.Wake(d.space)
-			}
+			c.take(d, h+L, L)
 			return n, true, nil
 		}
 		// Empty. The other end's closed word (or its death) before one
@@ -570,6 +603,25 @@ func (c *Conn) recv(ctx context.Context, buf []byte, out *[]byte, take, block, d
 		if err := c.wait(ctx, d.data, &c.recvSpin, ready, &dead); err != nil {
 			return 0, false, err
 		}
+	}
+}
+
+// take publishes head h after a record of L ring bytes was copied out,
+// under recvMu: a release store and a look at the writer's sleepers (see
+// the layout's "Lazy fence"), and a full fence before that look only every
+// fenceEvery bytes, when the ring runs empty in this reader's view, and
+// when the writer sleeps.
+func (c *Conn) take(d *direction, h, L uint64) {
+	if c.unfenced += L; c.unfenced < c.fenceEvery && h != c.cachedTail {
+		release.Store64(d.head, h) // the message is taken
+		if d.space.Load()&1 == 0 {
+			return
+		}
+	}
+	c.unfenced = 0
+	d.head.Store(h) // the message is taken; a full fence
+	if d.space.Load()&1 != 0 {
+		robust.Wake(d.space)
 	}
 }
 

@@ -433,3 +433,61 @@ func TestCorrupt(t *testing.T) {
 	}
 	t.Fatal("Sends with head ahead of tail never failed")
 }
+
+// TestTakeWakesWriter: a Send asleep on a full pipe is woken by the first
+// message taken, though the reader skips its fence there (less than R/8
+// bytes taken, the ring not empty: see the layout's "Lazy fence").
+func TestTakeWakesWriter(t *testing.T) {
+	ctx := t.Context()
+	a, b := heapPipe(t, true, &Options{Size: 1024})
+	a.SetSpin(-1)
+	fill(t, a)
+	sent := make(chan error, 1)
+	go func() { sent <- a.Send(ctx, []byte("12345678")) }()
+	asleep(t, 1, "ipcpipe.(*Conn).waitSpace")
+	unwoken := robust.Unwoken()
+	if _, err := b.Recv(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if recLen(8) >= b.fenceEvery || b.in.head.Load() == b.in.tail.Load() {
+		t.Fatal("the take would fence by itself: the test does not reach the lazy path")
+	}
+	if err := within(t, sent, "Send"); err != nil {
+		t.Fatal(err)
+	}
+	if robust.Unwoken() != unwoken {
+		t.Fatal("the Send was found by its slow check, not woken by the take")
+	}
+}
+
+// TestSpinnerProbe: a wait that slept does not raise the spin budget (a
+// spinning end would hold the CPU its peer needs), and every probeEvery
+// such waits the budget goes back to the maximum once.
+func TestSpinnerProbe(t *testing.T) {
+	var s spinner
+	s.setMax(robust.DefaultSpin)
+	never := func() bool { return false }
+	for s.Budget() > robust.DefaultSpin/8 { // failed spins halve it
+		if ok, _ := s.Spin(never); ok {
+			t.Fatal("a spin on a never-ready condition succeeded")
+		}
+	}
+	low := s.Budget()
+	for i := 1; i < probeEvery; i++ {
+		s.slept()
+		if s.Budget() != low {
+			t.Fatalf("budget %v after %d sleeps, want it left at %v", s.Budget(), i, low)
+		}
+	}
+	s.slept()
+	if s.Budget() != robust.DefaultSpin {
+		t.Fatalf("budget %v after %d sleeps, want the maximum %v back", s.Budget(), probeEvery, robust.DefaultSpin)
+	}
+	s.setMax(-1)
+	for range probeEvery {
+		s.slept()
+	}
+	if s.Budget() != 0 {
+		t.Fatalf("budget %v with spinning off", s.Budget())
+	}
+}

@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ipckit/ipckit/internal/helperproc"
+	"github.com/ipckit/ipckit/shm"
 	"github.com/ipckit/ipckit/spawn"
 )
 
@@ -272,5 +274,98 @@ func TestNamed(t *testing.T) {
 	}
 	if _, err := Open(name, 2); !errors.Is(err, os.ErrInvalid) {
 		t.Fatalf("Open of end 2 = %v, want os.ErrInvalid", err)
+	}
+}
+
+type drainArg struct {
+	C *Conn
+	N int
+}
+
+// drainAndDie receives N messages, then dies by SIGKILL inside the next
+// receive, after copying the message out and before taking it.
+var drainAndDie = spawn.Register("ipcpipe.drainAndDie", func(ctx context.Context, a drainArg) error {
+	for range a.N {
+		if _, err := a.C.Recv(ctx); err != nil {
+			return err
+		}
+	}
+	a.C.faults.recvCopied = killSelf
+	a.C.Recv(ctx)
+	return errors.New("survived its fault")
+})
+
+// TestPeerKilledRecv: a reader killed inside Recv after the copy-out and
+// before the head store leaves that message in the pipe (Inspect counts
+// it, with the reader's end held by a dead pid), and the writer's Send on
+// the then full pipe returns ErrPeerDied and io.ErrClosedPipe.
+func TestPeerKilledRecv(t *testing.T) {
+	ctx := t.Context()
+	a, b, err := New(true, &Options{Size: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	a.SetSpin(-1)
+	const n, extra = 5, 3
+	for i := range n + extra {
+		if err := a.Send(ctx, stamp(uint64(i), 64)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := startChild(t, drainAndDie, drainArg{C: b, N: n})
+	b.Close()
+	var exit *exec.ExitError
+	if err := p.Wait(); !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("child's Wait = %v, want killed by SIGKILL", err)
+	}
+	st, err := Inspect(a.Segment().Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := st.Dirs[0]; d.Taken != n*recLen(64) || d.Messages != extra {
+		t.Fatalf("direction 0 after the reader died in Recv: %+v, want %d taken bytes and %d messages left", d, n*recLen(64), extra)
+	}
+	if o := st.Ends[1].Owner; o.Pid != p.Pid || o.State != "dead" {
+		t.Fatalf("end 1's owner: %v, want pid %d dead", o, p.Pid)
+	}
+	sent := make(chan error, 1)
+	go func() {
+		for {
+			if err := a.Send(ctx, []byte("x")); err != nil {
+				sent <- err
+				return
+			}
+		}
+	}()
+	checkDied(t, within(t, sent, "Sends until the pipe is full"), p.Pid, io.ErrClosedPipe)
+}
+
+// TestOpenDamaged: Open of a named pipe whose control block has a flipped
+// byte, or whose file was truncated, is an error wrapping ErrCorrupt, not
+// a crash, and the pipe's own handles are left as they were.
+func TestOpenDamaged(t *testing.T) {
+	name := helperproc.Name(t)
+	a, b, err := Create(name, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Remove(name)
+	defer a.Close()
+	defer b.Close()
+	mem := a.Segment().Bytes()
+	mem[offRing+1] ^= 0x40
+	if _, err := Open(name, 1); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open with a flipped byte in the control block = %v, want ErrCorrupt", err)
+	}
+	mem[offRing+1] ^= 0x40
+	if err := os.Truncate(shm.Path(name), int64(len(mem)/2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(name, 1); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open of a truncated pipe = %v, want ErrCorrupt", err)
+	}
+	if err := a.Segment().Check(); !errors.Is(err, shm.ErrSize) {
+		t.Fatalf("Check of the truncated pipe = %v, want shm.ErrSize", err)
 	}
 }

@@ -47,12 +47,31 @@ import (
 // the pid. Join follows the tokens of the slots with messages taken
 // (robust.WaitOptions.Holders), so the kernel wakes it at such a death.
 //
-// Windows left: a consumer killed between taking a message from the queue
-// and adding it to taken (a few instructions) loses it uncounted, and a
-// producer killed between its add to unfinished and its Put leaves a
-// message counted that never comes; Join then waits until its ctx is done.
-// A consumer killed between TaskDone's two adds has that message counted
-// twice (done, and lost).
+// Windows left. (1) A consumer killed after the queue's take (Get's head
+// store, under the consumer lock: see layout.go) and before Get's add to
+// its slot's taken (the unlock, the return from Queue.Get, the add: tens
+// of instructions, longer if the goroutine is preempted there) loses the
+// message uncounted: Join waits for it until its ctx is done. (2) A
+// producer killed after Put's add to unfinished and before the queue's
+// commit of the record leaves a message counted that never comes: the
+// same. (3) A consumer killed between TaskDone's two adds has that
+// message counted twice (done, and lost): Join returns a LostError one
+// too high, and unfinished is one low (a later Join may return while one
+// message is still not done).
+//
+// Counting before the take instead (taken += 1, then Get) would turn (1)
+// into false losses of consumers killed while they wait in Get on an empty
+// queue (the usual state of an idle consumer); counting after Put instead
+// of before lets a fast TaskDone make unfinished reach 0 early. Closing
+// (1) and (2) needs the count and the queue's own step in one critical
+// section: Get storing "taking at head h" in its slot under the consumer
+// lock before the head store (a reaper of a dead slot counts it taken iff
+// head moved past h), and Put storing "putting" in a producer slot cleared
+// at its commit under the producer lock (a reaper writes the count off if
+// the dead producer committed nothing, as the queue's repair already
+// decides for Dropped). Each costs a plain store or two per call to a
+// line of the caller's own, no fence; both are hooks inside queue.go's
+// Get and Put, which this file does not reach.
 const (
 	tMagic     = 0x4b534154 // "TASK"
 	tVersion   = 1
@@ -211,6 +230,20 @@ func writeTasks(b []byte) {
 	le.PutUint32(b[tOffCRC:], crc32.Checksum(b[:tOffCRC], castagnoli))
 }
 
+// checkTasks validates the fixed part of the task counts in b.
+func checkTasks(b []byte) error {
+	le := binary.LittleEndian
+	switch {
+	case len(b) < tasksSize:
+		return fmt.Errorf("ipcqueue: %d-byte task counts: %w", len(b), ErrCorrupt)
+	case le.Uint32(b[0:]) != tMagic || le.Uint32(b[4:]) != tVersion || le.Uint32(b[8:]) != JoinableSlots:
+		return fmt.Errorf("ipcqueue: task counts: bad magic, version or slot count: %w", ErrCorrupt)
+	case le.Uint32(b[tOffCRC:]) != crc32.Checksum(b[:tOffCRC], castagnoli):
+		return fmt.Errorf("ipcqueue: task counts: checksum mismatch: %w", ErrCorrupt)
+	}
+	return nil
+}
+
 // attachJoinable validates the task counts and returns a handle that owns
 // q and tasks (closing both if it fails).
 func attachJoinable(q *Queue, tasks *shm.Segment) (*JoinableQueue, error) {
@@ -225,14 +258,8 @@ func attachJoinable(q *Queue, tasks *shm.Segment) (*JoinableQueue, error) {
 
 func (j *JoinableQueue) attach(q *Queue, tasks *shm.Segment) error {
 	b := tasks.Bytes()
-	le := binary.LittleEndian
-	switch {
-	case len(b) < tasksSize:
-		return fmt.Errorf("ipcqueue: %d-byte task counts: %w", len(b), ErrCorrupt)
-	case le.Uint32(b[0:]) != tMagic || le.Uint32(b[4:]) != tVersion || le.Uint32(b[8:]) != JoinableSlots:
-		return fmt.Errorf("ipcqueue: task counts: bad magic, version or slot count: %w", ErrCorrupt)
-	case le.Uint32(b[tOffCRC:]) != crc32.Checksum(b[:tOffCRC], castagnoli):
-		return fmt.Errorf("ipcqueue: task counts: checksum mismatch: %w", ErrCorrupt)
+	if err := checkTasks(b); err != nil {
+		return err
 	}
 	self, err := liveness.Self()
 	if err != nil {
@@ -247,7 +274,12 @@ func (j *JoinableQueue) attach(q *Queue, tasks *shm.Segment) error {
 
 // slotWords returns slot i's token, pid and taken words.
 func (j *JoinableQueue) slotWords(i int) (tok *atomic.Uint64, pid *atomic.Uint32, taken *atomic.Uint64) {
-	b := j.seg.Bytes()
+	return slotWordsIn(j.seg.Bytes(), i)
+}
+
+// slotWordsIn returns slot i's token, pid and taken words in the task
+// counts b (checked by checkTasks).
+func slotWordsIn(b []byte, i int) (tok *atomic.Uint64, pid *atomic.Uint32, taken *atomic.Uint64) {
 	o := tOffSlots + i*slotSize
 	return u64At(b, o), u32At(b, o+8), u64At(b, o+16)
 }
@@ -470,6 +502,16 @@ func (j *JoinableQueue) GobDecode(b []byte) error {
 	return nil
 }
 
-func init() {
+// The JoinableQueue's resolver for internal/handoff (its files: the
+// queue's segment and the task counts). It must come before handoff.go's
+// resolver of the Typed queues, which claims every struct of this package
+// with a Queue() *Queue method, JoinableQueue included, and would pass
+// only the queue's file (the first resolver to claim a type decides).
+// Package variables are initialised before any init function runs, so this
+// one is registered first.
+var _ = registerJoinableHandoff()
+
+func registerJoinableHandoff() bool {
 	handoff.Register(handoff.For(func(j *JoinableQueue) []*os.File { return handoff.Files(j.q, j.seg) }))
+	return true
 }

@@ -4,11 +4,13 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/ipckit/ipckit/ipcmap"
+	"github.com/ipckit/ipckit/ipcpipe"
 	"github.com/ipckit/ipckit/ipcqueue"
 	"github.com/ipckit/ipckit/ipctopic"
 	"github.com/ipckit/ipckit/semaphore"
@@ -48,6 +50,22 @@ func TestBinaryInspectsEveryKind(t *testing.T) {
 	add(shm.KindEvent, func(n string) (interface{ Close() error }, error) { return semaphore.CreateEvent(n, nil) })
 	add(shm.KindMap, func(n string) (interface{ Close() error }, error) { return ipcmap.Create(n, nil) })
 	add(shm.KindBarrier, func(n string) (interface{ Close() error }, error) { return semaphore.CreateBarrier(n, 2, nil) })
+	add(shm.KindPipe, func(n string) (interface{ Close() error }, error) {
+		a, b, err := ipcpipe.Create(n, true, nil)
+		if err != nil {
+			return nil, err
+		}
+		b.Close()
+		return a, nil
+	})
+	jq := name(t)
+	t.Cleanup(func() { os.Remove(shm.Path(jq + ".tasks")) })
+	j, err := ipcqueue.CreateJoinable(jq, 64, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	made[jq+".tasks"] = shm.KindTasks
 	for n, k := range made {
 		out, err := exec.Command(bin, "inspect", "-json", n).Output()
 		if err != nil {

@@ -5,7 +5,8 @@ package main
 // package that adds a kind adds its line here.
 import (
 	_ "github.com/ipckit/ipckit/ipcmap"    // KindMap
-	_ "github.com/ipckit/ipckit/ipcqueue"  // KindQueue
+	_ "github.com/ipckit/ipckit/ipcpipe"   // KindPipe
+	_ "github.com/ipckit/ipckit/ipcqueue"  // KindQueue, KindTasks
 	_ "github.com/ipckit/ipckit/ipctopic"  // KindTopic
 	_ "github.com/ipckit/ipckit/semaphore" // KindMutex, KindSemaphore, KindEvent, KindBarrier
 )
