@@ -5,5 +5,5 @@ package main
 // package that adds a kind adds its line here.
 import (
 	_ "github.com/ipckit/ipckit/ipcqueue"  // KindQueue
-	_ "github.com/ipckit/ipckit/semaphore" // KindMutex, KindSemaphore, KindEvent, KindBarrier
+	_ "github.com/ipckit/ipckit/semaphore" // KindMutex, KindSemaphore, KindEvent, KindBarrier, KindCondition, KindLocked
 )
