@@ -476,3 +476,37 @@ func TestConditionCorrupt(t *testing.T) {
 		t.Fatalf("ConditionAt = %v, want ErrCorrupt", err)
 	}
 }
+
+// TestConditionCorruptWhileWaiting: counts corrupted under a sleeping
+// waiter (no waiters, signals pending) make Notify return ErrCorrupt and
+// wake the waiter, which returns ErrCorrupt with the Mutex held, rather
+// than sleeping on until its deadline; a new Wait refuses at once.
+func TestConditionCorruptWhileWaiting(t *testing.T) {
+	c := heapCondition(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	done := make(chan error)
+	go func() {
+		c.Lock()
+		err := c.Wait(ctx)
+		done <- errors.Join(err, c.Unlock())
+	}()
+	waitCounted(t, c, 1)
+	mustDo(t, c, func() error {
+		c.counts.Store(joinCounts(0, 3))
+		if err := c.Notify(1); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("Notify on corrupt counts = %v, want ErrCorrupt", err)
+		}
+		return nil
+	})
+	if err := <-done; !errors.Is(err, ErrCorrupt) || ctx.Err() != nil {
+		t.Errorf("Wait under corrupt counts = %v (ctx %v), want ErrCorrupt before the deadline", err, ctx.Err())
+	}
+	c.counts.Store(joinCounts(1<<32-1, 0))
+	mustDo(t, c, func() error {
+		if err := c.Wait(ctx); !errors.Is(err, ErrCorrupt) || c.Waiting() != 1<<32-1 {
+			t.Errorf("Wait on corrupt counts = %v, %d waiters, want ErrCorrupt, unchanged", err, c.Waiting())
+		}
+		return nil
+	})
+}
