@@ -319,7 +319,9 @@ func (c *Condition) countOut() {
 // after ctx ended). It returns at once, the Mutex held, with an error
 // wrapping [ErrOwnerDead] when the Mutex's holder died meanwhile, without
 // calling pred: repair, MarkConsistent and call WaitFor again. Its other
-// errors are Wait's.
+// errors are Wait's. If pred panics, the panic goes on with the Mutex held
+// (pred runs only with it held), so that the caller's deferred Unlock
+// releases it as after any return.
 func (c *Condition) WaitFor(ctx context.Context, pred func() bool) error {
 	for !pred() {
 		if err := c.Wait(ctx); err != nil {

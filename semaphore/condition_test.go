@@ -510,3 +510,38 @@ func TestConditionCorruptWhileWaiting(t *testing.T) {
 		return nil
 	})
 }
+
+// TestConditionWaitForPanics: a predicate that panics after a wake-up
+// leaves the Mutex held by the caller (whose deferred Unlock releases it)
+// and nothing counted in, so the next waiter and notifier work as before.
+func TestConditionWaitForPanics(t *testing.T) {
+	c := heapCondition(t)
+	calls := 0
+	func() {
+		c.Lock()
+		defer c.Unlock()
+		defer func() {
+			if r := recover(); r != "pred" {
+				t.Errorf("recovered %v, want pred's panic", r)
+			}
+			if err := c.held("test"); err != nil || c.Waiting() != 0 {
+				t.Errorf("after pred panicked: held = %v, %d waiters, want held and none", err, c.Waiting())
+			}
+		}()
+		go func() { // notifies once WaitFor waits and unlocks
+			if err := c.Do(t.Context(), func() error { return c.Notify(1) }); err != nil {
+				t.Error(err)
+			}
+		}()
+		c.WaitFor(t.Context(), func() bool {
+			if calls++; calls == 2 {
+				panic("pred")
+			}
+			return false
+		})
+	}()
+	if ok, err := c.Mutex().TryLock(); !ok || err != nil {
+		t.Fatalf("TryLock after WaitFor's pred panicked = %v, %v", ok, err)
+	}
+	c.Unlock()
+}
