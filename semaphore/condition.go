@@ -50,7 +50,11 @@ import (
 // pending (at most one per dead waiter), and the next Notify can then
 // release that many waiters more than it asked for. Callers of Wait must
 // re-check their predicate anyway (WaitFor does): that is a spurious
-// wake-up, which every condition variable allows.
+// wake-up, which every condition variable allows. Dead waiters are not
+// pruned: that would take a slot per waiter holding its liveness token (as
+// a Barrier's arrivals have), so a bound on waiters, a size that grows
+// with it, and a scan of the slots in every Notify, where now a Condition
+// is 32 bytes for any number of waiters and Notify is one CAS.
 //
 // Layout: ConditionSize bytes at an 8-byte aligned offset; zeroed memory
 // holds a Condition with its Mutex unlocked and nobody waiting.
