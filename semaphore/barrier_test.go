@@ -267,3 +267,49 @@ func init() {
 		return err
 	})
 }
+
+// TestBarrierResetRacesArrivals resets a barrier of 3 while 3 parties
+// arrive, at every point of their arrival, and again as long as some wait:
+// each party returns nil or ErrBroken, never hangs, the generation passes
+// whole or not at all (0 or 3 parties get nil), and afterwards the barrier
+// is empty and usable.
+func TestBarrierResetRacesArrivals(t *testing.T) {
+	seg, _ := shm.NewHeap(BarrierSize(3))
+	b, err := InitBarrierAt(seg, 0, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 60 {
+		errs := make(chan error, 3)
+		for range 3 {
+			go func() { _, err := b.Wait(t.Context()); errs <- err }()
+		}
+		for range round % 30 {
+			runtime.Gosched()
+		}
+		if err := b.Reset(); err != nil {
+			t.Fatal(err)
+		}
+		passed, returned := 0, 0
+		for returned < 3 {
+			select {
+			case err := <-errs:
+				returned++
+				switch {
+				case err == nil:
+					passed++
+				case !errors.Is(err, ErrBroken):
+					t.Fatalf("round %d: Wait racing Reset = %v, want nil or ErrBroken", round, err)
+				}
+			default:
+				if b.NWaiting() > 0 && b.NWaiting()+returned == 3 { // the rest wait for parties that have left
+					b.Reset()
+				}
+				runtime.Gosched()
+			}
+		}
+		if (passed != 0 && passed != 3) || b.NWaiting() != 0 || b.Broken() {
+			t.Fatalf("round %d: %d passed (want 0 or 3), NWaiting %d, broken %v", round, passed, b.NWaiting(), b.Broken())
+		}
+	}
+}

@@ -50,7 +50,11 @@ import (
 // pending (at most one per dead waiter), and the next Notify can then
 // release that many waiters more than it asked for. Callers of Wait must
 // re-check their predicate anyway (WaitFor does): that is a spurious
-// wake-up, which every condition variable allows.
+// wake-up, which every condition variable allows. Dead waiters are not
+// pruned: that would take a slot per waiter holding its liveness token (as
+// a Barrier's arrivals have), so a bound on waiters, a size that grows
+// with it, and a scan of the slots in every Notify, where now a Condition
+// is 32 bytes for any number of waiters and Notify is one CAS.
 //
 // Layout: ConditionSize bytes at an 8-byte aligned offset; zeroed memory
 // holds a Condition with its Mutex unlocked and nobody waiting.
@@ -151,7 +155,14 @@ func (c *Condition) attach(seg *shm.Segment, off int) error {
 		return err
 	}
 	c.mutex, c.seq, c.counts = m, u32(c.mem, offCondSeq), u64(c.mem, offCondCounts)
-	if w, s := splitCounts(c.counts.Load()); s > w {
+	return checkCounts(c.counts.Load())
+}
+
+// checkCounts returns an error wrapping ErrCorrupt for a counts word that
+// no Condition holds: more signals than waiters, or as many waiters as
+// one more would wrap around.
+func checkCounts(v uint64) error {
+	if w, s := splitCounts(v); s > w || w == 1<<32-1 {
 		return fmt.Errorf("semaphore: condition with %d signals for %d waiters: %w", s, w, ErrCorrupt)
 	}
 	return nil
@@ -215,7 +226,10 @@ func (c *Condition) held(op string) error {
 // [ErrNotRecoverable] or [ErrCorrupt] (joined) from the Mutex. Without the
 // Mutex held on entry it returns [ErrNotLocked] or [ErrNotOwner], and with
 // the Mutex taken over from a dead holder but not yet marked consistent,
-// an error wrapping [ErrOwnerDead], changing nothing.
+// an error wrapping [ErrOwnerDead], changing nothing. A counts word no
+// Condition holds is [ErrCorrupt]: on entry, changing nothing; for a
+// waiter asleep when it was found (a Notify that finds it wakes every
+// waiter), with the Mutex held again.
 //
 // Like every condition variable, a Wait may return when the state it
 // waits for is not there (a waiter killed while waiting can cause one
@@ -226,6 +240,9 @@ func (c *Condition) Wait(ctx context.Context) error {
 	}
 	defer c.leave()
 	if err := c.held("wait"); err != nil {
+		return err
+	}
+	if err := checkCounts(c.counts.Load()); err != nil {
 		return err
 	}
 	c.counts.Add(1 << 32)
@@ -261,6 +278,9 @@ func (c *Condition) sleep(ctx context.Context, s uint32) error {
 		s = c.seq.Load() // before take: a Notify after a failed take moves it
 		if c.take() {
 			return nil
+		}
+		if err := checkCounts(c.counts.Load()); err != nil {
+			return err // woken by a Notify that found the counts corrupt
 		}
 		hook(condHooks.takeFailed)
 	}
@@ -303,7 +323,9 @@ func (c *Condition) countOut() {
 // after ctx ended). It returns at once, the Mutex held, with an error
 // wrapping [ErrOwnerDead] when the Mutex's holder died meanwhile, without
 // calling pred: repair, MarkConsistent and call WaitFor again. Its other
-// errors are Wait's.
+// errors are Wait's. If pred panics, the panic goes on with the Mutex held
+// (pred runs only with it held), so that the caller's deferred Unlock
+// releases it as after any return.
 func (c *Condition) WaitFor(ctx context.Context, pred func() bool) error {
 	for !pred() {
 		if err := c.Wait(ctx); err != nil {
@@ -319,7 +341,9 @@ func (c *Condition) WaitFor(ctx context.Context, pred func() bool) error {
 
 // Notify wakes up to n waiters (Python's notify(n)); the caller must hold
 // the Mutex (in this process), or it gets [ErrNotLocked] or [ErrNotOwner].
-// A negative n is an error wrapping [os.ErrInvalid]; 0 does nothing.
+// A negative n is an error wrapping [os.ErrInvalid]; 0 does nothing. A
+// counts word no Condition holds is [ErrCorrupt], and wakes every waiter
+// so that none sleeps on for a notification that cannot come.
 func (c *Condition) Notify(n int) error {
 	if n < 0 {
 		return fmt.Errorf("semaphore: notify %d waiters, want at least 0: %w", n, os.ErrInvalid)
@@ -329,10 +353,14 @@ func (c *Condition) Notify(n int) error {
 	}
 	for {
 		v := c.counts.Load()
-		w, s := splitCounts(v)
-		if s > w {
-			return fmt.Errorf("semaphore: condition with %d signals for %d waiters: %w", s, w, ErrCorrupt)
+		if err := checkCounts(v); err != nil {
+			// Wake every waiter, which finds the counts corrupt too,
+			// rather than leave them asleep for a Notify that never comes.
+			c.seq.Add(1)
+			futex.Wake(addr(c.seq), 1<<31-1)
+			return err
 		}
+		w, s := splitCounts(v)
 		add := uint32(min(uint64(n), uint64(w-s)))
 		if add == 0 {
 			return nil

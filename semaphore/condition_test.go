@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -474,5 +475,150 @@ func TestConditionCorrupt(t *testing.T) {
 	u64(seg.Bytes(), offCondCounts).Store(joinCounts(1, 2))
 	if _, err := ConditionAt(seg, 0); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("ConditionAt = %v, want ErrCorrupt", err)
+	}
+}
+
+// TestConditionCorruptWhileWaiting: counts corrupted under a sleeping
+// waiter (no waiters, signals pending) make Notify return ErrCorrupt and
+// wake the waiter, which returns ErrCorrupt with the Mutex held, rather
+// than sleeping on until its deadline; a new Wait refuses at once.
+func TestConditionCorruptWhileWaiting(t *testing.T) {
+	c := heapCondition(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	done := make(chan error)
+	go func() {
+		c.Lock()
+		err := c.Wait(ctx)
+		done <- errors.Join(err, c.Unlock())
+	}()
+	waitCounted(t, c, 1)
+	mustDo(t, c, func() error {
+		c.counts.Store(joinCounts(0, 3))
+		if err := c.Notify(1); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("Notify on corrupt counts = %v, want ErrCorrupt", err)
+		}
+		return nil
+	})
+	if err := <-done; !errors.Is(err, ErrCorrupt) || ctx.Err() != nil {
+		t.Errorf("Wait under corrupt counts = %v (ctx %v), want ErrCorrupt before the deadline", err, ctx.Err())
+	}
+	c.counts.Store(joinCounts(1<<32-1, 0))
+	mustDo(t, c, func() error {
+		if err := c.Wait(ctx); !errors.Is(err, ErrCorrupt) || c.Waiting() != 1<<32-1 {
+			t.Errorf("Wait on corrupt counts = %v, %d waiters, want ErrCorrupt, unchanged", err, c.Waiting())
+		}
+		return nil
+	})
+}
+
+// TestConditionWaitForPanics: a predicate that panics after a wake-up
+// leaves the Mutex held by the caller (whose deferred Unlock releases it)
+// and nothing counted in, so the next waiter and notifier work as before.
+func TestConditionWaitForPanics(t *testing.T) {
+	c := heapCondition(t)
+	calls := 0
+	func() {
+		c.Lock()
+		defer c.Unlock()
+		defer func() {
+			if r := recover(); r != "pred" {
+				t.Errorf("recovered %v, want pred's panic", r)
+			}
+			if err := c.held("test"); err != nil || c.Waiting() != 0 {
+				t.Errorf("after pred panicked: held = %v, %d waiters, want held and none", err, c.Waiting())
+			}
+		}()
+		go func() { // notifies once WaitFor waits and unlocks
+			if err := c.Do(t.Context(), func() error { return c.Notify(1) }); err != nil {
+				t.Error(err)
+			}
+		}()
+		c.WaitFor(t.Context(), func() bool {
+			if calls++; calls == 2 {
+				panic("pred")
+			}
+			return false
+		})
+	}()
+	if ok, err := c.Mutex().TryLock(); !ok || err != nil {
+		t.Fatalf("TryLock after WaitFor's pred panicked = %v, %v", ok, err)
+	}
+	c.Unlock()
+}
+
+// TestConditionCancelRacesNotifyTwoWaiters: waiter A's ctx ends and, as it
+// gives up, Notify(1) comes while waiter B sleeps: exactly one of them
+// returns notified (A with nil, or B), and if it was A, B still gets the
+// next Notify(1). Nothing is left counted in.
+func TestConditionCancelRacesNotifyTwoWaiters(t *testing.T) {
+	for range 20 {
+		c := heapCondition(t)
+		b := make(chan error, 1)
+		bctx, bcancel := context.WithCancel(t.Context())
+		go func() {
+			c.Lock()
+			err := c.Wait(bctx)
+			b <- errors.Join(err, c.Unlock())
+		}()
+		waitCounted(t, c, 1)
+		condHooks.gaveUp = func() {
+			condHooks.gaveUp = nil
+			mustDo(t, c, func() error { return c.Notify(1) })
+		}
+		actx, acancel := context.WithCancel(t.Context())
+		c.Lock()
+		go func() { waitCounted(t, c, 2); acancel() }()
+		aerr := c.Wait(actx)
+		c.Unlock()
+		condHooks.gaveUp = nil
+		if aerr == nil { // A took the signal: B sleeps on until the next Notify
+			if n := c.Waiting(); n != 1 {
+				t.Fatalf("A notified, %d counted in, want B's 1", n)
+			}
+			mustDo(t, c, func() error { return c.Notify(1) })
+		} else if !errors.Is(aerr, context.Canceled) {
+			t.Fatalf("A = %v, want nil or context.Canceled", aerr)
+		}
+		if err := within(t, b, "B (notified, by the racing Notify if A gave up)"); err != nil {
+			t.Fatalf("B = %v (A %v): the notification was lost", err, aerr)
+		}
+		bcancel()
+		if w, s := splitCounts(c.counts.Load()); w != 0 || s != 0 {
+			t.Fatalf("%d waiters and %d signals left, want none", w, s)
+		}
+	}
+}
+
+// TestConditionCloseRacesWait closes a handle at every point of a Wait on
+// it: the Wait returns, and never leaves itself counted in (a leaked
+// count would turn a later Notify into a signal nobody takes).
+func TestConditionCloseRacesWait(t *testing.T) {
+	for i := range 200 {
+		seg, err := shm.NewHeap(ConditionSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ := ConditionAt(seg, 0)
+		watch, _ := ConditionAt(seg, 0)
+		done := make(chan error, 1)
+		go func() {
+			if err := c.Lock(); err != nil {
+				done <- err
+				return
+			}
+			done <- c.Wait(context.Background())
+		}()
+		for range i % 50 {
+			runtime.Gosched()
+		}
+		c.Close()
+		if err := within(t, done, "Wait racing Close"); !errors.Is(err, os.ErrClosed) {
+			t.Fatalf("Wait racing Close = %v, want os.ErrClosed", err)
+		}
+		if n := watch.Waiting(); n != 0 {
+			t.Fatalf("round %d: %d waiters left counted in after Close", i, n)
+		}
+		watch.Close()
 	}
 }

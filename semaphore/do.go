@@ -63,7 +63,10 @@ func do(ctx context.Context, l consistentLocker, repair, fn func() error) (err e
 // m's previous holder died holding it, Do does not run fn: it unlocks m
 // unrepaired, which makes it not recoverable, and returns an error
 // wrapping [ErrOwnerDead]. Use [Mutex.DoRepair] where the data can be
-// repaired. See "Python's `with lock:`" in the source for why.
+// repaired. See "Python's `with lock:`" in the source for why. If fn (or
+// a repair) panics, Do unlocks m and the panic goes on, as Python's `with`
+// releases the lock on an exception: fn must leave the data consistent
+// before it panics, as before it returns an error.
 func (m *Mutex) Do(ctx context.Context, fn func() error) error { return do(ctx, m, nil, fn) }
 
 // DoRepair is [Mutex.Do] that, when m's previous holder died holding it,

@@ -138,3 +138,25 @@ func TestFileMutexDo(t *testing.T) {
 		t.Fatalf("Lock = %v, want ErrNotRecoverable", err)
 	}
 }
+
+// TestMutexDoPanic: a panic in fn goes on to Do's caller with the Mutex
+// unlocked, as Python's `with` releases on an exception.
+func TestMutexDoPanic(t *testing.T) {
+	seg, _ := shm.NewHeap(MutexSize)
+	m, err := MutexAt(seg, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if r := recover(); r != "boom" {
+				t.Errorf("recovered %v, want fn's panic", r)
+			}
+		}()
+		m.Do(t.Context(), func() error { panic("boom") })
+	}()
+	if ok, err := m.TryLock(); !ok || err != nil {
+		t.Fatalf("TryLock after fn panicked = %v, %v: Do left the Mutex locked", ok, err)
+	}
+	m.Unlock()
+}

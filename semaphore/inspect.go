@@ -1,6 +1,7 @@
 package semaphore
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/ipckit/ipckit/shm"
@@ -64,6 +65,23 @@ type BarrierState struct {
 	Broken     bool
 	Guard      shm.LockState
 	Arrived    []shm.Holder // the waiting parties, in arrival order
+}
+
+// ConditionState is what an inspector reads of a [Condition]. It is a
+// plain value.
+type ConditionState struct {
+	Mutex    shm.LockState
+	Waiters  uint32 // waiters counted in: in Wait, or killed while waiting
+	Signals  uint32 // notifications given and not yet taken by a waiter
+	Sequence uint32 // the futex word Notify moves, modulo 2^32
+}
+
+// LockedState is what an inspector reads of a [Locked]: its Mutex and
+// its array. It is a plain value.
+type LockedState struct {
+	Mutex shm.LockState
+	Kind  shm.Kind // the array's kind (shm.ArrayKind of its element type)
+	shm.ValuesState
 }
 
 // InspectMutex reads the [Mutex] at the start of payload (see
@@ -157,6 +175,47 @@ func InspectBarrier(payload []byte) (BarrierState, error) {
 	return st, nil
 }
 
+// InspectCondition reads the [Condition] at the start of payload (see
+// "Inspection"). Its errors wrap [ErrCorrupt].
+func InspectCondition(payload []byte) (ConditionState, error) {
+	if err := fits(payload, ConditionSize, "condition"); err != nil {
+		return ConditionState{}, err
+	}
+	var st ConditionState
+	st.Waiters, st.Signals = splitCounts(u64(payload, offCondCounts).Load())
+	st.Sequence = u32(payload, offCondSeq).Load()
+	var err error
+	if st.Mutex, err = shm.PeekLockAt(payload[offCondMutex:]); err != nil {
+		return st, err
+	}
+	if st.Signals > st.Waiters {
+		return st, fmt.Errorf("semaphore: inspect: condition with %d signals for %d waiters: %w", st.Signals, st.Waiters, ErrCorrupt)
+	}
+	return st, nil
+}
+
+// InspectLocked reads the [Locked] at the start of payload (see
+// "Inspection"): its Mutex, and the first elements of its array. Its
+// errors wrap [ErrCorrupt].
+func InspectLocked(payload []byte) (LockedState, error) {
+	if err := fits(payload, lockedHeader, "locked array"); err != nil {
+		return LockedState{}, err
+	}
+	st := LockedState{Kind: shm.Kind(u32(payload, offLockedKind).Load())}
+	n := int(u32(payload, offLockedLen).Load())
+	if !arrayKinds[st.Kind] || validLockedLen(n) != nil {
+		return st, fmt.Errorf("semaphore: inspect: locked array of %d elements of kind %d: %w", n, uint32(st.Kind), ErrCorrupt)
+	}
+	var err error
+	if st.Mutex, err = shm.PeekLockAt(payload[offLockedMutex:]); err != nil {
+		return st, err
+	}
+	if st.ValuesState, err = shm.InspectArray(st.Kind, payload[lockedHeader:], n); err != nil {
+		return st, fmt.Errorf("semaphore: inspect: locked %v of %d elements: %w", st.Kind, n, errors.Join(err, ErrCorrupt))
+	}
+	return st, nil
+}
+
 // fits reports an error wrapping ErrCorrupt unless payload, a segment's
 // payload, holds size bytes of what.
 func fits(payload []byte, size int, what string) error {
@@ -198,6 +257,18 @@ func (s BarrierState) Holders() []shm.Holder { return append(lockHolders(s.Guard
 // Counters returns nil: Generation wraps around.
 func (BarrierState) Counters() map[string]uint64 { return nil }
 
+// Holders returns the Mutex's holder, if any: waiters are not recorded.
+func (s ConditionState) Holders() []shm.Holder { return lockHolders(s.Mutex) }
+
+// Counters returns nil: Sequence wraps around.
+func (ConditionState) Counters() map[string]uint64 { return nil }
+
+// Holders returns the Mutex's holder, if any.
+func (s LockedState) Holders() []shm.Holder { return lockHolders(s.Mutex) }
+
+// Counters returns nil: the elements may go down as well as up.
+func (LockedState) Counters() map[string]uint64 { return nil }
+
 func lockHolders(l shm.LockState) []shm.Holder {
 	if l.Holder == nil {
 		return nil
@@ -210,4 +281,6 @@ func init() {
 	shm.RegisterInspector(shm.KindSemaphore, func(p []byte) (shm.Report, error) { return InspectSemaphore(p) })
 	shm.RegisterInspector(shm.KindEvent, func(p []byte) (shm.Report, error) { return InspectEvent(p) })
 	shm.RegisterInspector(shm.KindBarrier, func(p []byte) (shm.Report, error) { return InspectBarrier(p) })
+	shm.RegisterInspector(shm.KindCondition, func(p []byte) (shm.Report, error) { return InspectCondition(p) })
+	shm.RegisterInspector(shm.KindLocked, func(p []byte) (shm.Report, error) { return InspectLocked(p) })
 }

@@ -114,6 +114,60 @@ func TestInspectors(t *testing.T) {
 	if st, _ := InspectBarrier(bseg.Bytes()); !st.Broken {
 		t.Errorf("aborted barrier: %+v", st)
 	}
+
+	cseg := heap(t, ConditionSize)
+	c, _ := ConditionAt(cseg, 0)
+	c.Lock()
+	go func() { c.Lock(); done <- errors.Join(c.Wait(ctx), c.Unlock()) }()
+	c.Notify(1) // nobody waits: no signal, but the sequence stays
+	c.Unlock()
+	for {
+		st, err := InspectCondition(cseg.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Waiters == 1 && st.Mutex.Holder == nil {
+			break
+		}
+	}
+	c.Lock() // the waiter sleeps on the sequence word, touching nothing
+	unchanged(cseg, func() error {
+		st, err := InspectCondition(cseg.Bytes())
+		if st.Waiters != 1 || st.Signals != 0 || st.Sequence != 0 || st.Mutex.Holder == nil || *st.Mutex.Holder != me || len(st.Holders()) != 1 {
+			t.Errorf("condition waited on, its mutex held: %+v", st)
+		}
+		return err
+	})
+	c.Notify(1)
+	c.Unlock()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := InspectCondition(cseg.Bytes()); st.Waiters != 0 || st.Signals != 0 || st.Sequence != 1 || st.Mutex.Holder != nil {
+		t.Errorf("condition after its waiter took the signal: %+v", st)
+	}
+	u64(cseg.Bytes(), offCondCounts).Store(joinCounts(1, 2))
+	if _, err := InspectCondition(cseg.Bytes()); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("condition with 2 signals for 1 waiter: %v, want ErrCorrupt", err)
+	}
+
+	lseg := heap(t, LockedSize(20, 2))
+	l, err := InitLockedAt[int16](lseg, 0, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Array().Store(19, -3)
+	l.Array().Store(1, 5)
+	l.Mutex().Lock()
+	unchanged(lseg, func() error {
+		st, err := InspectLocked(lseg.Bytes())
+		if st.Kind != shm.KindInt16Array || st.Len != 20 || len(st.Values) != shm.MaxReportedElems || st.Values[1] != int16(5) ||
+			st.Mutex.Holder == nil || *st.Mutex.Holder != me || len(st.Holders()) != 1 {
+			t.Errorf("locked int16 array of 20, held: %+v", st)
+		}
+		return err
+	})
+	l.Mutex().Unlock()
 }
 
 // Memory that holds no object is ErrCorrupt, never a panic.
@@ -132,6 +186,8 @@ func FuzzInspectors(f *testing.F) {
 			func(p []byte) (shm.Report, error) { return InspectSemaphore(p) },
 			func(p []byte) (shm.Report, error) { return InspectEvent(p) },
 			func(p []byte) (shm.Report, error) { return InspectBarrier(p) },
+			func(p []byte) (shm.Report, error) { return InspectCondition(p) },
+			func(p []byte) (shm.Report, error) { return InspectLocked(p) },
 		} {
 			if _, err := inspect(p); err != nil && !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("inspect: %v, want nil or ErrCorrupt", err)

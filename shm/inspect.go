@@ -277,15 +277,49 @@ func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 // The inspectors of this package's kinds.
 func init() {
 	RegisterInspector(KindBytes, func(p []byte) (Report, error) { return BytesState{Size: len(p)}, nil })
-	RegisterInspector(KindInt32, inspectArray[int32](true))
-	RegisterInspector(KindInt64, inspectArray[int64](true))
-	RegisterInspector(KindUint64, inspectArray[uint64](true))
-	RegisterInspector(KindFloat64, inspectArray[float64](true))
-	RegisterInspector(KindInt32Array, inspectArray[int32](false))
-	RegisterInspector(KindInt64Array, inspectArray[int64](false))
-	RegisterInspector(KindUint64Array, inspectArray[uint64](false))
-	RegisterInspector(KindFloat64Array, inspectArray[float64](false))
+	for k, f := range valueInspectors {
+		RegisterInspector(k, f)
+	}
+	for k, f := range arrayInspectors {
+		RegisterInspector(k, func(p []byte) (Report, error) { return f(p, -1) })
+	}
 	RegisterInspector(KindCatalog, inspectCatalog)
+}
+
+// valueInspectors reads each kind of value.
+var valueInspectors = map[Kind]Inspector{
+	KindInt8: inspectValue[int8], KindUint8: inspectValue[uint8],
+	KindInt16: inspectValue[int16], KindUint16: inspectValue[uint16],
+	KindInt32: inspectValue[int32], KindUint32: inspectValue[uint32],
+	KindInt64: inspectValue[int64], KindUint64: inspectValue[uint64],
+	KindFloat32: inspectValue[float32], KindFloat64: inspectValue[float64],
+	KindBool: inspectBool,
+}
+
+// arrayInspectors reads each kind of array: n elements, or (n < 0) as
+// many as fill the payload.
+var arrayInspectors = map[Kind]func(p []byte, n int) (ValuesState, error){
+	KindInt8Array: inspectArray[int8], KindUint8Array: inspectArray[uint8],
+	KindInt16Array: inspectArray[int16], KindUint16Array: inspectArray[uint16],
+	KindInt32Array: inspectArray[int32], KindUint32Array: inspectArray[uint32],
+	KindInt64Array: inspectArray[int64], KindUint64Array: inspectArray[uint64],
+	KindFloat32Array: inspectArray[float32], KindFloat64Array: inspectArray[float64],
+}
+
+// InspectArray reads n elements of an array of kind k (an [ArrayKind])
+// at the start of payload, as the inspector of k's segments does, for
+// packages that place an array beside their own words. A kind that is no
+// array's is an error wrapping [ErrKind]; a payload too short for n
+// elements, or misaligned, one wrapping [ErrSize].
+func InspectArray(k Kind, payload []byte, n int) (ValuesState, error) {
+	f, ok := arrayInspectors[k]
+	if !ok {
+		return ValuesState{}, fmt.Errorf("%w: %v is no array's kind", ErrKind, k)
+	}
+	if n < 0 {
+		return ValuesState{}, fmt.Errorf("%w: an array of %d elements", ErrSize, n)
+	}
+	return f(payload, n)
 }
 
 // BytesState is the report on a segment of raw bytes (the package-level
@@ -316,25 +350,36 @@ func (ValuesState) Holders() []Holder { return nil }
 // Counters returns nil: a value may go down as well as up.
 func (ValuesState) Counters() map[string]uint64 { return nil }
 
-// inspectArray reads a value (scalar: one element) or an array of T that
-// fills the payload, through an Array's own atomic Load.
-func inspectArray[T Elem](scalar bool) Inspector {
-	return func(p []byte) (Report, error) {
-		_, size := elemKind[T]()
-		n := len(p) / size
-		if scalar && n < 1 {
-			return nil, fmt.Errorf("%w: %d bytes cannot hold a %d-byte value", ErrSize, len(p), size)
-		}
-		if scalar {
-			n = 1
-		}
-		a := &Array[T]{elems: sliceAt[T](p, 0, n)}
-		st := ValuesState{Len: n}
-		for i := range min(n, MaxReportedElems) {
-			st.Values = append(st.Values, a.Load(i))
-		}
-		return st, nil
+// inspectValue reads a value of type T at the start of the payload,
+// through an Array's own atomic Load.
+func inspectValue[T Elem](p []byte) (Report, error) { return inspectArray[T](p, 1) }
+
+// inspectBool reads a Bool: a byte, nonzero for true.
+func inspectBool(p []byte) (Report, error) {
+	st, err := inspectArray[uint8](p, 1)
+	if err != nil {
+		return nil, err
 	}
+	st.Values[0] = st.Values[0] != uint8(0)
+	return st, nil
+}
+
+// inspectArray reads n elements of T (n < 0: as many as fill the payload)
+// at the start of p, through an Array's own atomic Load.
+func inspectArray[T Elem](p []byte, n int) (ValuesState, error) {
+	_, size := elemKind[T]()
+	if n < 0 {
+		n = len(p) / size
+	}
+	if n > len(p)/size || !aligned(p, 0, size) {
+		return ValuesState{}, fmt.Errorf("%w: %d bytes cannot hold %d elements of %d bytes", ErrSize, len(p), n, size)
+	}
+	a := &Array[T]{elems: sliceAt[T](p, 0, n)}
+	st := ValuesState{Len: n}
+	for i := range min(n, MaxReportedElems) {
+		st.Values = append(st.Values, a.Load(i))
+	}
+	return st, nil
 }
 
 // CatalogState is the report on a [Catalog]: its entries in table order.

@@ -218,3 +218,57 @@ func TestInspectCreatorPidReused(t *testing.T) {
 		}
 	}
 }
+
+// Every kind of value and array has an inspector that reads what its
+// methods stored; a Bool reads as a bool.
+func TestInspectValueKinds(t *testing.T) {
+	report := func(k Kind, seg *Segment) ValuesState {
+		t.Helper()
+		f, ok := inspectors.Load(k)
+		if !ok {
+			t.Fatalf("no inspector for %v", k)
+		}
+		rep, err := f.(Inspector)(seg.Bytes())
+		if err != nil {
+			t.Fatalf("inspect %v: %v", k, err)
+		}
+		return rep.(ValuesState)
+	}
+	b, _ := NewBool()
+	defer b.Close()
+	b.Store(true)
+	if st := report(KindBool, b.Segment()); st.Len != 1 || st.Values[0] != true {
+		t.Errorf("true Bool: %+v", st)
+	}
+	i8, _ := NewInt8()
+	defer i8.Close()
+	i8.Store(-5)
+	if st := report(KindInt8, i8.Segment()); st.Len != 1 || st.Values[0] != int8(-5) {
+		t.Errorf("Int8 holding -5: %+v", st)
+	}
+	f32, _ := NewFloat32()
+	defer f32.Close()
+	f32.Store(1.5)
+	if st := report(KindFloat32, f32.Segment()); st.Len != 1 || st.Values[0] != float32(1.5) {
+		t.Errorf("Float32 holding 1.5: %+v", st)
+	}
+	a, _ := NewArray[uint16](5)
+	defer a.Close()
+	a.Store(4, 9)
+	if st := report(KindUint16Array, a.Segment()); st.Len != 5 || st.Values[4] != uint16(9) {
+		t.Errorf("Uint16 array of 5 holding 9 last: %+v", st)
+	}
+	for k := range kindNames {
+		_, ok := inspectors.Load(k)
+		isValue := k >= KindInt32 && k <= KindFloat64Array || k >= KindInt8 && k <= KindUint32Array
+		if isValue && !ok && k != KindBoolArray { // no Array[bool] exists
+			t.Errorf("no inspector for %v", k)
+		}
+	}
+	if _, err := InspectArray(KindInt8Array, make([]byte, 3), 4); !errors.Is(err, ErrSize) {
+		t.Errorf("4 int8s in 3 bytes: %v, want ErrSize", err)
+	}
+	if _, err := InspectArray(KindBool, make([]byte, 8), 1); !errors.Is(err, ErrKind) {
+		t.Errorf("InspectArray of a bool value: %v, want ErrKind", err)
+	}
+}

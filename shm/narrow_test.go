@@ -379,3 +379,54 @@ func mustEncode(t *testing.T, v any) []byte {
 	}
 	return buf.Bytes()
 }
+
+// TestNarrowAtHeapEnd places narrow values and arrays so that they end a
+// heap segment at every alignment and updates them from two goroutines:
+// the word a narrow update reads and writes back reaches up to 3 bytes
+// past the segment, which must still be inside the Go object backing it
+// (heapBytes pads it). Run under checkptr (go test -race
+// -gcflags=all=-d=checkptr), a word outside the object is a fatal error;
+// under -race, a neighbour's lost update shows as a wrong count.
+func TestNarrowAtHeapEnd(t *testing.T) {
+	const rounds = 500
+	for size := 1; size <= 12; size++ {
+		seg, err := NewHeap(size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := Uint8At(seg, size-1)
+		a, _ := ArrayAt[int8](seg, 0, size)
+		var i16 *Int16
+		var last *Array[uint16]
+		if size%2 == 0 {
+			i16, _ = Int16At(seg, size-2)
+			last, _ = ArrayAt[uint16](seg, 0, size/2)
+		}
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() {
+				for range rounds {
+					b.Add(1)
+					a.Add(0, 1)
+					if i16 != nil {
+						i16.Add(1 << 8) // the high byte: b's
+						last.CompareAndSwap(0, 0, 0)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		per := 2 * rounds // updates of each byte by each kind of call
+		wantLast, wantFirst := per, per
+		if size == 1 {
+			wantLast, wantFirst = 2*per, 2*per // b and a[0] are one byte
+		}
+		if size%2 == 0 {
+			wantLast += per
+		}
+		if got := b.Load(); got != uint8(wantLast) || uint8(a.Load(0)) != uint8(wantFirst) {
+			t.Errorf("%d-byte heap segment: last byte %d, want %d; first %d, want %d", size, got, uint8(wantLast), uint8(a.Load(0)), uint8(wantFirst))
+		}
+		seg.Close()
+	}
+}

@@ -44,8 +44,12 @@ func float32Bits(p *float32) *atomic.Uint32 { return (*atomic.Uint32)(unsafe.Poi
 // wordOf returns the aligned 32-bit word that holds the byte at p, and the
 // bit offset of that byte in it (both platforms are little-endian). The
 // word may reach up to 3 bytes past an object that ends at a segment's
-// end: every segment's memory goes on to a multiple of 8 bytes (a
-// mapping to its page, a heap segment to its 64-byte block).
+// end, and stays in memory the segment owns: a mapping goes on to its
+// page's end; a heap segment's Go object (heapBytes) goes on at least 64
+// bytes past its end, and any Go heap object is an 8-aligned slot of a
+// multiple of 8 bytes, which holds every aligned word that holds one of
+// its bytes. So a narrow update never touches another Go object, which
+// checkptr and the race detector check (TestNarrowAtHeapEnd).
 func wordOf(p unsafe.Pointer) (*atomic.Uint32, uint32) {
 	skew := int(uintptr(p) & 3)
 	return (*atomic.Uint32)(unsafe.Add(p, -skew)), uint32(skew) * 8

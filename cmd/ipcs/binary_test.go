@@ -66,6 +66,21 @@ func TestBinaryInspectsEveryKind(t *testing.T) {
 	}
 	t.Cleanup(func() { j.Close() })
 	made[jq+".tasks"] = shm.KindTasks
+	add(shm.KindCondition, func(n string) (interface{ Close() error }, error) { return semaphore.CreateCondition(n, nil) })
+	add(shm.KindLocked, func(n string) (interface{ Close() error }, error) { return semaphore.CreateLocked[uint16](n, 3, nil) })
+	add(shm.KindInt8, func(n string) (interface{ Close() error }, error) { return shm.CreateInt8(n, nil) })
+	add(shm.KindUint8, func(n string) (interface{ Close() error }, error) { return shm.CreateUint8(n, nil) })
+	add(shm.KindInt16, func(n string) (interface{ Close() error }, error) { return shm.CreateInt16(n, nil) })
+	add(shm.KindUint16, func(n string) (interface{ Close() error }, error) { return shm.CreateUint16(n, nil) })
+	add(shm.KindUint32, func(n string) (interface{ Close() error }, error) { return shm.CreateUint32(n, nil) })
+	add(shm.KindFloat32, func(n string) (interface{ Close() error }, error) { return shm.CreateFloat32(n, nil) })
+	add(shm.KindBool, func(n string) (interface{ Close() error }, error) { return shm.CreateBool(n, nil) })
+	add(shm.KindInt8Array, func(n string) (interface{ Close() error }, error) { return shm.CreateArray[int8](n, 3, nil) })
+	add(shm.KindUint8Array, func(n string) (interface{ Close() error }, error) { return shm.CreateArray[uint8](n, 3, nil) })
+	add(shm.KindInt16Array, func(n string) (interface{ Close() error }, error) { return shm.CreateArray[int16](n, 3, nil) })
+	add(shm.KindUint16Array, func(n string) (interface{ Close() error }, error) { return shm.CreateArray[uint16](n, 3, nil) })
+	add(shm.KindUint32Array, func(n string) (interface{ Close() error }, error) { return shm.CreateArray[uint32](n, 3, nil) })
+	add(shm.KindFloat32Array, func(n string) (interface{ Close() error }, error) { return shm.CreateArray[float32](n, 3, nil) })
 	for n, k := range made {
 		out, err := exec.Command(bin, "inspect", "-json", n).Output()
 		if err != nil {

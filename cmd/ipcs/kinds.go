@@ -8,5 +8,5 @@ import (
 	_ "github.com/ipckit/ipckit/ipcpipe"   // KindPipe
 	_ "github.com/ipckit/ipckit/ipcqueue"  // KindQueue, KindTasks
 	_ "github.com/ipckit/ipckit/ipctopic"  // KindTopic
-	_ "github.com/ipckit/ipckit/semaphore" // KindMutex, KindSemaphore, KindEvent, KindBarrier
+	_ "github.com/ipckit/ipckit/semaphore" // KindMutex, KindSemaphore, KindEvent, KindBarrier, KindCondition, KindLocked
 )
