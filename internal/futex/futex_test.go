@@ -32,7 +32,12 @@ const rounds = 2000
 func pingPong(word *atomic.Uint32, odd uint32, n int) error {
 	addr := (*uint32)(unsafe.Pointer(word))
 	for i := range n {
-		limit := time.Second
+		// A lost wake-up sleeps for ever; a turn only waits for the other
+		// process to be scheduled, which on a loaded machine (load average
+		// 15 on 2 cores, race-built binaries) took over a second. So each
+		// turn gets 10 s, and the first a minute (it waits for a race-built
+		// child to start too).
+		limit := 10 * time.Second
 		if i == 0 {
 			limit = time.Minute
 		}
