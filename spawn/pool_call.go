@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"os"
+	"sync/atomic"
 )
 
 // job is one call's items: a Map, an Imap, or a Go (one item). Its fields
@@ -40,6 +41,9 @@ type job[In, Out any] struct {
 	taken   int
 	room    chan struct{}
 	inPanic any
+	// ended is set when the job finishes: the feeder reads it at every
+	// item the input yields, without mu.
+	ended atomic.Bool
 }
 
 func newJob[In, Out any](in []In, stream bool) *job[In, Out] {
@@ -113,6 +117,7 @@ func (p *Pool[In, Out]) finish(j *job[In, Out]) {
 		return
 	}
 	j.finished = true
+	j.ended.Store(true)
 	delete(p.jobs, j)
 	close(j.fin)
 	if j.stream {
@@ -290,6 +295,9 @@ func (p *Pool[In, Out]) feed(j *job[In, Out], xs iter.Seq[In], size, ahead int) 
 		return !j.finished
 	}
 	for x := range xs {
+		if j.ended.Load() {
+			return
+		}
 		batch = append(batch, x)
 		if len(batch) == size && !flush() {
 			return
@@ -305,22 +313,18 @@ func (p *Pool[In, Out]) feed(j *job[In, Out], xs iter.Seq[In], size, ahead int) 
 var errInputPanicked = errors.New("spawn: the input sequence panicked")
 
 // stream starts streaming call j over xs: it registers j and starts its
-// feeder. end cancels what is left of j and waits for the feeder; call it
-// once the iteration is over.
+// feeder. end cancels what is left of j; call it once the iteration is
+// over. end does not wait for the feeder: it may be inside xs, producing
+// an item, for as long as xs likes (a blocked read, say), and the loop
+// must end at once. The feeder ends at xs's next yield (which returns
+// false) or when xs returns.
 func (p *Pool[In, Out]) stream(ctx context.Context, xs iter.Seq[In], size int) (j *job[In, Out], end func(), err error) {
 	j = newStreamJob[In, Out]()
 	if err := p.submit(ctx, j, size); err != nil {
 		return nil, nil, err
 	}
-	fed := make(chan struct{})
-	go func() {
-		defer close(fed)
-		p.feed(j, xs, size, p.readAhead(size))
-	}()
-	return j, func() {
-		p.cancelJob(j, context.Canceled)
-		<-fed
-	}, nil
+	go p.feed(j, xs, size, p.readAhead(size))
+	return j, func() { p.cancelJob(j, context.Canceled) }, nil
 }
 
 // stopped returns why j ended early, if it did. Under mu.
@@ -425,10 +429,14 @@ func failedFuture[Out any](err error) *Future[Out] {
 // the loop when err != nil. If ctx is cancelled, or the pool cannot finish
 // the call (see [Pool.Map] for its errors), it yields one last (zero,
 // error) and stops. Breaking out of the loop drops the items not yet
-// started and kills (and replaces) the workers running its items; it
-// stops reading xs, after waiting for a read in progress (xs is never
-// called once Imap's loop has ended). If xs panics, the loop panics with
-// the same value.
+// started and kills (and replaces) the workers running its items, and
+// stops reading xs: its next yield returns false. The loop does not wait
+// for xs: if xs is producing an item when the loop ends (blocked on a
+// read, say), the loop returns at once, and the goroutine reading xs ends
+// when xs next yields or returns (so an input that blocks forever keeps
+// that goroutine; make it honour ctx). If xs panics while the loop runs,
+// the loop panics with the same value; a panic after the loop has ended
+// is dropped.
 func (p *Pool[In, Out]) Imap(ctx context.Context, xs iter.Seq[In]) iter.Seq2[Out, error] {
 	return p.imap(ctx, xs, p.imapChunk())
 }
@@ -509,8 +517,8 @@ type Result[Out any] struct {
 // failure). If ctx is cancelled, or the pool cannot finish the call (see
 // [Pool.Map] for its errors), it yields one last (-1, Result{Err: err})
 // and stops. Breaking out of the loop drops the items not yet started and
-// kills (and replaces) the workers running its items; xs is never called
-// once the loop has ended.
+// kills (and replaces) the workers running its items, and stops reading
+// xs as [Pool.Imap] does, without waiting for a read in progress.
 func (p *Pool[In, Out]) ImapUnordered(ctx context.Context, xs iter.Seq[In]) iter.Seq2[int, Result[Out]] {
 	return p.imapUnordered(ctx, xs, p.imapChunk())
 }

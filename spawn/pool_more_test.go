@@ -174,12 +174,15 @@ func TestPoolImapLazy(t *testing.T) {
 }
 
 // TestPoolImapReadAhead: over an endless input, Imap reads only a bounded
-// number of items beyond those it has yielded, and none once its loop has
-// ended.
+// number of items beyond those it has yielded, and, once its loop has
+// ended, at most the one it was reading: the input's next yield returns
+// false.
 func TestPoolImapReadAhead(t *testing.T) {
 	p := newPool(t, sq, &spawn.PoolOptions{Workers: 2})
 	var read atomic.Int64
+	returned := make(chan struct{}, 1)
 	endless := func(yield func(int) bool) {
+		defer func() { returned <- struct{}{} }()
 		for k := 0; ; k++ {
 			read.Add(1)
 			if !yield(k) {
@@ -203,13 +206,95 @@ func TestPoolImapReadAhead(t *testing.T) {
 		if bound := int64(50 + 9*chunk); after > bound {
 			t.Fatalf("chunk %d: read %d items for 50 results, want at most %d", chunk, after, bound)
 		}
-		if _, err := p.Apply(t.Context(), 2); err != nil {
-			t.Fatal(err)
+		select {
+		case <-returned:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("chunk %d: the input did not return 30 s after the loop ended", chunk)
 		}
-		if read.Load() != after {
-			t.Fatalf("chunk %d: the input was read after the loop ended", chunk)
+		if got := read.Load(); got > after+1 {
+			t.Fatalf("chunk %d: read %d items after the loop ended, want at most the one in progress", chunk, got-after)
 		}
 		read.Store(0)
+	}
+	closeWait(t, p)
+}
+
+// TestPoolImapInputBlocked: an input blocked inside a read does not hold
+// the loop: breaking out of it, or cancelling its ctx while it waits for
+// an item the input has not yielded, returns at once. The goroutine
+// reading the input ends once the input is released, without reading
+// further (its next yield returns false).
+func TestPoolImapInputBlocked(t *testing.T) {
+	p := newPool(t, sq, &spawn.PoolOptions{Workers: 2})
+	for _, how := range []string{"break", "cancel", "break-unordered", "cancel-unordered"} {
+		t.Run(how, func(t *testing.T) {
+			release, returned := make(chan struct{}), make(chan int, 1)
+			// The input yields 2 items, then blocks until released;
+			// it counts the items it yields after the release.
+			xs := func(yield func(int) bool) {
+				late := 0
+				defer func() { returned <- late }()
+				for k := range 2 {
+					if !yield(k) {
+						return
+					}
+				}
+				<-release
+				for k := 2; k < 10; k++ {
+					late++
+					if !yield(k) {
+						return
+					}
+				}
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			cancelling := strings.HasPrefix(how, "cancel")
+			ended := make(chan error, 1)
+			go func() {
+				// Two results, then break, or wait for a third that
+				// the blocked input never yields until ctx ends.
+				n := 0
+				var last error
+				step := func(err error) bool {
+					if n++; n == 2 {
+						if !cancelling {
+							return false
+						}
+						cancel()
+					}
+					last = err
+					return true
+				}
+				if strings.HasSuffix(how, "unordered") {
+					for _, r := range p.ImapUnordered(ctx, xs) {
+						if !step(r.Err) {
+							break
+						}
+					}
+				} else {
+					for _, err := range p.Imap(ctx, xs) {
+						if !step(err) {
+							break
+						}
+					}
+				}
+				ended <- last
+			}()
+			select {
+			case err := <-ended:
+				if cancelling && !errors.Is(err, context.Canceled) {
+					t.Errorf("last error %v, want context.Canceled", err)
+				}
+			case <-time.After(30 * time.Second):
+				close(release)
+				t.Fatal("the loop did not end 30 s after its break or cancel while its input was blocked")
+			}
+			close(release)
+			if late := <-returned; late > 1 {
+				t.Fatalf("the input yielded %d items after the loop ended, want at most 1", late)
+			}
+		})
 	}
 	closeWait(t, p)
 }
