@@ -22,6 +22,14 @@ import (
 var (
 	errOdd   = spawn.RegisterError(errors.New("spawn_test: odd input"))
 	errPlain = errors.New("spawn_test: plain")
+
+	// Two values with one text, as two packages may define.
+	errTwin1 = spawn.RegisterError(errors.New("spawn_test: twin"))
+	errTwin2 = spawn.RegisterError(errors.New("spawn_test: twin"))
+
+	twinFails = spawn.RegisterTask("pool-twin-fails", func(ctx context.Context, x int) (int, error) {
+		return 0, fmt.Errorf("task: %w", errTwin2)
+	})
 )
 
 // gate is set by gateInit in each worker: gated items wait for it to be
@@ -450,12 +458,31 @@ func TestRegisterError(t *testing.T) {
 	if spawn.RegisterError(errOdd) != errOdd {
 		t.Fatal("registering the same value again changed it")
 	}
-	defer func() {
-		if r := recover(); r == nil {
-			t.Fatal("a second value with a registered text was accepted")
-		}
-	}()
-	spawn.RegisterError(errors.New(errOdd.Error()))
+	// Two values with one text (two packages' "not found"): one key,
+	// both values, and an error matching either matches both.
+	if got := spawn.RegisteredErrors([]string{errTwin1.Error()}); len(got) != 2 || got[0] != errTwin1 || got[1] != errTwin2 {
+		t.Fatalf("RegisteredErrors(twins) = %v, want both values", got)
+	}
+	if keys := spawn.ErrorKeys(fmt.Errorf("x: %w", errTwin2)); !slices.Equal(keys, []string{errTwin1.Error()}) {
+		t.Fatalf("ErrorKeys(twin) = %q, want the key once", keys)
+	}
+	// An error wrapping several registered errors carries every key.
+	both := fmt.Errorf("%w; %w", errOdd, os.ErrNotExist)
+	if keys := spawn.ErrorKeys(both); !slices.Contains(keys, errOdd.Error()) || !slices.Contains(keys, os.ErrNotExist.Error()) {
+		t.Fatalf("ErrorKeys(%v) = %q", both, keys)
+	}
+}
+
+// TestPoolErrorTwins: a task's error wrapping one of two registered
+// values with the same text matches both in the parent (only the text
+// crosses), and registering them did not panic at init.
+func TestPoolErrorTwins(t *testing.T) {
+	p := newPool(t, twinFails, &spawn.PoolOptions{Workers: 1})
+	_, err := p.Apply(t.Context(), 0)
+	if !errors.Is(err, errTwin1) || !errors.Is(err, errTwin2) || errors.Is(err, errOdd) {
+		t.Fatalf("Apply = %v, want a match of both twins and not of errOdd", err)
+	}
+	closeWait(t, p)
 }
 
 // TestPoolBadOptions: negative counts and chunk sizes are errors.
