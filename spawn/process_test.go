@@ -70,7 +70,127 @@ var (
 	})
 
 	chanFunc = spawn.Register("withchan", func(ctx context.Context, a chanArg) error { return nil })
+
+	// ignoreTerm sets Ready to 1, waits for its ctx's end, sets Ready to
+	// 2, and then ignores it: only the grace's end or a second SIGTERM
+	// ends it.
+	ignoreTerm = spawn.Register("ignoreterm", func(ctx context.Context, a termArg) error {
+		a.Ready.Store(1)
+		<-ctx.Done()
+		a.Ready.Store(2)
+		time.Sleep(time.Hour)
+		return nil
+	})
+
+	// parentTerm starts a grandchild that sleeps, stores its pid in Ready,
+	// and returns ctx's error once SIGTERM cancels ctx.
+	parentTerm = spawn.Register("parentterm", func(ctx context.Context, a termArg) error {
+		p, err := spawn.Start(context.Background(), sleep, time.Hour, nil)
+		if err != nil {
+			return err
+		}
+		a.Ready.Store(int64(p.Pid))
+		<-ctx.Done()
+		return ctx.Err()
+	})
 )
+
+// waitValue waits (seconds at most) for v to become want.
+func waitValue(t *testing.T, v *shm.Int64, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for v.Load() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("value %d after 30 s, want %d", v.Load(), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitSIGTERM waits (seconds at most) for p to end, and checks that it
+// died of SIGTERM.
+func waitSIGTERM(t *testing.T, p *spawn.Process) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	err := p.WaitContext(ctx)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
+		t.Fatalf("Wait = %v, want death by SIGTERM", err)
+	}
+}
+
+// pidRunning reports whether pid names a process that is not a zombie.
+func pidRunning(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) S ...: the state follows the last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
+}
+
+// TestTerminateIgnored: a function that ignores its cancelled ctx dies of
+// SIGTERM once TermGrace has passed, or at a second SIGTERM when the grace
+// has no limit; a child that dies of SIGTERM takes its own spawn children
+// with it.
+func TestTerminateIgnored(t *testing.T) {
+	for _, how := range []string{"grace", "twice", "grandchild"} {
+		t.Run(how, func(t *testing.T) {
+			ready, err := shm.NewInt64()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ready.Close()
+			fn, opts := ignoreTerm, &spawn.Options{TermGrace: 50 * time.Millisecond}
+			switch how {
+			case "twice":
+				opts.TermGrace = -1
+			case "grandchild":
+				fn = parentTerm
+			}
+			p, err := spawn.Start(t.Context(), fn, termArg{Ready: ready}, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Kill()
+			if how == "grandchild" {
+				deadline := time.Now().Add(30 * time.Second)
+				for ready.Load() == 0 && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+				kid := int(ready.Load())
+				if kid == 0 || !pidRunning(kid) {
+					t.Fatalf("grandchild pid %d, not running", kid)
+				}
+				defer syscall.Kill(kid, syscall.SIGKILL)
+				if err := p.Terminate(); err != nil {
+					t.Fatal(err)
+				}
+				waitSIGTERM(t, p)
+				for pidRunning(kid) {
+					if time.Now().After(deadline) {
+						t.Fatalf("grandchild %d still runs 30 s after its parent died of SIGTERM", kid)
+					}
+					time.Sleep(time.Millisecond)
+				}
+				return
+			}
+			waitValue(t, ready, 1)
+			if err := p.Terminate(); err != nil {
+				t.Fatal(err)
+			}
+			waitValue(t, ready, 2) // ctx cancelled
+			if how == "twice" {
+				if err := p.Terminate(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+					t.Fatal(err)
+				}
+			}
+			waitSIGTERM(t, p)
+		})
+	}
+}
 
 func checkWho(a whoArg) error {
 	me := spawn.CurrentProcess()
