@@ -354,3 +354,69 @@ func TestArgumentWithChan(t *testing.T) {
 		t.Fatalf("Start with a chan field = %v, want an error naming the field and its kind", err)
 	}
 }
+
+// TestActiveChildrenConcurrent: ActiveChildren, IsAlive, ExitCode, Wait
+// and WaitContext from many goroutines while children exit and are reaped
+// (run with -race): once Wait has returned, the child is neither alive nor
+// among ActiveChildren, and its exit code is known.
+func TestActiveChildrenConcurrent(t *testing.T) {
+	const n = 6
+	ps := make([]*spawn.Process, n)
+	for i := range ps {
+		p, err := spawn.Start(t.Context(), sleep, time.Duration(i)*time.Millisecond, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Kill()
+		ps[i] = p
+	}
+	stop := make(chan struct{})
+	polled := make(chan int)
+	go func() {
+		k := 0
+		for {
+			select {
+			case <-stop:
+				polled <- k
+				return
+			default:
+			}
+			for _, p := range spawn.ActiveChildren() {
+				p.IsAlive()
+				p.ExitCode()
+				p.Name()
+			}
+			k++
+		}
+	}()
+	errs := make(chan error, 2*n)
+	for _, p := range ps {
+		for _, wait := range []func() error{p.Wait, func() error { return p.WaitContext(t.Context()) }} {
+			go func() {
+				if err := wait(); err != nil {
+					errs <- err
+					return
+				}
+				switch {
+				case p.IsAlive():
+					errs <- fmt.Errorf("pid %d alive after Wait", p.Pid)
+				case slices.Contains(spawn.ActiveChildren(), p):
+					errs <- fmt.Errorf("pid %d among ActiveChildren after Wait", p.Pid)
+				case p.ExitCode() != 0:
+					errs <- fmt.Errorf("pid %d: exit code %d after Wait", p.Pid, p.ExitCode())
+				default:
+					errs <- nil
+				}
+			}()
+		}
+	}
+	for range 2 * n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	close(stop)
+	if <-polled == 0 {
+		t.Error("ActiveChildren was never polled")
+	}
+}
