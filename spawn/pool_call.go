@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"os"
+	"slices"
 	"sync/atomic"
 )
 
@@ -44,6 +45,36 @@ type job[In, Out any] struct {
 	// ended is set when the job finishes: the feeder reads it at every
 	// item the input yields, without mu.
 	ended atomic.Bool
+	// base is the index of in[0], outs[0] and errs[0]: a streaming call
+	// drops the slots of the items its iterator has yielded (compact), so
+	// that its memory is bounded by its read-ahead, not its length. Item
+	// indices (chunks, deliver, done) are the call's own, from 0.
+	base int
+}
+
+// total returns the number of items j has had: base and those it holds.
+// Under mu.
+func (j *job[In, Out]) total() int { return j.base + len(j.in) }
+
+// minCompact is the fewest slots compact drops at once.
+const minCompact = 256
+
+// compact drops the slots of items before low, which must all be
+// delivered and yielded, once they are at least half of the slots held
+// (and minCompact), so that each slot is moved about once. Under mu.
+func (j *job[In, Out]) compact(low int) {
+	k := low - j.base
+	if k < minCompact || 2*k < len(j.in) {
+		return
+	}
+	j.in = slices.Delete(j.in, 0, k)
+	j.outs = slices.Delete(j.outs, 0, k)
+	if len(j.errs) > k {
+		j.errs = slices.Delete(j.errs, 0, k)
+	} else {
+		j.errs = j.errs[:0]
+	}
+	j.base = low
 }
 
 func newJob[In, Out any](in []In, stream bool) *job[In, Out] {
@@ -65,7 +96,7 @@ func newStreamJob[In, Out any]() *job[In, Out] {
 
 // errAt returns item i's error, if it failed. Under mu.
 func (j *job[In, Out]) errAt(i int) error {
-	if i < len(j.errs) {
+	if i -= j.base; i < len(j.errs) {
 		return j.errs[i]
 	}
 	return nil
@@ -76,18 +107,19 @@ func (p *Pool[In, Out]) deliver(j *job[In, Out], i int, out Out, err error) {
 	if j.finished {
 		return
 	}
-	j.outs[i] = out
+	s := i - j.base // the item's slot
+	j.outs[s] = out
 	if err != nil {
 		if len(j.errs) < len(j.in) {
 			j.errs = append(j.errs, make([]error, len(j.in)-len(j.errs))...)
 		}
-		j.errs[i] = err
+		j.errs[s] = err
 	}
 	j.left--
 	if j.stream {
 		if j.room != nil { // the job's own input: done with it
 			var zero In
-			j.in[i] = zero
+			j.in[s] = zero
 		}
 		j.done = append(j.done, i)
 		j.wake()
@@ -280,14 +312,14 @@ func (p *Pool[In, Out]) feed(j *job[In, Out], xs iter.Seq[In], size, ahead int) 
 		if j.finished {
 			return false
 		}
-		lo := len(j.in)
+		lo := j.total()
 		j.in = append(j.in, batch...)
 		j.outs = append(j.outs, make([]Out, len(batch))...)
 		j.left += len(batch)
-		p.queue(j, lo, len(j.in), size)
+		p.queue(j, lo, j.total(), size)
 		clear(batch)
 		batch = batch[:0]
-		for !j.finished && len(j.in)-j.taken >= ahead {
+		for !j.finished && j.total()-j.taken >= ahead {
 			p.mu.Unlock()
 			<-j.room
 			p.mu.Lock()
@@ -450,27 +482,30 @@ func (p *Pool[In, Out]) imap(ctx context.Context, xs iter.Seq[In], size int) ite
 			return
 		}
 		defer end()
-		var ready []bool // by index: delivered
+		var ready []bool // by index - next: delivered, not yet yielded
 		var outs []Out
 		var errs []error
 		next := 0 // the next index to yield
 		for {
 			p.mu.Lock()
 			for _, i := range j.done {
-				if i >= len(ready) {
-					ready = append(ready, make([]bool, i+1-len(ready))...)
+				r := i - next
+				if r >= len(ready) {
+					ready = append(ready, make([]bool, r+1-len(ready))...)
 				}
-				ready[i] = true
+				ready[r] = true
 			}
 			j.done = j.done[:0]
 			outs, errs = outs[:0], errs[:0]
-			for k := next; k < len(ready) && ready[k]; k++ {
-				outs = append(outs, j.outs[k])
+			for k := next; k-next < len(ready) && ready[k-next]; k++ {
+				outs = append(outs, j.outs[k-j.base])
 				errs = append(errs, j.errAt(k))
-				j.outs[k] = zero
+				j.outs[k-j.base] = zero
 			}
+			ready = ready[:copy(ready, ready[len(outs):])]
 			j.taken = next + len(outs)
-			all := !j.open && j.taken == len(j.in)
+			j.compact(j.taken)
+			all := !j.open && j.taken == j.total()
 			stop, pan := j.stopped(), j.inPanic
 			p.mu.Unlock()
 			if len(outs) > 0 {
@@ -534,17 +569,30 @@ func (p *Pool[In, Out]) imapUnordered(ctx context.Context, xs iter.Seq[In], size
 		var zero Out
 		var idx []int
 		var res []Result[Out]
+		var taken []bool // by index - low: yielded
+		low := 0         // every item before low is yielded
 		for n := 0; ; {
 			p.mu.Lock()
 			idx, res = idx[:0], res[:0]
 			for _, i := range j.done {
 				idx = append(idx, i)
-				res = append(res, Result[Out]{Value: j.outs[i], Err: j.errAt(i)})
-				j.outs[i] = zero
+				res = append(res, Result[Out]{Value: j.outs[i-j.base], Err: j.errAt(i)})
+				j.outs[i-j.base] = zero
+				r := i - low
+				if r >= len(taken) {
+					taken = append(taken, make([]bool, r+1-len(taken))...)
+				}
+				taken[r] = true
 			}
 			j.done = j.done[:0]
+			k := 0
+			for k < len(taken) && taken[k] {
+				k++
+			}
+			taken, low = taken[:copy(taken, taken[k:])], low+k
+			j.compact(low)
 			j.taken = n + len(idx)
-			all := !j.open && j.taken == len(j.in)
+			all := !j.open && j.taken == j.total()
 			stop, pan := j.stopped(), j.inPanic
 			p.mu.Unlock()
 			if len(idx) > 0 {
