@@ -578,3 +578,45 @@ func TestPoolShutdownDuringImap(t *testing.T) {
 	}
 	noChildren(t)
 }
+
+// TestPoolMapAsyncCancelled: cancelling MapAsync's ctx while its items
+// run (held at the gate) fails its Future with ctx's error at once and
+// leaves the pool usable; Chunked calls on a shut down pool fail with
+// ErrShutdown.
+func TestPoolMapAsyncCancelled(t *testing.T) {
+	g, err := shm.NewInt64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	p := gatedPool(t, g)
+	ctx, cancel := context.WithCancel(t.Context())
+	f := p.MapAsync(ctx, ints(10))
+	select {
+	case <-f.Done():
+		t.Fatal("MapAsync done while its items wait for the gate")
+	default:
+	}
+	cancel()
+	get, stop := context.WithTimeout(t.Context(), 30*time.Second)
+	defer stop()
+	if out, err := f.Get(get); out != nil || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Get after cancel = %v, %v; want nil, context.Canceled", out, err)
+	}
+	g.Store(1)
+	if y, err := p.Apply(t.Context(), 3); err != nil || y != 9 {
+		t.Fatalf("Apply after the cancel = %d, %v", y, err)
+	}
+	closeWait(t, p)
+	if _, err := p.Chunked(2).Map(t.Context(), ints(3)); !errors.Is(err, spawn.ErrShutdown) {
+		t.Fatalf("Chunked.Map on a shut down pool = %v", err)
+	}
+	if _, err := p.Chunked(2).MapAsync(t.Context(), ints(3)).Get(t.Context()); !errors.Is(err, spawn.ErrShutdown) {
+		t.Fatalf("Chunked.MapAsync on a shut down pool = %v", err)
+	}
+	for _, err := range p.Chunked(2).Imap(t.Context(), slices.Values(ints(3))) {
+		if !errors.Is(err, spawn.ErrShutdown) {
+			t.Fatalf("Chunked.Imap on a shut down pool = %v", err)
+		}
+	}
+}
