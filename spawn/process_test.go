@@ -29,6 +29,7 @@ type whoArg struct {
 type termArg struct {
 	Ready *shm.Int64 // set to 1 once the function runs (its ctx watches SIGTERM)
 	Clean bool       // return nil after the cancellation, not ctx's error
+	Kid   *shm.Int64 // parentTerm: its grandchild's Ready
 }
 
 // chanArg cannot cross: gob would drop Done silently.
@@ -82,12 +83,20 @@ var (
 		return nil
 	})
 
-	// parentTerm starts a grandchild that sleeps, stores its pid in Ready,
-	// and returns ctx's error once SIGTERM cancels ctx.
+	// parentTerm starts a grandchild (ignoreTerm on Kid), waits for it
+	// to run, stores its pid in Ready, and returns ctx's error once
+	// SIGTERM cancels ctx.
 	parentTerm = spawn.Register("parentterm", func(ctx context.Context, a termArg) error {
-		p, err := spawn.Start(context.Background(), sleep, time.Hour, nil)
+		p, err := spawn.Start(context.Background(), ignoreTerm, termArg{Ready: a.Kid}, nil)
 		if err != nil {
 			return err
+		}
+		for a.Kid.Load() != 1 {
+			select {
+			case <-p.Done():
+				return fmt.Errorf("the grandchild ended: %w", p.Wait())
+			case <-time.After(time.Millisecond):
+			}
 		}
 		a.Ready.Store(int64(p.Pid))
 		<-ctx.Done()
@@ -150,7 +159,12 @@ func TestTerminateIgnored(t *testing.T) {
 			case "grandchild":
 				fn = parentTerm
 			}
-			p, err := spawn.Start(t.Context(), fn, termArg{Ready: ready}, opts)
+			kid, err := shm.NewInt64()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer kid.Close()
+			p, err := spawn.Start(t.Context(), fn, termArg{Ready: ready, Kid: kid}, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -160,18 +174,18 @@ func TestTerminateIgnored(t *testing.T) {
 				for ready.Load() == 0 && time.Now().Before(deadline) {
 					time.Sleep(time.Millisecond)
 				}
-				kid := int(ready.Load())
-				if kid == 0 || !pidRunning(kid) {
-					t.Fatalf("grandchild pid %d, not running", kid)
+				kpid := int(ready.Load())
+				if kpid == 0 || !pidRunning(kpid) {
+					t.Fatalf("grandchild pid %d, not running", kpid)
 				}
-				defer syscall.Kill(kid, syscall.SIGKILL)
+				defer syscall.Kill(kpid, syscall.SIGKILL)
 				if err := p.Terminate(); err != nil {
 					t.Fatal(err)
 				}
 				waitSIGTERM(t, p)
-				for pidRunning(kid) {
+				for pidRunning(kpid) {
 					if time.Now().After(deadline) {
-						t.Fatalf("grandchild %d still runs 30 s after its parent died of SIGTERM", kid)
+						t.Fatalf("grandchild %d still runs 30 s after its parent died of SIGTERM", kpid)
 					}
 					time.Sleep(time.Millisecond)
 				}
