@@ -28,9 +28,9 @@ import (
 
 var errReg = struct {
 	sync.Mutex
-	keys []string         // in registration order
-	errs map[string]error // key -> the registered value
-}{errs: map[string]error{}}
+	keys []string           // in registration order
+	errs map[string][]error // key -> the registered values with that text
+}{errs: map[string][]error{}}
 
 func init() {
 	for _, err := range []error{
@@ -50,13 +50,16 @@ func init() {
 //	var ErrNoInput = spawn.RegisterError(errors.New("digest: no input"))
 //
 // Call it at package level, as [Register], so that parent and children
-// know the same errors. The key is err's text, which must be unique among
-// registered errors: RegisterError panics if another value with the same
-// text is registered (registering the same value twice is harmless). The
-// standard sentinels context.Canceled, context.DeadlineExceeded, io.EOF,
-// io.ErrUnexpectedEOF, os.ErrInvalid, os.ErrPermission, os.ErrExist,
-// os.ErrNotExist, os.ErrClosed, os.ErrDeadlineExceeded,
-// os.ErrProcessDone and errors.ErrUnsupported are registered already.
+// know the same errors. The key is err's text. Registering the same value
+// twice is harmless. Two different values with the same text (two
+// packages that each define errors.New("not found"), say) share the key:
+// an error that matches either matches both in the parent, since the text
+// is all that crosses. Give sentinels a package prefix, as Go's do, to
+// keep them apart. The standard sentinels context.Canceled,
+// context.DeadlineExceeded, io.EOF, io.ErrUnexpectedEOF, os.ErrInvalid,
+// os.ErrPermission, os.ErrExist, os.ErrNotExist, os.ErrClosed,
+// os.ErrDeadlineExceeded, os.ErrProcessDone and errors.ErrUnsupported are
+// registered already.
 func RegisterError(err error) error {
 	if err == nil {
 		panic("spawn: RegisterError(nil)")
@@ -64,20 +67,22 @@ func RegisterError(err error) error {
 	key := err.Error()
 	errReg.Lock()
 	defer errReg.Unlock()
-	if old, ok := errReg.errs[key]; ok {
-		if old != err {
-			panic("spawn: RegisterError: another error with the text " + key + " is registered")
-		}
-		return err
+	olds, ok := errReg.errs[key]
+	if !ok {
+		errReg.keys = append(errReg.keys, key)
 	}
-	errReg.keys = append(errReg.keys, key)
-	errReg.errs[key] = err
+	for _, old := range olds {
+		if old == err {
+			return err
+		}
+	}
+	errReg.errs[key] = append(olds, err)
 	return err
 }
 
 // ErrorKeys returns the keys of the registered errors that err matches
-// (errors.Is), in registration order, or nil: what travels with err's
-// text to another process. See [RegisterError].
+// (errors.Is), each once, in registration order, or nil: what travels with
+// err's text to another process. See [RegisterError].
 func ErrorKeys(err error) []string {
 	if err == nil {
 		return nil
@@ -86,17 +91,21 @@ func ErrorKeys(err error) []string {
 	defer errReg.Unlock()
 	var keys []string
 	for _, k := range errReg.keys {
-		if errors.Is(err, errReg.errs[k]) {
-			keys = append(keys, k)
+		for _, e := range errReg.errs[k] {
+			if errors.Is(err, e) {
+				keys = append(keys, k)
+				break
+			}
 		}
 	}
 	return keys
 }
 
 // RegisteredErrors returns this process's registered errors for keys
-// (from [ErrorKeys] in another process), skipping keys it does not know.
-// An error type that carries keys returns these from its Unwrap() []error,
-// as [TaskError] and [ChildError] do.
+// (from [ErrorKeys] in another process): every value registered under
+// each key, skipping keys it does not know. An error type that carries
+// keys returns these from its Unwrap() []error, as [TaskError] and
+// [ChildError] do.
 func RegisteredErrors(keys []string) []error {
 	if len(keys) == 0 {
 		return nil
@@ -105,9 +114,7 @@ func RegisteredErrors(keys []string) []error {
 	defer errReg.Unlock()
 	errs := make([]error, 0, len(keys))
 	for _, k := range keys {
-		if e, ok := errReg.errs[k]; ok {
-			errs = append(errs, e)
-		}
+		errs = append(errs, errReg.errs[k]...)
 	}
 	return errs
 }

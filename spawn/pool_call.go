@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"iter"
 	"os"
+	"slices"
+	"sync/atomic"
 )
 
 // job is one call's items: a Map, an Imap, or a Go (one item). Its fields
@@ -40,6 +42,39 @@ type job[In, Out any] struct {
 	taken   int
 	room    chan struct{}
 	inPanic any
+	// ended is set when the job finishes: the feeder reads it at every
+	// item the input yields, without mu.
+	ended atomic.Bool
+	// base is the index of in[0], outs[0] and errs[0]: a streaming call
+	// drops the slots of the items its iterator has yielded (compact), so
+	// that its memory is bounded by its read-ahead, not its length. Item
+	// indices (chunks, deliver, done) are the call's own, from 0.
+	base int
+}
+
+// total returns the number of items j has had: base and those it holds.
+// Under mu.
+func (j *job[In, Out]) total() int { return j.base + len(j.in) }
+
+// minCompact is the fewest slots compact drops at once.
+const minCompact = 256
+
+// compact drops the slots of items before low, which must all be
+// delivered and yielded, once they are at least half of the slots held
+// (and minCompact), so that each slot is moved about once. Under mu.
+func (j *job[In, Out]) compact(low int) {
+	k := low - j.base
+	if k < minCompact || 2*k < len(j.in) {
+		return
+	}
+	j.in = slices.Delete(j.in, 0, k)
+	j.outs = slices.Delete(j.outs, 0, k)
+	if len(j.errs) > k {
+		j.errs = slices.Delete(j.errs, 0, k)
+	} else {
+		j.errs = j.errs[:0]
+	}
+	j.base = low
 }
 
 func newJob[In, Out any](in []In, stream bool) *job[In, Out] {
@@ -61,7 +96,7 @@ func newStreamJob[In, Out any]() *job[In, Out] {
 
 // errAt returns item i's error, if it failed. Under mu.
 func (j *job[In, Out]) errAt(i int) error {
-	if i < len(j.errs) {
+	if i -= j.base; i < len(j.errs) {
 		return j.errs[i]
 	}
 	return nil
@@ -72,18 +107,19 @@ func (p *Pool[In, Out]) deliver(j *job[In, Out], i int, out Out, err error) {
 	if j.finished {
 		return
 	}
-	j.outs[i] = out
+	s := i - j.base // the item's slot
+	j.outs[s] = out
 	if err != nil {
 		if len(j.errs) < len(j.in) {
 			j.errs = append(j.errs, make([]error, len(j.in)-len(j.errs))...)
 		}
-		j.errs[i] = err
+		j.errs[s] = err
 	}
 	j.left--
 	if j.stream {
 		if j.room != nil { // the job's own input: done with it
 			var zero In
-			j.in[i] = zero
+			j.in[s] = zero
 		}
 		j.done = append(j.done, i)
 		j.wake()
@@ -113,6 +149,7 @@ func (p *Pool[In, Out]) finish(j *job[In, Out]) {
 		return
 	}
 	j.finished = true
+	j.ended.Store(true)
 	delete(p.jobs, j)
 	close(j.fin)
 	if j.stream {
@@ -275,14 +312,14 @@ func (p *Pool[In, Out]) feed(j *job[In, Out], xs iter.Seq[In], size, ahead int) 
 		if j.finished {
 			return false
 		}
-		lo := len(j.in)
+		lo := j.total()
 		j.in = append(j.in, batch...)
 		j.outs = append(j.outs, make([]Out, len(batch))...)
 		j.left += len(batch)
-		p.queue(j, lo, len(j.in), size)
+		p.queue(j, lo, j.total(), size)
 		clear(batch)
 		batch = batch[:0]
-		for !j.finished && len(j.in)-j.taken >= ahead {
+		for !j.finished && j.total()-j.taken >= ahead {
 			p.mu.Unlock()
 			<-j.room
 			p.mu.Lock()
@@ -290,6 +327,9 @@ func (p *Pool[In, Out]) feed(j *job[In, Out], xs iter.Seq[In], size, ahead int) 
 		return !j.finished
 	}
 	for x := range xs {
+		if j.ended.Load() {
+			return
+		}
 		batch = append(batch, x)
 		if len(batch) == size && !flush() {
 			return
@@ -305,22 +345,18 @@ func (p *Pool[In, Out]) feed(j *job[In, Out], xs iter.Seq[In], size, ahead int) 
 var errInputPanicked = errors.New("spawn: the input sequence panicked")
 
 // stream starts streaming call j over xs: it registers j and starts its
-// feeder. end cancels what is left of j and waits for the feeder; call it
-// once the iteration is over.
+// feeder. end cancels what is left of j; call it once the iteration is
+// over. end does not wait for the feeder: it may be inside xs, producing
+// an item, for as long as xs likes (a blocked read, say), and the loop
+// must end at once. The feeder ends at xs's next yield (which returns
+// false) or when xs returns.
 func (p *Pool[In, Out]) stream(ctx context.Context, xs iter.Seq[In], size int) (j *job[In, Out], end func(), err error) {
 	j = newStreamJob[In, Out]()
 	if err := p.submit(ctx, j, size); err != nil {
 		return nil, nil, err
 	}
-	fed := make(chan struct{})
-	go func() {
-		defer close(fed)
-		p.feed(j, xs, size, p.readAhead(size))
-	}()
-	return j, func() {
-		p.cancelJob(j, context.Canceled)
-		<-fed
-	}, nil
+	go p.feed(j, xs, size, p.readAhead(size))
+	return j, func() { p.cancelJob(j, context.Canceled) }, nil
 }
 
 // stopped returns why j ended early, if it did. Under mu.
@@ -425,10 +461,14 @@ func failedFuture[Out any](err error) *Future[Out] {
 // the loop when err != nil. If ctx is cancelled, or the pool cannot finish
 // the call (see [Pool.Map] for its errors), it yields one last (zero,
 // error) and stops. Breaking out of the loop drops the items not yet
-// started and kills (and replaces) the workers running its items; it
-// stops reading xs, after waiting for a read in progress (xs is never
-// called once Imap's loop has ended). If xs panics, the loop panics with
-// the same value.
+// started and kills (and replaces) the workers running its items, and
+// stops reading xs: its next yield returns false. The loop does not wait
+// for xs: if xs is producing an item when the loop ends (blocked on a
+// read, say), the loop returns at once, and the goroutine reading xs ends
+// when xs next yields or returns (so an input that blocks forever keeps
+// that goroutine; make it honour ctx). If xs panics while the loop runs,
+// the loop panics with the same value; a panic after the loop has ended
+// is dropped.
 func (p *Pool[In, Out]) Imap(ctx context.Context, xs iter.Seq[In]) iter.Seq2[Out, error] {
 	return p.imap(ctx, xs, p.imapChunk())
 }
@@ -442,27 +482,30 @@ func (p *Pool[In, Out]) imap(ctx context.Context, xs iter.Seq[In], size int) ite
 			return
 		}
 		defer end()
-		var ready []bool // by index: delivered
+		var ready []bool // by index - next: delivered, not yet yielded
 		var outs []Out
 		var errs []error
 		next := 0 // the next index to yield
 		for {
 			p.mu.Lock()
 			for _, i := range j.done {
-				if i >= len(ready) {
-					ready = append(ready, make([]bool, i+1-len(ready))...)
+				r := i - next
+				if r >= len(ready) {
+					ready = append(ready, make([]bool, r+1-len(ready))...)
 				}
-				ready[i] = true
+				ready[r] = true
 			}
 			j.done = j.done[:0]
 			outs, errs = outs[:0], errs[:0]
-			for k := next; k < len(ready) && ready[k]; k++ {
-				outs = append(outs, j.outs[k])
+			for k := next; k-next < len(ready) && ready[k-next]; k++ {
+				outs = append(outs, j.outs[k-j.base])
 				errs = append(errs, j.errAt(k))
-				j.outs[k] = zero
+				j.outs[k-j.base] = zero
 			}
+			ready = ready[:copy(ready, ready[len(outs):])]
 			j.taken = next + len(outs)
-			all := !j.open && j.taken == len(j.in)
+			j.compact(j.taken)
+			all := !j.open && j.taken == j.total()
 			stop, pan := j.stopped(), j.inPanic
 			p.mu.Unlock()
 			if len(outs) > 0 {
@@ -509,8 +552,8 @@ type Result[Out any] struct {
 // failure). If ctx is cancelled, or the pool cannot finish the call (see
 // [Pool.Map] for its errors), it yields one last (-1, Result{Err: err})
 // and stops. Breaking out of the loop drops the items not yet started and
-// kills (and replaces) the workers running its items; xs is never called
-// once the loop has ended.
+// kills (and replaces) the workers running its items, and stops reading
+// xs as [Pool.Imap] does, without waiting for a read in progress.
 func (p *Pool[In, Out]) ImapUnordered(ctx context.Context, xs iter.Seq[In]) iter.Seq2[int, Result[Out]] {
 	return p.imapUnordered(ctx, xs, p.imapChunk())
 }
@@ -526,17 +569,30 @@ func (p *Pool[In, Out]) imapUnordered(ctx context.Context, xs iter.Seq[In], size
 		var zero Out
 		var idx []int
 		var res []Result[Out]
+		var taken []bool // by index - low: yielded
+		low := 0         // every item before low is yielded
 		for n := 0; ; {
 			p.mu.Lock()
 			idx, res = idx[:0], res[:0]
 			for _, i := range j.done {
 				idx = append(idx, i)
-				res = append(res, Result[Out]{Value: j.outs[i], Err: j.errAt(i)})
-				j.outs[i] = zero
+				res = append(res, Result[Out]{Value: j.outs[i-j.base], Err: j.errAt(i)})
+				j.outs[i-j.base] = zero
+				r := i - low
+				if r >= len(taken) {
+					taken = append(taken, make([]bool, r+1-len(taken))...)
+				}
+				taken[r] = true
 			}
 			j.done = j.done[:0]
+			k := 0
+			for k < len(taken) && taken[k] {
+				k++
+			}
+			taken, low = taken[:copy(taken, taken[k:])], low+k
+			j.compact(low)
 			j.taken = n + len(idx)
-			all := !j.open && j.taken == len(j.in)
+			all := !j.open && j.taken == j.total()
 			stop, pan := j.stopped(), j.inPanic
 			p.mu.Unlock()
 			if len(idx) > 0 {

@@ -259,3 +259,59 @@ func fakeWorker(t *testing.T, p *Pool[int, int], serial uint64) *worker[int, int
 	p.workers[serial] = w
 	return w
 }
+
+// TestImapMemoryBounded: a long streaming call holds slots only for its
+// read-ahead window, not one per item read: the job's slices are
+// compacted as the iterator yields, ordered or not.
+func TestImapMemoryBounded(t *testing.T) {
+	p, err := NewPool(context.Background(), itask, &PoolOptions{Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	const n, chunk = 20000, 50
+	// The window: read-ahead beyond the items yielded (for an unordered
+	// call, beyond the oldest not yet yielded, which may lag by as much
+	// again), and the slots compact leaves until they are half.
+	bound := 2 * (p.readAhead(chunk) + minCompact + chunk)
+	held := func() int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		most := 0
+		for j := range p.jobs {
+			most = max(most, len(j.in), len(j.outs))
+		}
+		return most
+	}
+	xs := func(yield func(int) bool) {
+		for k := range n {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+	for _, unordered := range []bool{false, true} {
+		most, got := 0, 0
+		check := func(i, y int, err error) {
+			if err != nil || y != i+1 {
+				t.Fatalf("unordered=%v item %d: %d, %v", unordered, i, y, err)
+			}
+			got++
+			if got%97 == 0 {
+				most = max(most, held())
+			}
+		}
+		if unordered {
+			for i, r := range p.Chunked(chunk).ImapUnordered(t.Context(), xs) {
+				check(i, r.Value, r.Err)
+			}
+		} else {
+			for y, err := range p.Chunked(chunk).Imap(t.Context(), xs) {
+				check(got, y, err)
+			}
+		}
+		if got != n || most > bound {
+			t.Fatalf("unordered=%v: %d results; held up to %d slots, want at most %d", unordered, got, most, bound)
+		}
+	}
+}

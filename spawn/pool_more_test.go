@@ -22,6 +22,14 @@ import (
 var (
 	errOdd   = spawn.RegisterError(errors.New("spawn_test: odd input"))
 	errPlain = errors.New("spawn_test: plain")
+
+	// Two values with one text, as two packages may define.
+	errTwin1 = spawn.RegisterError(errors.New("spawn_test: twin"))
+	errTwin2 = spawn.RegisterError(errors.New("spawn_test: twin"))
+
+	twinFails = spawn.RegisterTask("pool-twin-fails", func(ctx context.Context, x int) (int, error) {
+		return 0, fmt.Errorf("task: %w", errTwin2)
+	})
 )
 
 // gate is set by gateInit in each worker: gated items wait for it to be
@@ -174,12 +182,15 @@ func TestPoolImapLazy(t *testing.T) {
 }
 
 // TestPoolImapReadAhead: over an endless input, Imap reads only a bounded
-// number of items beyond those it has yielded, and none once its loop has
-// ended.
+// number of items beyond those it has yielded, and, once its loop has
+// ended, at most the one it was reading: the input's next yield returns
+// false.
 func TestPoolImapReadAhead(t *testing.T) {
 	p := newPool(t, sq, &spawn.PoolOptions{Workers: 2})
 	var read atomic.Int64
+	returned := make(chan struct{}, 1)
 	endless := func(yield func(int) bool) {
+		defer func() { returned <- struct{}{} }()
 		for k := 0; ; k++ {
 			read.Add(1)
 			if !yield(k) {
@@ -203,13 +214,95 @@ func TestPoolImapReadAhead(t *testing.T) {
 		if bound := int64(50 + 9*chunk); after > bound {
 			t.Fatalf("chunk %d: read %d items for 50 results, want at most %d", chunk, after, bound)
 		}
-		if _, err := p.Apply(t.Context(), 2); err != nil {
-			t.Fatal(err)
+		select {
+		case <-returned:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("chunk %d: the input did not return 30 s after the loop ended", chunk)
 		}
-		if read.Load() != after {
-			t.Fatalf("chunk %d: the input was read after the loop ended", chunk)
+		if got := read.Load(); got > after+1 {
+			t.Fatalf("chunk %d: read %d items after the loop ended, want at most the one in progress", chunk, got-after)
 		}
 		read.Store(0)
+	}
+	closeWait(t, p)
+}
+
+// TestPoolImapInputBlocked: an input blocked inside a read does not hold
+// the loop: breaking out of it, or cancelling its ctx while it waits for
+// an item the input has not yielded, returns at once. The goroutine
+// reading the input ends once the input is released, without reading
+// further (its next yield returns false).
+func TestPoolImapInputBlocked(t *testing.T) {
+	p := newPool(t, sq, &spawn.PoolOptions{Workers: 2})
+	for _, how := range []string{"break", "cancel", "break-unordered", "cancel-unordered"} {
+		t.Run(how, func(t *testing.T) {
+			release, returned := make(chan struct{}), make(chan int, 1)
+			// The input yields 2 items, then blocks until released;
+			// it counts the items it yields after the release.
+			xs := func(yield func(int) bool) {
+				late := 0
+				defer func() { returned <- late }()
+				for k := range 2 {
+					if !yield(k) {
+						return
+					}
+				}
+				<-release
+				for k := 2; k < 10; k++ {
+					late++
+					if !yield(k) {
+						return
+					}
+				}
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			cancelling := strings.HasPrefix(how, "cancel")
+			ended := make(chan error, 1)
+			go func() {
+				// Two results, then break, or wait for a third that
+				// the blocked input never yields until ctx ends.
+				n := 0
+				var last error
+				step := func(err error) bool {
+					if n++; n == 2 {
+						if !cancelling {
+							return false
+						}
+						cancel()
+					}
+					last = err
+					return true
+				}
+				if strings.HasSuffix(how, "unordered") {
+					for _, r := range p.ImapUnordered(ctx, xs) {
+						if !step(r.Err) {
+							break
+						}
+					}
+				} else {
+					for _, err := range p.Imap(ctx, xs) {
+						if !step(err) {
+							break
+						}
+					}
+				}
+				ended <- last
+			}()
+			select {
+			case err := <-ended:
+				if cancelling && !errors.Is(err, context.Canceled) {
+					t.Errorf("last error %v, want context.Canceled", err)
+				}
+			case <-time.After(30 * time.Second):
+				close(release)
+				t.Fatal("the loop did not end 30 s after its break or cancel while its input was blocked")
+			}
+			close(release)
+			if late := <-returned; late > 1 {
+				t.Fatalf("the input yielded %d items after the loop ended, want at most 1", late)
+			}
+		})
 	}
 	closeWait(t, p)
 }
@@ -365,12 +458,31 @@ func TestRegisterError(t *testing.T) {
 	if spawn.RegisterError(errOdd) != errOdd {
 		t.Fatal("registering the same value again changed it")
 	}
-	defer func() {
-		if r := recover(); r == nil {
-			t.Fatal("a second value with a registered text was accepted")
-		}
-	}()
-	spawn.RegisterError(errors.New(errOdd.Error()))
+	// Two values with one text (two packages' "not found"): one key,
+	// both values, and an error matching either matches both.
+	if got := spawn.RegisteredErrors([]string{errTwin1.Error()}); len(got) != 2 || got[0] != errTwin1 || got[1] != errTwin2 {
+		t.Fatalf("RegisteredErrors(twins) = %v, want both values", got)
+	}
+	if keys := spawn.ErrorKeys(fmt.Errorf("x: %w", errTwin2)); !slices.Equal(keys, []string{errTwin1.Error()}) {
+		t.Fatalf("ErrorKeys(twin) = %q, want the key once", keys)
+	}
+	// An error wrapping several registered errors carries every key.
+	both := fmt.Errorf("%w; %w", errOdd, os.ErrNotExist)
+	if keys := spawn.ErrorKeys(both); !slices.Contains(keys, errOdd.Error()) || !slices.Contains(keys, os.ErrNotExist.Error()) {
+		t.Fatalf("ErrorKeys(%v) = %q", both, keys)
+	}
+}
+
+// TestPoolErrorTwins: a task's error wrapping one of two registered
+// values with the same text matches both in the parent (only the text
+// crosses), and registering them did not panic at init.
+func TestPoolErrorTwins(t *testing.T) {
+	p := newPool(t, twinFails, &spawn.PoolOptions{Workers: 1})
+	_, err := p.Apply(t.Context(), 0)
+	if !errors.Is(err, errTwin1) || !errors.Is(err, errTwin2) || errors.Is(err, errOdd) {
+		t.Fatalf("Apply = %v, want a match of both twins and not of errOdd", err)
+	}
+	closeWait(t, p)
 }
 
 // TestPoolBadOptions: negative counts and chunk sizes are errors.
@@ -465,4 +577,46 @@ func TestPoolShutdownDuringImap(t *testing.T) {
 		t.Fatalf("Shutdown = %v", err)
 	}
 	noChildren(t)
+}
+
+// TestPoolMapAsyncCancelled: cancelling MapAsync's ctx while its items
+// run (held at the gate) fails its Future with ctx's error at once and
+// leaves the pool usable; Chunked calls on a shut down pool fail with
+// ErrShutdown.
+func TestPoolMapAsyncCancelled(t *testing.T) {
+	g, err := shm.NewInt64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	p := gatedPool(t, g)
+	ctx, cancel := context.WithCancel(t.Context())
+	f := p.MapAsync(ctx, ints(10))
+	select {
+	case <-f.Done():
+		t.Fatal("MapAsync done while its items wait for the gate")
+	default:
+	}
+	cancel()
+	get, stop := context.WithTimeout(t.Context(), 30*time.Second)
+	defer stop()
+	if out, err := f.Get(get); out != nil || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Get after cancel = %v, %v; want nil, context.Canceled", out, err)
+	}
+	g.Store(1)
+	if y, err := p.Apply(t.Context(), 3); err != nil || y != 9 {
+		t.Fatalf("Apply after the cancel = %d, %v", y, err)
+	}
+	closeWait(t, p)
+	if _, err := p.Chunked(2).Map(t.Context(), ints(3)); !errors.Is(err, spawn.ErrShutdown) {
+		t.Fatalf("Chunked.Map on a shut down pool = %v", err)
+	}
+	if _, err := p.Chunked(2).MapAsync(t.Context(), ints(3)).Get(t.Context()); !errors.Is(err, spawn.ErrShutdown) {
+		t.Fatalf("Chunked.MapAsync on a shut down pool = %v", err)
+	}
+	for _, err := range p.Chunked(2).Imap(t.Context(), slices.Values(ints(3))) {
+		if !errors.Is(err, spawn.ErrShutdown) {
+			t.Fatalf("Chunked.Imap on a shut down pool = %v", err)
+		}
+	}
 }

@@ -92,7 +92,7 @@ func (p *Pool[In, Out]) popPending() {
 // interface holding an unregistered type, say), or fails it if it is a
 // single item. Under mu.
 func (p *Pool[In, Out]) send(w *worker[In, Out], c *chunk[In, Out]) {
-	items, nils := withoutNils(c.job.in[c.lo : c.lo+c.n])
+	items, nils := withoutNils(c.job.in[c.lo-c.job.base : c.lo-c.job.base+c.n])
 	msg, err := w.enc.encode(&taskMsg[In]{ID: c.id, Items: items, Nil: nils})
 	if err != nil || len(msg) > w.tasks.MaxMsg() {
 		w.enc.drop()

@@ -29,6 +29,7 @@ type whoArg struct {
 type termArg struct {
 	Ready *shm.Int64 // set to 1 once the function runs (its ctx watches SIGTERM)
 	Clean bool       // return nil after the cancellation, not ctx's error
+	Kid   *shm.Int64 // parentTerm: its grandchild's Ready
 }
 
 // chanArg cannot cross: gob would drop Done silently.
@@ -70,7 +71,140 @@ var (
 	})
 
 	chanFunc = spawn.Register("withchan", func(ctx context.Context, a chanArg) error { return nil })
+
+	// ignoreTerm sets Ready to 1, waits for its ctx's end, sets Ready to
+	// 2, and then ignores it: only the grace's end or a second SIGTERM
+	// ends it.
+	ignoreTerm = spawn.Register("ignoreterm", func(ctx context.Context, a termArg) error {
+		a.Ready.Store(1)
+		<-ctx.Done()
+		a.Ready.Store(2)
+		time.Sleep(time.Hour)
+		return nil
+	})
+
+	// parentTerm starts a grandchild (ignoreTerm on Kid), waits for it
+	// to run, stores its pid in Ready, and returns ctx's error once
+	// SIGTERM cancels ctx.
+	parentTerm = spawn.Register("parentterm", func(ctx context.Context, a termArg) error {
+		p, err := spawn.Start(context.Background(), ignoreTerm, termArg{Ready: a.Kid}, nil)
+		if err != nil {
+			return err
+		}
+		for a.Kid.Load() != 1 {
+			select {
+			case <-p.Done():
+				return fmt.Errorf("the grandchild ended: %w", p.Wait())
+			case <-time.After(time.Millisecond):
+			}
+		}
+		a.Ready.Store(int64(p.Pid))
+		<-ctx.Done()
+		return ctx.Err()
+	})
 )
+
+// waitValue waits (seconds at most) for v to become want.
+func waitValue(t *testing.T, v *shm.Int64, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for v.Load() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("value %d after 30 s, want %d", v.Load(), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitSIGTERM waits (seconds at most) for p to end, and checks that it
+// died of SIGTERM.
+func waitSIGTERM(t *testing.T, p *spawn.Process) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	err := p.WaitContext(ctx)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
+		t.Fatalf("Wait = %v, want death by SIGTERM", err)
+	}
+}
+
+// pidRunning reports whether pid names a process that is not a zombie.
+func pidRunning(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) S ...: the state follows the last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
+}
+
+// TestTerminateIgnored: a function that ignores its cancelled ctx dies of
+// SIGTERM once TermGrace has passed, or at a second SIGTERM when the grace
+// has no limit; a child that dies of SIGTERM takes its own spawn children
+// with it.
+func TestTerminateIgnored(t *testing.T) {
+	for _, how := range []string{"grace", "twice", "grandchild"} {
+		t.Run(how, func(t *testing.T) {
+			ready, err := shm.NewInt64()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ready.Close()
+			fn, opts := ignoreTerm, &spawn.Options{TermGrace: 50 * time.Millisecond}
+			switch how {
+			case "twice":
+				opts.TermGrace = -1
+			case "grandchild":
+				fn = parentTerm
+			}
+			kid, err := shm.NewInt64()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer kid.Close()
+			p, err := spawn.Start(t.Context(), fn, termArg{Ready: ready, Kid: kid}, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Kill()
+			if how == "grandchild" {
+				deadline := time.Now().Add(30 * time.Second)
+				for ready.Load() == 0 && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+				kpid := int(ready.Load())
+				if kpid == 0 || !pidRunning(kpid) {
+					t.Fatalf("grandchild pid %d, not running", kpid)
+				}
+				defer syscall.Kill(kpid, syscall.SIGKILL)
+				if err := p.Terminate(); err != nil {
+					t.Fatal(err)
+				}
+				waitSIGTERM(t, p)
+				for pidRunning(kpid) {
+					if time.Now().After(deadline) {
+						t.Fatalf("grandchild %d still runs 30 s after its parent died of SIGTERM", kpid)
+					}
+					time.Sleep(time.Millisecond)
+				}
+				return
+			}
+			waitValue(t, ready, 1)
+			if err := p.Terminate(); err != nil {
+				t.Fatal(err)
+			}
+			waitValue(t, ready, 2) // ctx cancelled
+			if how == "twice" {
+				if err := p.Terminate(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+					t.Fatal(err)
+				}
+			}
+			waitSIGTERM(t, p)
+		})
+	}
+}
 
 func checkWho(a whoArg) error {
 	me := spawn.CurrentProcess()
@@ -232,5 +366,71 @@ func TestArgumentWithChan(t *testing.T) {
 	_, err := spawn.Start(t.Context(), chanFunc, chanArg{N: 1, Done: make(chan struct{})}, nil)
 	if err == nil || !strings.Contains(err.Error(), "field spawn_test.chanArg.Done") || !strings.Contains(err.Error(), "channel") {
 		t.Fatalf("Start with a chan field = %v, want an error naming the field and its kind", err)
+	}
+}
+
+// TestActiveChildrenConcurrent: ActiveChildren, IsAlive, ExitCode, Wait
+// and WaitContext from many goroutines while children exit and are reaped
+// (run with -race): once Wait has returned, the child is neither alive nor
+// among ActiveChildren, and its exit code is known.
+func TestActiveChildrenConcurrent(t *testing.T) {
+	const n = 6
+	ps := make([]*spawn.Process, n)
+	for i := range ps {
+		p, err := spawn.Start(t.Context(), sleep, time.Duration(i)*time.Millisecond, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Kill()
+		ps[i] = p
+	}
+	stop := make(chan struct{})
+	polled := make(chan int)
+	go func() {
+		k := 0
+		for {
+			select {
+			case <-stop:
+				polled <- k
+				return
+			default:
+			}
+			for _, p := range spawn.ActiveChildren() {
+				p.IsAlive()
+				p.ExitCode()
+				p.Name()
+			}
+			k++
+		}
+	}()
+	errs := make(chan error, 2*n)
+	for _, p := range ps {
+		for _, wait := range []func() error{p.Wait, func() error { return p.WaitContext(t.Context()) }} {
+			go func() {
+				if err := wait(); err != nil {
+					errs <- err
+					return
+				}
+				switch {
+				case p.IsAlive():
+					errs <- fmt.Errorf("pid %d alive after Wait", p.Pid)
+				case slices.Contains(spawn.ActiveChildren(), p):
+					errs <- fmt.Errorf("pid %d among ActiveChildren after Wait", p.Pid)
+				case p.ExitCode() != 0:
+					errs <- fmt.Errorf("pid %d: exit code %d after Wait", p.Pid, p.ExitCode())
+				default:
+					errs <- nil
+				}
+			}()
+		}
+	}
+	for range 2 * n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	close(stop)
+	if <-polled == 0 {
+		t.Error("ActiveChildren was never polled")
 	}
 }
