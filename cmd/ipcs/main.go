@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -60,11 +61,12 @@ type cli struct {
 // code.
 func run(args []string, stdout, stderr io.Writer) int {
 	c := &cli{stdout: stdout, stderr: stderr}
-	name := "ls"
+	name, named := "ls", false
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		name, args = args[0], args[1:]
+		name, args, named = args[0], args[1:], true
 	}
-	if name == "help" {
+	// "ipcs -h" asks for the commands, not for ls's flags ("ipcs ls -h").
+	if name == "help" || !named && len(args) == 1 && slices.Contains([]string{"-h", "-help", "--help"}, args[0]) {
 		c.usage(stdout)
 		return exitOK
 	}

@@ -251,3 +251,17 @@ func asUser(t *testing.T, uid int, name string, args ...string) string {
 	}
 	return out.String()
 }
+
+// TestHelp: "ipcs -h" and "ipcs help" list the commands; "ipcs ls -h" is
+// ls's own flags.
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}} {
+		code, out, _ := ipcs(t, args...)
+		if code != 0 || !strings.Contains(out, "usage: ipcs COMMAND") || !strings.Contains(out, "gc ") {
+			t.Errorf("ipcs %v = %d, %q; want the command list", args, code, out)
+		}
+	}
+	if _, out, errs := ipcs(t, "ls", "-h"); strings.Contains(out+errs, "usage: ipcs COMMAND") || !strings.Contains(out+errs, "-json") {
+		t.Errorf("ipcs ls -h = %q %q; want ls's flags", out, errs)
+	}
+}
