@@ -134,6 +134,14 @@ type faults struct {
 	// batchStep runs inside PutBatch at each step of batchStep's list
 	// (batch.go), with the step's number.
 	batchStep func(step int)
+	// tryRetry runs in a Try call each time it finds a lock busy and goes
+	// on waiting for the holder ("Try calls" in batch.go).
+	tryRetry func()
+	// tryGaveUp runs in a Try call that gives up on a holder making no
+	// progress (the third exception of "Try calls"), before it reports.
+	tryGaveUp func()
+	// tryPatience, if not 0, replaces tryPatience.
+	tryPatience time.Duration
 }
 
 // ringFor rounds size up to a power of two, at least minRing.
@@ -447,7 +455,7 @@ func (q *Queue) acquire(ctx context.Context, block bool, s span) (t uint64, ok b
 			if !errors.Is(err, errBusy) {
 				return 0, false, err
 			}
-			if q.reserved.Load() != 0 || q.fullNow(s) || !wait.keep(q.plock, q.tail) {
+			if q.reserved.Load() != 0 || q.fullNow(s) || !q.keep(&wait, q.plock, q.tail) {
 				return 0, false, nil
 			}
 			runtime.Gosched() // a Put holds the lock a moment: try again
@@ -728,7 +736,7 @@ func (q *Queue) lockConsumersFor(ctx context.Context, block bool) (bool, error) 
 		if !errors.Is(err, errBusy) {
 			return false, err
 		}
-		if q.reading.Load() != 0 || q.emptyNow() || !wait.keep(q.clock, q.head) {
+		if q.reading.Load() != 0 || q.emptyNow() || !q.keep(&wait, q.clock, q.head) {
 			return false, nil
 		}
 		robust.Wake(q.dataFx)
