@@ -319,11 +319,10 @@ func TestTryPutStrict(t *testing.T) {
 	}
 	tried := make(chan bool, 1)
 	go func() { ok, _ := q.TryPut([]byte("second")); tried <- ok }()
-	<-retried // TryPut found the lock busy and waits for its holder
-	select {
+	select { // TryPut must find the lock busy and wait for its holder
+	case <-retried:
 	case ok := <-tried:
 		t.Fatalf("TryPut returned %v while a Put held the lock of a queue with room", ok)
-	default:
 	}
 	release()
 	if err := <-errs; err != nil {
