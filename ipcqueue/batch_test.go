@@ -572,3 +572,81 @@ func FuzzBatch(f *testing.F) {
 		}
 	})
 }
+
+// TestShutdownWaitsForClaim: Shutdown, from another goroutine, waits for
+// the open claim (asleep on the producer lock) without shutting the queue
+// down; the claim's Commit then publishes, and the message is drained
+// before io.EOF.
+func TestShutdownWaitsForClaim(t *testing.T) {
+	ctx := t.Context()
+	q := spinning(heapQueue(t, 1024, nil), -1)
+	cl, err := q.Reserve(ctx, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Abort()
+	copy(cl.Bytes(), "held")
+	waits := q.waits.Load()
+	done := make(chan error, 1)
+	go func() { done <- q.Shutdown() }()
+	waitFor(t, "Shutdown asleep on the claim", func() bool { return q.waits.Load() > waits })
+	if q.IsShutdown() {
+		t.Fatal("Shutdown did not wait for the open claim")
+	}
+	if err := cl.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := woken(t, done, "Shutdown"); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := q.Get(ctx); string(m) != "held" || err != nil {
+		t.Fatalf("Get = %q, %v; want the committed message", m, err)
+	}
+	if _, err := q.Get(ctx); err != io.EOF {
+		t.Fatalf("Get after the drain = %v; want io.EOF", err)
+	}
+}
+
+// TestCloseWaitsForRead: Close of the handle of a Read inside fn ends the
+// handle for new calls at once but returns only after the Read, whose
+// message is taken (another handle sees the queue empty).
+func TestCloseWaitsForRead(t *testing.T) {
+	ctx := t.Context()
+	q := namedQueue(t, 1024, nil)
+	other, err := Open(q.Segment().Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := q.Put(ctx, []byte("m")); err != nil {
+		t.Fatal(err)
+	}
+	inFn, resume := make(chan struct{}), make(chan struct{})
+	read := make(chan error, 1)
+	go func() {
+		n, err := q.Read(ctx, 4, func([]byte) error { close(inFn); <-resume; return nil })
+		if err == nil && n != 1 {
+			err = fmt.Errorf("read %d messages, want 1", n)
+		}
+		read <- err
+	}()
+	<-inFn
+	closed := make(chan error, 1)
+	go func() { closed <- q.Close() }()
+	waitFor(t, "Close begun", func() bool { return !q.open.Load() })
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned %v while Read was inside fn", err)
+	default:
+	}
+	close(resume)
+	if err := woken(t, read, "Read"); err != nil {
+		t.Fatal(err)
+	}
+	if err := woken(t, closed, "Close"); err != nil {
+		t.Fatal(err)
+	}
+	if n := other.Len(); n != 0 {
+		t.Fatalf("Len = %d after the Read; want 0", n)
+	}
+}
