@@ -608,8 +608,9 @@ func TestShutdownWaitsForClaim(t *testing.T) {
 }
 
 // TestCloseWaitsForRead: Close of the handle of a Read inside fn ends the
-// handle for new calls at once but returns only after the Read, whose
-// message is taken (another handle sees the queue empty).
+// handle for new calls at once but returns only after the Read (fn still
+// sees its message, mapped), whose message is taken (another handle sees
+// the queue empty).
 func TestCloseWaitsForRead(t *testing.T) {
 	ctx := t.Context()
 	q := namedQueue(t, 1024, nil)
@@ -624,7 +625,14 @@ func TestCloseWaitsForRead(t *testing.T) {
 	inFn, resume := make(chan struct{}), make(chan struct{})
 	read := make(chan error, 1)
 	go func() {
-		n, err := q.Read(ctx, 4, func([]byte) error { close(inFn); <-resume; return nil })
+		n, err := q.Read(ctx, 4, func(m []byte) error {
+			close(inFn)
+			<-resume
+			if string(m) != "m" { // still mapped: Close waited
+				return fmt.Errorf("message %q inside fn after Close began", m)
+			}
+			return nil
+		})
 		if err == nil && n != 1 {
 			err = fmt.Errorf("read %d messages, want 1", n)
 		}
