@@ -140,7 +140,10 @@ type faults struct {
 	// tryGaveUp runs in a Try call that gives up on a holder making no
 	// progress (the third exception of "Try calls"), before it reports.
 	tryGaveUp func()
-	// tryPatience, if not 0, replaces tryPatience.
+	// repairStep runs inside repairProducer at each step of its list
+	// (repairTail...), with the step's number.
+	repairStep func(step int)
+		// tryPatience, if not 0, replaces tryPatience.
 	tryPatience time.Duration
 }
 
@@ -626,12 +629,43 @@ func (q *Queue) repairProducer() error {
 	kind, _, err := decodeHeader(q.hdr(t).Load(), t, q.size, q.maxMsg)
 	if err == nil && kind != recEmpty {
 		q.tail.Store(c)
+		q.repairStep(repairTail)
 		q.puts.Add(n)
 	} else {
-		q.dropped.Add(n)
+		// Idempotent, should this repairer die too: dropped changes only
+		// here, under the producer lock, so the value it is to reach is
+		// stored first (in claimN) and then stored, never added twice;
+		// claim back at tail then says nothing is left to repair.
+		target := n &^ claimDropping
+		if n&claimDropping == 0 {
+			target += q.dropped.Load()
+			release.Store64(q.claimN, claimDropping|target)
+			q.repairStep(repairMarked)
+		}
+		release.Store64(q.dropped, target)
+		q.repairStep(repairCounted)
+		release.Store64(q.claim, t)
 	}
 	robust.Wake(q.dataFx)
 	return nil
+}
+
+// claimDropping marks claimN as holding, below it, the value of dropped
+// that a repair which drops the dead holder's messages is to store.
+const claimDropping = 1 << 63
+
+// The steps of repairProducer, at which a test's faults.repairStep runs.
+const (
+	repairTail    = iota // committed: tail stored, puts not yet added to
+	repairMarked         // not committed: claimN holds dropped's target
+	repairCounted        // not committed: dropped stored, claim not yet
+)
+
+// repairStep runs the repairStep fault hook, if any, at step s.
+func (q *Queue) repairStep(s int) {
+	if q.faults.repairStep != nil {
+		q.faults.repairStep(s)
+	}
 }
 
 // Get removes and returns the oldest message, waiting while the queue is
