@@ -143,7 +143,7 @@ type faults struct {
 	// repairStep runs inside repairProducer at each step of its list
 	// (repairTail...), with the step's number.
 	repairStep func(step int)
-		// tryPatience, if not 0, replaces tryPatience.
+	// tryPatience, if not 0, replaces tryPatience.
 	tryPatience time.Duration
 }
 
