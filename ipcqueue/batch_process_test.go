@@ -73,6 +73,27 @@ func init() {
 		q.Stats()
 		return errors.New("survived SIGKILL")
 	})
+	// commitkill NAME STEP: Reserve, fill and Commit a claim of "claimed",
+	// SIGKILLing itself at Commit's step STEP (stepCommitted on).
+	helperproc.Register("commitkill", func(a []string) error {
+		q, err := Open(a[0])
+		if err != nil {
+			return err
+		}
+		step := atoi(a[1])
+		q.faults.batchStep = func(s int) {
+			if s == step {
+				killSelf()
+			}
+		}
+		cl, err := q.Reserve(context.Background(), 7)
+		if err != nil {
+			return err
+		}
+		copy(cl.Bytes(), "claimed")
+		cl.Commit()
+		return errors.New("survived SIGKILL")
+	})
 	// claimkill NAME: Reserve 30 bytes, write half, say "claimed" and
 	// wait to be killed.
 	helperproc.Register("claimkill", func(a []string) error {
@@ -276,6 +297,25 @@ func TestClaimHolderKilled(t *testing.T) {
 		}
 		if st := q.Stats(); st.Dropped != 1 || st.Puts != 1 || q.Len() != 0 {
 			t.Fatalf("stats %+v", st)
+		}
+	}
+}
+
+// TestCommitKilled: a claim holder killed inside Commit, once its header
+// is stored (before tail, before unlock, ...), has published its message:
+// it is seen once, and nothing is dropped.
+func TestCommitKilled(t *testing.T) {
+	for _, start := range []uint64{0, 240} { // 240: a padding before it
+		for step := stepCommitted; step < numSteps; step++ {
+			q := namedQueue(t, 256, nil)
+			moveTo(q, start)
+			runKilled(t, "commitkill", q.Segment().Name(), strconv.Itoa(step))
+			if st := q.Stats(); st.Dropped != 0 {
+				t.Fatalf("start %d, step %d: stats %+v", start, step, st)
+			}
+			if got := drainTry(t, q); fmt.Sprint(got) != "[claimed]" {
+				t.Fatalf("start %d, step %d: consumers saw %q", start, step, got)
+			}
 		}
 	}
 }
