@@ -551,14 +551,14 @@ func linProcesses(t *testing.T, run int) {
 			}
 		})
 		if run > 0 && (c == run%2*2 || c == 1+run%2*2) { // kill it partway
-			go func() {
+			wg.Go(func() { // waited for: it appends to pending
 				<-ready
 				mu.Lock()
 				killed[c] = true
 				pending = append(pending, porcupine.Operation{ClientId: c, Input: linIn{kind: linDeath, client: c}, Call: monotonic(), Output: linOut{}})
 				mu.Unlock()
 				procs[c].Cmd.Process.Signal(syscall.SIGKILL)
-			}()
+			})
 		}
 	}
 	// Producers end (or die); then the consumers drain to EOF.
