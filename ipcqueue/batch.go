@@ -571,7 +571,7 @@ type patience struct {
 // keep reports whether to go on waiting for the holder of l, whose side's
 // index is idx: yes while the holder or the index changes, and for
 // tryPatience after they last did.
-func (p *patience) keep(l *robust.Lock, idx *atomic.Uint64) bool {
+func (p *patience) keep(l *robust.Lock, idx *atomic.Uint64, d time.Duration) bool {
 	h, _ := l.Holder()
 	mark := idx.Load()*31 + uint64(h)
 	now := time.Now()
@@ -579,5 +579,24 @@ func (p *patience) keep(l *robust.Lock, idx *atomic.Uint64) bool {
 		p.since, p.mark = now, mark
 		return true
 	}
-	return now.Sub(p.since) < tryPatience
+	return now.Sub(p.since) < d
+}
+
+// keep is p.keep with this handle's patience and test hooks: tryRetry when
+// the Try call goes on waiting, tryGaveUp when it gives up.
+func (q *Queue) keep(p *patience, l *robust.Lock, idx *atomic.Uint64) bool {
+	d := tryPatience
+	if q.faults.tryPatience != 0 {
+		d = q.faults.tryPatience
+	}
+	if !p.keep(l, idx, d) {
+		if q.faults.tryGaveUp != nil {
+			q.faults.tryGaveUp()
+		}
+		return false
+	}
+	if q.faults.tryRetry != nil {
+		q.faults.tryRetry()
+	}
+	return true
 }

@@ -57,6 +57,43 @@ func init() {
 		q.PutBatch(context.Background(), killBatch())
 		return errors.New("survived SIGKILL")
 	})
+	// repairkill NAME STEP: repair a dead producer (Stats takes the lock
+	// over), SIGKILLing itself at repairProducer step STEP.
+	helperproc.Register("repairkill", func(a []string) error {
+		q, err := Open(a[0])
+		if err != nil {
+			return err
+		}
+		step := atoi(a[1])
+		q.faults.repairStep = func(s int) {
+			if s == step {
+				killSelf()
+			}
+		}
+		q.Stats()
+		return errors.New("survived SIGKILL")
+	})
+	// commitkill NAME STEP: Reserve, fill and Commit a claim of "claimed",
+	// SIGKILLing itself at Commit's step STEP (stepCommitted on).
+	helperproc.Register("commitkill", func(a []string) error {
+		q, err := Open(a[0])
+		if err != nil {
+			return err
+		}
+		step := atoi(a[1])
+		q.faults.batchStep = func(s int) {
+			if s == step {
+				killSelf()
+			}
+		}
+		cl, err := q.Reserve(context.Background(), 7)
+		if err != nil {
+			return err
+		}
+		copy(cl.Bytes(), "claimed")
+		cl.Commit()
+		return errors.New("survived SIGKILL")
+	})
 	// claimkill NAME: Reserve 30 bytes, write half, say "claimed" and
 	// wait to be killed.
 	helperproc.Register("claimkill", func(a []string) error {
@@ -166,30 +203,72 @@ func TestPutBatchKilledAtEveryStep(t *testing.T) {
 					if ok, err := q.TryPut([]byte("after")); !ok || err != nil {
 						t.Fatalf("TryPut after the death = %v, %v", ok, err)
 					}
-					var got []string
-					for {
-						m, ok, err := q.TryGet()
-						if err != nil {
-							t.Fatal(err)
-						}
-						if !ok {
-							break
-						}
-						got = append(got, string(m))
-					}
-					exp := []string{}
-					if published {
-						for _, m := range want {
-							exp = append(exp, string(m))
-						}
-					}
-					exp = append(exp, "after")
+					got, exp := drainTry(t, q), afterBatch(published)
 					if fmt.Sprint(got) != fmt.Sprint(exp) {
 						t.Fatalf("step %d: consumers saw %q, want %q", step, got, exp)
 					}
 				})
 			}
 		}
+	}
+}
+
+// drainTry takes every message of q with TryGet.
+func drainTry(t *testing.T, q *Queue) []string {
+	t.Helper()
+	var got []string
+	for {
+		m, ok, err := q.TryGet()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			return got
+		}
+		got = append(got, string(m))
+	}
+}
+
+// afterBatch is what a queue holds after a batchkill death and a Put of
+// "after": killBatch first if it was published.
+func afterBatch(published bool) []string {
+	exp := []string{}
+	if published {
+		for _, m := range killBatch() {
+			exp = append(exp, string(m))
+		}
+	}
+	return append(exp, "after")
+}
+
+// TestRepairerKilled: a producer dies inside PutBatch, before or after
+// its commit, and the process that repairs it dies at each step of the
+// repair. The next repair finishes the job: the batch is whole or absent,
+// and an absent one counts once in Stats.Dropped, not once per repairer.
+func TestRepairerKilled(t *testing.T) {
+	for _, tc := range []struct{ batchStep, repairStep int }{
+		{stepWritten, repairMarked},
+		{stepWritten, repairCounted},
+		{stepCommitted, repairTail},
+	} {
+		t.Run(fmt.Sprintf("batch%d/repair%d", tc.batchStep, tc.repairStep), func(t *testing.T) {
+			q := namedQueue(t, 256, nil)
+			name := q.Segment().Name()
+			runKilled(t, "batchkill", name, strconv.Itoa(tc.batchStep), "0")
+			runKilled(t, "repairkill", name, strconv.Itoa(tc.repairStep))
+			st := q.Stats() // the second repair
+			published := tc.batchStep >= stepCommitted
+			if want := map[bool]uint64{false: uint64(len(killBatch()))}[published]; st.Dropped != want {
+				t.Fatalf("stats %+v after the repairer's death; want Dropped %d", st, want)
+			}
+			if ok, err := q.TryPut([]byte("after")); !ok || err != nil {
+				t.Fatalf("TryPut after the deaths = %v, %v", ok, err)
+			}
+			got, exp := drainTry(t, q), afterBatch(published)
+			if fmt.Sprint(got) != fmt.Sprint(exp) {
+				t.Fatalf("consumers saw %q, want %q", got, exp)
+			}
+		})
 	}
 }
 
@@ -218,6 +297,25 @@ func TestClaimHolderKilled(t *testing.T) {
 		}
 		if st := q.Stats(); st.Dropped != 1 || st.Puts != 1 || q.Len() != 0 {
 			t.Fatalf("stats %+v", st)
+		}
+	}
+}
+
+// TestCommitKilled: a claim holder killed inside Commit, once its header
+// is stored (before tail, before unlock, ...), has published its message:
+// it is seen once, and nothing is dropped.
+func TestCommitKilled(t *testing.T) {
+	for _, start := range []uint64{0, 240} { // 240: a padding before it
+		for step := stepCommitted; step < numSteps; step++ {
+			q := namedQueue(t, 256, nil)
+			moveTo(q, start)
+			runKilled(t, "commitkill", q.Segment().Name(), strconv.Itoa(step))
+			if st := q.Stats(); st.Dropped != 0 {
+				t.Fatalf("start %d, step %d: stats %+v", start, step, st)
+			}
+			if got := drainTry(t, q); fmt.Sprint(got) != "[claimed]" {
+				t.Fatalf("start %d, step %d: consumers saw %q", start, step, got)
+			}
 		}
 	}
 }

@@ -277,11 +277,15 @@ func TestTryGetStrict(t *testing.T) {
 	q.faults.skipWake = func() bool { return true }
 	q.Put(ctx, []byte("m"))
 	q.faults.skipWake = nil
+	q.faults.tryPatience = time.Hour // no scheduler delay is a stalled holder
+	h := q.head.Load()
 	_, ok, err := q.TryGet()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !ok && q.Stats().Gets != 1 {
+	// Empty is true only once the Get has taken the message: it stores
+	// head before it lets go of the lock (its count of gets comes later).
+	if !ok && q.head.Load() == h {
 		t.Fatalf("TryGet reported empty with the message still in the queue (%+v)", q.Stats())
 	}
 	if ok {
@@ -293,7 +297,10 @@ func TestTryGetStrict(t *testing.T) {
 }
 
 // TestTryPutStrict: a Put stalled inside its write holds the producer lock
-// of a queue with room: TryPut waits for it rather than report full.
+// of a queue with room: TryPut waits for it rather than report full. The
+// test waits for TryPut to have found the lock busy and chosen to wait
+// (tryRetry), with a patience no scheduler delay reaches, so a descheduled
+// test goroutine cannot turn the third exception into a failure.
 func TestTryPutStrict(t *testing.T) {
 	ctx := t.Context()
 	q := heapQueue(t, 1024, nil)
@@ -306,12 +313,20 @@ func TestTryPutStrict(t *testing.T) {
 	go func() { errs <- q.Put(ctx, []byte("first")) }()
 	<-stalled
 	q.faults.putCopied = nil
+	retried := make(chan struct{}, 1)
+	q.faults.tryPatience = time.Hour
+	q.faults.tryRetry = func() {
+		select {
+		case retried <- struct{}{}:
+		default:
+		}
+	}
 	tried := make(chan bool, 1)
 	go func() { ok, _ := q.TryPut([]byte("second")); tried <- ok }()
-	select {
+	select { // TryPut must find the lock busy and wait for its holder
+	case <-retried:
 	case ok := <-tried:
 		t.Fatalf("TryPut returned %v while a Put held the lock of a queue with room", ok)
-	case <-time.After(20 * time.Millisecond): // it must still be waiting: a hang is the pass
 	}
 	release()
 	if err := <-errs; err != nil {
@@ -560,4 +575,90 @@ func FuzzBatch(f *testing.F) {
 			q.TryRead(4, func([]byte) error { return nil })
 		}
 	})
+}
+
+// TestShutdownWaitsForClaim: Shutdown, from another goroutine, waits for
+// the open claim (asleep on the producer lock) without shutting the queue
+// down; the claim's Commit then publishes, and the message is drained
+// before io.EOF.
+func TestShutdownWaitsForClaim(t *testing.T) {
+	ctx := t.Context()
+	q := spinning(heapQueue(t, 1024, nil), -1)
+	cl, err := q.Reserve(ctx, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Abort()
+	copy(cl.Bytes(), "held")
+	waits := q.waits.Load()
+	done := make(chan error, 1)
+	go func() { done <- q.Shutdown() }()
+	waitFor(t, "Shutdown asleep on the claim", func() bool { return q.waits.Load() > waits })
+	if q.IsShutdown() {
+		t.Fatal("Shutdown did not wait for the open claim")
+	}
+	if err := cl.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := woken(t, done, "Shutdown"); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := q.Get(ctx); string(m) != "held" || err != nil {
+		t.Fatalf("Get = %q, %v; want the committed message", m, err)
+	}
+	if _, err := q.Get(ctx); err != io.EOF {
+		t.Fatalf("Get after the drain = %v; want io.EOF", err)
+	}
+}
+
+// TestCloseWaitsForRead: Close of the handle of a Read inside fn ends the
+// handle for new calls at once but returns only after the Read (fn still
+// sees its message, mapped), whose message is taken (another handle sees
+// the queue empty).
+func TestCloseWaitsForRead(t *testing.T) {
+	ctx := t.Context()
+	q := namedQueue(t, 1024, nil)
+	other, err := Open(q.Segment().Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := q.Put(ctx, []byte("m")); err != nil {
+		t.Fatal(err)
+	}
+	inFn, resume := make(chan struct{}), make(chan struct{})
+	read := make(chan error, 1)
+	go func() {
+		n, err := q.Read(ctx, 4, func(m []byte) error {
+			close(inFn)
+			<-resume
+			if string(m) != "m" { // still mapped: Close waited
+				return fmt.Errorf("message %q inside fn after Close began", m)
+			}
+			return nil
+		})
+		if err == nil && n != 1 {
+			err = fmt.Errorf("read %d messages, want 1", n)
+		}
+		read <- err
+	}()
+	<-inFn
+	closed := make(chan error, 1)
+	go func() { closed <- q.Close() }()
+	waitFor(t, "Close begun", func() bool { return !q.open.Load() })
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned %v while Read was inside fn", err)
+	default:
+	}
+	close(resume)
+	if err := woken(t, read, "Read"); err != nil {
+		t.Fatal(err)
+	}
+	if err := woken(t, closed, "Close"); err != nil {
+		t.Fatal(err)
+	}
+	if n := other.Len(); n != 0 {
+		t.Fatalf("Len = %d after the Read; want 0", n)
+	}
 }

@@ -203,6 +203,9 @@ const (
 	// offClaimN (uint64) is how many messages the record or batch ending
 	// at claim holds: stored (release store) before claim, read only by a
 	// repairer, after the holder died, to count them in puts or dropped.
+	// A repairer that drops them first stores claimDropping with the value
+	// dropped is to reach, so that a repairer killed while counting is
+	// followed by one that stores the same value, not adds again.
 	offClaimN = 168
 	// offReserved (uint64) is 1 while the producer lock holder holds a
 	// Claim (Reserve) rather than writing a Put, 0 otherwise. Stored

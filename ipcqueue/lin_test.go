@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -33,7 +34,10 @@ import (
 // is one step. Try calls are encoded as promised ("Try calls" in batch.go):
 // TryPut may fail only if the model had no room for it or a claim was
 // held; TryGet may report empty only if the model was empty or a Read of
-// another client overlapped it. A killed client's last operation stays
+// another client overlapped it; either may fail whatever the model says if
+// it took the third exception, giving up on a lock holder that made no
+// progress for tryPatience (a descheduled holder, on a loaded machine),
+// which the tryGaveUp hook records in its output. A killed client's last operation stays
 // pending: the model lets it have happened or not (a consumer's also to
 // have only skipped a padding), and a Death step releases its claim.
 
@@ -77,6 +81,7 @@ type linOut struct {
 	pending bool
 	ok      bool
 	ids     string // ids taken
+	gaveUp  bool   // a Try call that failed gave up on a stalled holder
 }
 
 // linState is the model: positions as the ring has them, the queued
@@ -146,6 +151,10 @@ func linStep(s, in, out any) []any {
 	}
 	switch i.kind {
 	case linPut, linPutBatch, linTryPut, linCommit:
+		if i.kind == linTryPut && o.gaveUp {
+			next = append(next, st) // the third exception: promised
+			break
+		}
 		if i.kind == linCommit && st.claimer != i.client || i.kind != linCommit && st.claimer >= 0 {
 			if i.kind == linTryPut && !o.ok && !o.pending {
 				next = append(next, st) // full while a claim is held: promised
@@ -188,7 +197,7 @@ func linStep(s, in, out any) []any {
 			break
 		}
 		if !o.ok {
-			if st.q == "" || i.kind == linTryGet && i.overlapRead {
+			if st.q == "" || i.kind == linTryGet && (i.overlapRead || o.gaveUp) {
 				next = append(next, st)
 			}
 			break
@@ -211,7 +220,7 @@ var linModel = (&porcupine.NondeterministicModel{
 	DescribeOperation: func(in, out any) string {
 		i, _ := in.(linIn)
 		o, _ := out.(linOut)
-		return fmt.Sprintf("%d %s(%v) -> %v %v pending=%v", i.client, linNames[i.kind], idsOf(i.ids), o.ok, idsOf(o.ids), o.pending)
+		return fmt.Sprintf("%d %s(%v) -> %v %v pending=%v gaveUp=%v", i.client, linNames[i.kind], idsOf(i.ids), o.ok, idsOf(o.ids), o.pending, o.gaveUp)
 	},
 }).ToModel()
 
@@ -230,9 +239,12 @@ type linRecorder interface {
 }
 
 // linClient runs ops operations of a producer (client even), or
-// operations until EOF of a consumer (odd), on q, choosing them from rng, recording each in rec. A consumer
-// stops at EOF.
-func linClient(q *Queue, client, ops int, rng *rand.Rand, rec linRecorder) error {
+// operations until EOF of a consumer (odd), on q, choosing them from rng,
+// recording each in rec. gaveUp counts the Try calls on q that gave up on a
+// stalled holder (q's tryGaveUp hook): a failed Try call during which it
+// moved is marked gaveUp. With clients sharing q, another client's Try
+// call can mark it too: looser than need be, and only in that rare case.
+func linClient(q *Queue, client, ops int, rng *rand.Rand, rec linRecorder, gaveUp *atomic.Uint64) error {
 	ctx := context.Background()
 	bufs := newBufs(4, 64)
 	seq := uint32(0)
@@ -281,8 +293,9 @@ func linClient(q *Queue, client, ops int, rng *rand.Rand, rec linRecorder) error
 			case 3:
 				id := nextID()
 				err = do(linIn{kind: linTryPut, client: client, ids: idsStr(id)}, func() (linOut, error) {
+					g := gaveUp.Load()
 					ok, err := q.TryPut(linMsg(bufs[0], id))
-					return linOut{ok: ok}, err
+					return linOut{ok: ok, gaveUp: !ok && gaveUp.Load() != g}, err
 				})
 			}
 			if err != nil {
@@ -308,9 +321,10 @@ func linClient(q *Queue, client, ops int, rng *rand.Rand, rec linRecorder) error
 			})
 		case 2:
 			err = do(linIn{kind: linTryGet, client: client}, func() (linOut, error) {
+				g := gaveUp.Load()
 				m, ok, err := q.TryGet()
 				if !ok {
-					return linOut{}, err
+					return linOut{gaveUp: gaveUp.Load() != g}, err
 				}
 				return linOut{ok: true, ids: idsStr(linID(m))}, err
 			})
@@ -401,6 +415,8 @@ func checkLinearizable(t *testing.T, ops []porcupine.Operation) {
 func TestLinearizableHeap(t *testing.T) {
 	for run := range 3 {
 		q := heapQueue(t, linRing, nil)
+		var gaveUp atomic.Uint64
+		q.faults.tryGaveUp = func() { gaveUp.Add(1) }
 		h := &linHistory{}
 		var pw, cw sync.WaitGroup
 		for c := range 4 {
@@ -409,7 +425,7 @@ func TestLinearizableHeap(t *testing.T) {
 				wg = &cw
 			}
 			wg.Go(func() {
-				if err := linClient(q, c, 80, rand.New(rand.NewPCG(uint64(run), uint64(c))), &linSlot{h: h}); err != nil {
+				if err := linClient(q, c, 80, rand.New(rand.NewPCG(uint64(run), uint64(c))), &linSlot{h: h}, &gaveUp); err != nil {
 					t.Error(err)
 					q.Shutdown() // nobody waits for ever on a broken queue
 				}
@@ -432,7 +448,9 @@ func init() {
 		}
 		defer q.Close()
 		seed := uint64(atoi(a[3]))
-		return linClient(q, atoi(a[1]), atoi(a[2]), rand.New(rand.NewPCG(seed, seed)), linLines{})
+		var gaveUp atomic.Uint64
+		q.faults.tryGaveUp = func() { gaveUp.Add(1) }
+		return linClient(q, atoi(a[1]), atoi(a[2]), rand.New(rand.NewPCG(seed, seed)), linLines{}, &gaveUp)
 	})
 }
 
@@ -445,7 +463,7 @@ func (linLines) call(in linIn, t int64) {
 }
 
 func (linLines) ret(out linOut, t int64) {
-	fmt.Fprintf(os.Stdout, "R %v x%x %d\n", out.ok, out.ids, t)
+	fmt.Fprintf(os.Stdout, "R %v x%x %d %v\n", out.ok, out.ids, t, out.gaveUp)
 }
 
 // readLines parses a client's lines into h; a call without its return is
@@ -463,13 +481,13 @@ func readLines(client int, r io.Reader, h *linHistory) (*porcupine.Operation, er
 			}
 			t, _ := strconv.ParseInt(f[3], 10, 64)
 			s.call(linIn{kind: atoi(f[1]), client: client, ids: string(ids)}, t)
-		case len(f) == 5 && f[0] == "R" && s.open != nil:
+		case len(f) == 6 && f[0] == "R" && s.open != nil:
 			ids, err := hex.DecodeString(strings.TrimPrefix(f[2], "x"))
 			if err != nil {
 				return nil, err
 			}
 			t, _ := strconv.ParseInt(f[3], 10, 64)
-			s.ret(linOut{ok: f[1] == "true", ids: string(ids)}, t)
+			s.ret(linOut{ok: f[1] == "true", ids: string(ids), gaveUp: f[4] == "true"}, t)
 		default:
 			return nil, fmt.Errorf("client %d: bad line %q", client, sc.Text())
 		}
@@ -533,14 +551,14 @@ func linProcesses(t *testing.T, run int) {
 			}
 		})
 		if run > 0 && (c == run%2*2 || c == 1+run%2*2) { // kill it partway
-			go func() {
+			wg.Go(func() { // waited for: it appends to pending
 				<-ready
 				mu.Lock()
 				killed[c] = true
 				pending = append(pending, porcupine.Operation{ClientId: c, Input: linIn{kind: linDeath, client: c}, Call: monotonic(), Output: linOut{}})
 				mu.Unlock()
 				procs[c].Cmd.Process.Signal(syscall.SIGKILL)
-			}()
+			})
 		}
 	}
 	// Producers end (or die); then the consumers drain to EOF.
@@ -549,4 +567,41 @@ func linProcesses(t *testing.T, run int) {
 	q.Shutdown()
 	wg.Wait()
 	checkLinearizable(t, h.finish(pending))
+}
+
+// TestLinearizableGaveUp: a Put stalled inside its write holds the producer
+// lock of a queue with room past tryPatience (as a descheduled process
+// would on a loaded machine); a TryPut gives up on it and reports full, the
+// third exception, which the history records and the model allows.
+func TestLinearizableGaveUp(t *testing.T) {
+	ctx := t.Context()
+	q := heapQueue(t, linRing, nil)
+	var gaveUp atomic.Uint64
+	q.faults.tryGaveUp = func() { gaveUp.Add(1) }
+	q.faults.tryPatience = time.Millisecond
+	stalled, resume := make(chan struct{}), make(chan struct{})
+	q.faults.putCopied = func() { close(stalled); <-resume }
+	var once sync.Once
+	release := func() { once.Do(func() { close(resume) }) }
+	defer release() // before Close waits for the stalled Put
+	h := &linHistory{}
+	put, try := &linSlot{h: h}, &linSlot{h: h}
+	errs := make(chan error, 1)
+	buf := make([]byte, 64)
+	put.call(linIn{kind: linPut, client: 0, ids: idsStr(1)}, monotonic())
+	go func() { errs <- q.Put(ctx, linMsg(buf, 1)) }()
+	<-stalled
+	q.faults.putCopied = nil
+	try.call(linIn{kind: linTryPut, client: 2, ids: idsStr(2)}, monotonic())
+	ok, err := q.TryPut(linMsg(make([]byte, 64), 2))
+	try.ret(linOut{ok: ok, gaveUp: !ok && gaveUp.Load() == 1}, monotonic())
+	if err != nil || ok || gaveUp.Load() != 1 {
+		t.Fatalf("TryPut = %v, %v with %d give-ups; want false, nil, 1", ok, err, gaveUp.Load())
+	}
+	release()
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	put.ret(linOut{ok: true}, monotonic())
+	checkLinearizable(t, h.finish(nil))
 }

@@ -134,6 +134,17 @@ type faults struct {
 	// batchStep runs inside PutBatch at each step of batchStep's list
 	// (batch.go), with the step's number.
 	batchStep func(step int)
+	// tryRetry runs in a Try call each time it finds a lock busy and goes
+	// on waiting for the holder ("Try calls" in batch.go).
+	tryRetry func()
+	// tryGaveUp runs in a Try call that gives up on a holder making no
+	// progress (the third exception of "Try calls"), before it reports.
+	tryGaveUp func()
+	// repairStep runs inside repairProducer at each step of its list
+	// (repairTail...), with the step's number.
+	repairStep func(step int)
+	// tryPatience, if not 0, replaces tryPatience.
+	tryPatience time.Duration
 }
 
 // ringFor rounds size up to a power of two, at least minRing.
@@ -447,7 +458,7 @@ func (q *Queue) acquire(ctx context.Context, block bool, s span) (t uint64, ok b
 			if !errors.Is(err, errBusy) {
 				return 0, false, err
 			}
-			if q.reserved.Load() != 0 || q.fullNow(s) || !wait.keep(q.plock, q.tail) {
+			if q.reserved.Load() != 0 || q.fullNow(s) || !q.keep(&wait, q.plock, q.tail) {
 				return 0, false, nil
 			}
 			runtime.Gosched() // a Put holds the lock a moment: try again
@@ -618,12 +629,43 @@ func (q *Queue) repairProducer() error {
 	kind, _, err := decodeHeader(q.hdr(t).Load(), t, q.size, q.maxMsg)
 	if err == nil && kind != recEmpty {
 		q.tail.Store(c)
+		q.repairStep(repairTail)
 		q.puts.Add(n)
 	} else {
-		q.dropped.Add(n)
+		// Idempotent, should this repairer die too: dropped changes only
+		// here, under the producer lock, so the value it is to reach is
+		// stored first (in claimN) and then stored, never added twice;
+		// claim back at tail then says nothing is left to repair.
+		target := n &^ claimDropping
+		if n&claimDropping == 0 {
+			target += q.dropped.Load()
+			release.Store64(q.claimN, claimDropping|target)
+			q.repairStep(repairMarked)
+		}
+		release.Store64(q.dropped, target)
+		q.repairStep(repairCounted)
+		release.Store64(q.claim, t)
 	}
 	robust.Wake(q.dataFx)
 	return nil
+}
+
+// claimDropping marks claimN as holding, below it, the value of dropped
+// that a repair which drops the dead holder's messages is to store.
+const claimDropping = 1 << 63
+
+// The steps of repairProducer, at which a test's faults.repairStep runs.
+const (
+	repairTail    = iota // committed: tail stored, puts not yet added to
+	repairMarked         // not committed: claimN holds dropped's target
+	repairCounted        // not committed: dropped stored, claim not yet
+)
+
+// repairStep runs the repairStep fault hook, if any, at step s.
+func (q *Queue) repairStep(s int) {
+	if q.faults.repairStep != nil {
+		q.faults.repairStep(s)
+	}
 }
 
 // Get removes and returns the oldest message, waiting while the queue is
@@ -728,7 +770,7 @@ func (q *Queue) lockConsumersFor(ctx context.Context, block bool) (bool, error) 
 		if !errors.Is(err, errBusy) {
 			return false, err
 		}
-		if q.reading.Load() != 0 || q.emptyNow() || !wait.keep(q.clock, q.head) {
+		if q.reading.Load() != 0 || q.emptyNow() || !q.keep(&wait, q.clock, q.head) {
 			return false, nil
 		}
 		robust.Wake(q.dataFx)
