@@ -123,8 +123,10 @@
 // may run more than once (never the one that killed its worker).
 //
 // [Pool.Imap] and [Pool.ImapUnordered] take an iter.Seq and read it
-// lazily, a few chunks per worker ahead of the results yielded, as Python
-// reads a generator: a directory walk hashes as it goes. Unlike Python's
+// lazily, a few chunks per worker ahead of the results yielded (for
+// ImapUnordered, ahead of the oldest result not yet yielded, so a slow item
+// holds the reading back and memory stays bounded), as Python reads a
+// generator: a directory walk hashes as it goes. Unlike Python's
 // imap, a failed item yields its error and the loop goes on; break to
 // stop there. Chunk sizes default to Python's per call:
 // ceil(len/(4*Workers)) for Map, 1 for the Imaps (each result comes as

@@ -33,8 +33,11 @@ type job[In, Out any] struct {
 	sig    chan struct{}
 
 	// Streaming calls read their input lazily (feed): open until the
-	// input is exhausted; taken counts the items the iterator has
-	// yielded; room wakes the feeder when taken grows or the call ends;
+	// input is exhausted; taken is the number of items at the start of
+	// the input that the iterator has yielded (all of them, for Imap; up
+	// to the oldest not yet yielded, for ImapUnordered, so that a slow
+	// item also holds the reading back and the slots held stay within the
+	// read-ahead window); room wakes the feeder when taken grows or the call ends;
 	// inPanic is what the input sequence panicked with, if it did. The
 	// job owns in and outs, and clears each value once it is no longer
 	// needed, so that a long stream does not keep its items alive.
@@ -591,7 +594,7 @@ func (p *Pool[In, Out]) imapUnordered(ctx context.Context, xs iter.Seq[In], size
 			}
 			taken, low = taken[:copy(taken, taken[k:])], low+k
 			j.compact(low)
-			j.taken = n + len(idx)
+			j.taken = low
 			all := !j.open && j.taken == j.total()
 			stop, pan := j.stopped(), j.inPanic
 			p.mu.Unlock()

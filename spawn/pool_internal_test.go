@@ -271,8 +271,10 @@ func TestImapMemoryBounded(t *testing.T) {
 	defer p.Close()
 	const n, chunk = 20000, 50
 	// The window: read-ahead beyond the items yielded (for an unordered
-	// call, beyond the oldest not yet yielded, which may lag by as much
-	// again), and the slots compact leaves until they are half.
+	// call, beyond the oldest not yet yielded, however slow it is: a
+	// bound on that lag held only when the machine was quiet), a chunk
+	// read before the feeder looks, and the slots compact leaves until
+	// they are half.
 	bound := 2 * (p.readAhead(chunk) + minCompact + chunk)
 	held := func() int {
 		p.mu.Lock()
