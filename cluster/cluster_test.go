@@ -257,19 +257,7 @@ func TestMaxDeliver(t *testing.T) {
 func TestCancel(t *testing.T) {
 	e := newEnv(t)
 	dir := t.TempDir()
-	w := e.worker(serveArg{Tasks: []string{"cl-block"}})
-	p := pool(e, block, &cluster.Options{ChunkSize: 1})
-	xs := make([]markArg, 10)
-	for i := range xs {
-		xs[i] = markArg{Dir: dir, Key: "c", Runs: 1000}
-	}
-	ctx, cancel := context.WithCancel(e.ctx())
-	done := make(chan error, 1)
-	go func() {
-		_, err := p.Map(ctx, xs)
-		done <- err
-	}()
-	e.waitFor("the first item to run", func() bool { return marks(t, dir, "c") == 1 }, w)
+	_, p, cancel, done := blockedMap(t, e, dir, "c")
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Map = %v, want context.Canceled", err)
@@ -290,19 +278,7 @@ func TestCancel(t *testing.T) {
 func TestCancelQueued(t *testing.T) {
 	e := newEnv(t)
 	dir := t.TempDir()
-	w := e.worker(serveArg{Tasks: []string{"cl-block"}})
-	p := pool(e, block, &cluster.Options{ChunkSize: 1})
-	xs := make([]markArg, 10)
-	for i := range xs {
-		xs[i] = markArg{Dir: dir, Key: "q", Runs: 1000}
-	}
-	ctx, cancel := context.WithCancel(e.ctx())
-	done := make(chan error, 1)
-	go func() {
-		_, err := p.Map(ctx, xs)
-		done <- err
-	}()
-	e.waitFor("the first item to run", func() bool { return marks(t, dir, "q") == 1 }, w)
+	w, p, cancel, done := blockedMap(t, e, dir, "q")
 	w.Kill()
 	w.Wait()
 	cancel()
@@ -396,4 +372,25 @@ func TestBadInput(t *testing.T) {
 	if _, err := sp.Apply(ctx, big); err == nil {
 		t.Fatal("Apply of a 2 MiB item succeeded")
 	}
+}
+
+// blockedMap starts a worker serving cl-block and a Map of 10 blocking items
+// (key key, chunks of 1) under a cancellable ctx, and waits until the first
+// item runs. done receives the Map's error.
+func blockedMap(t *testing.T, e *env, dir, key string) (w *spawn.Process, p *cluster.Pool[markArg, int], cancel context.CancelFunc, done chan error) {
+	t.Helper()
+	w = e.worker(serveArg{Tasks: []string{"cl-block"}})
+	p = pool(e, block, &cluster.Options{ChunkSize: 1})
+	xs := make([]markArg, 10)
+	for i := range xs {
+		xs[i] = markArg{Dir: dir, Key: key, Runs: 1000}
+	}
+	ctx, cancel := context.WithCancel(e.ctx())
+	done = make(chan error, 1)
+	go func() {
+		_, err := p.Map(ctx, xs)
+		done <- err
+	}()
+	e.waitFor("the first item to run", func() bool { return marks(t, dir, key) == 1 }, w)
+	return w, p, cancel, done
 }
